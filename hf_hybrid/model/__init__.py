@@ -1,0 +1,53 @@
+"""The files of this folder are what every saved model ships for `trust_remote_code`.
+
+They import only `torch`, `transformers` and each other. Importing this package also registers the
+classes with the Auto* factories and the `arxiv-classification` pipeline task, so that in a process
+that imports `hf_hybrid`, saved folders load without remote code and saves record the code to ship.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+)
+from transformers.pipelines import PIPELINE_REGISTRY
+
+from .configuration_hybrid_cnn_lstm import MODEL_TYPE, HybridCNNLSTMConfig
+from .modeling_hybrid_cnn_lstm import (
+    HybridCNNLSTMForSequenceClassification,
+    HybridCNNLSTMModel,
+    HybridCNNLSTMModelOutput,
+    HybridCNNLSTMPreTrainedModel,
+)
+from .pipeline_arxiv_classification import ArxivClassificationPipeline
+from .tokenization_hybrid_cnn_lstm import HybridCNNLSTMTokenizer
+
+PIPELINE_TASK = "arxiv-classification"
+
+AutoConfig.register(MODEL_TYPE, HybridCNNLSTMConfig, exist_ok=True)
+AutoModel.register(HybridCNNLSTMConfig, HybridCNNLSTMModel, exist_ok=True)
+AutoModelForSequenceClassification.register(HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, exist_ok=True)
+AutoTokenizer.register(HybridCNNLSTMConfig, fast_tokenizer_class=HybridCNNLSTMTokenizer, exist_ok=True)
+
+HybridCNNLSTMConfig.register_for_auto_class()
+HybridCNNLSTMModel.register_for_auto_class("AutoModel")
+HybridCNNLSTMForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+HybridCNNLSTMTokenizer.register_for_auto_class("AutoTokenizer")
+PIPELINE_REGISTRY.register_pipeline(
+    PIPELINE_TASK,
+    pipeline_class=ArxivClassificationPipeline,
+    pt_model=AutoModelForSequenceClassification,
+    type="text",
+)
+
+__all__ = [
+    "PIPELINE_TASK",
+    "ArxivClassificationPipeline",
+    "HybridCNNLSTMConfig",
+    "HybridCNNLSTMForSequenceClassification",
+    "HybridCNNLSTMModel",
+    "HybridCNNLSTMModelOutput",
+    "HybridCNNLSTMPreTrainedModel",
+    "HybridCNNLSTMTokenizer",
+]

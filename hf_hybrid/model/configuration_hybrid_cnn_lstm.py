@@ -1,0 +1,99 @@
+"""Configuration of the hybrid CNN-LSTM paper classifier.
+
+This file is shipped with every saved model and runs under ``trust_remote_code``:
+it imports nothing but ``transformers``.
+"""
+
+from transformers import PretrainedConfig
+
+MODEL_TYPE = "hybrid_cnn_lstm"
+
+# Every saved model can be loaded by all of these Auto classes, whichever one saved it.
+AUTO_MAP = {
+    "AutoConfig": "configuration_hybrid_cnn_lstm.HybridCNNLSTMConfig",
+    "AutoModel": "modeling_hybrid_cnn_lstm.HybridCNNLSTMModel",
+    "AutoModelForSequenceClassification": "modeling_hybrid_cnn_lstm.HybridCNNLSTMForSequenceClassification",
+}
+
+
+class HybridCNNLSTMConfig(PretrainedConfig):
+    r"""Every hyperparameter of [`HybridCNNLSTMModel`]; the defaults are the research notebook's.
+
+    Args:
+        vocab_size: number of word ids, `<PAD>` and `<UNK>` included.
+        embed_dim: size of the word embedding shared by both branches.
+        num_filters: output channels of each abstract convolution.
+        kernel_sizes: one convolution per width, run in parallel over the abstract.
+        lstm_hidden: hidden size of each direction of the title BiLSTM.
+        lstm_layers: stacked BiLSTM layers.
+        dropout: dropout between LSTM layers and before the head's hidden layers.
+        embedding_dropout: dropout on the word embeddings.
+        output_dropout: dropout before the head's output layer.
+        classifier_hidden_sizes: widths of the head's hidden layers.
+        max_title_length / max_abstract_length: words kept per field; the tokenizer truncates to them.
+        pad_token_id: id of `<PAD>`; its embedding stays zero.
+        class_weights: optional cross-entropy weight per label, in label-id order.
+
+    Example:
+
+    ```python
+    >>> from hf_hybrid import HybridCNNLSTMConfig
+    >>> config = HybridCNNLSTMConfig(vocab_size=1000, id2label={0: "cs.AI", 1: "cs.CL"})
+    >>> config.num_labels, config.kernel_sizes
+    (2, [3, 4, 5])
+    ```
+    """
+
+    model_type = MODEL_TYPE
+
+    vocab_size: int = 50000
+    embed_dim: int = 300
+    num_filters: int = 256
+    kernel_sizes: list[int] | tuple[int, ...] = (3, 4, 5)
+    lstm_hidden: int = 256
+    lstm_layers: int = 2
+    dropout: float = 0.5
+    embedding_dropout: float = 0.25
+    output_dropout: float = 0.4
+    classifier_hidden_sizes: list[int] | tuple[int, ...] = (512, 256)
+    max_title_length: int = 30
+    max_abstract_length: int = 200
+    pad_token_id: int = 0
+    class_weights: list[float] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.kernel_sizes = [int(size) for size in self.kernel_sizes]
+        self.classifier_hidden_sizes = [int(size) for size in self.classifier_hidden_sizes]
+        if self.label2id is None:
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
+        self._check_values()
+
+    def _check_values(self):
+        positive = ("vocab_size", "embed_dim", "num_filters", "lstm_hidden", "lstm_layers",
+                    "max_title_length", "max_abstract_length")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if self.vocab_size < 2:
+            raise ValueError(f"`vocab_size` must leave room for <PAD> and <UNK>, got {self.vocab_size}")
+        if not self.kernel_sizes or any(size <= 0 for size in self.kernel_sizes):
+            raise ValueError(f"`kernel_sizes` must be a non-empty list of positive widths, got {self.kernel_sizes}")
+        if any(size <= 0 for size in self.classifier_hidden_sizes):
+            raise ValueError(f"`classifier_hidden_sizes` must be positive, got {self.classifier_hidden_sizes}")
+        for name in ("dropout", "embedding_dropout", "output_dropout"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` must be a word id below vocab_size, got {self.pad_token_id}")
+        if self.class_weights is not None:
+            self.class_weights = [float(weight) for weight in self.class_weights]
+            if len(self.class_weights) != self.num_labels:
+                raise ValueError(
+                    f"`class_weights` needs one weight per label ({self.num_labels}), got {len(self.class_weights)}"
+                )
+            if any(weight < 0 for weight in self.class_weights) or sum(self.class_weights) == 0:
+                raise ValueError(f"`class_weights` must be non-negative and not all zero, got {self.class_weights}")

@@ -1,0 +1,289 @@
+"""The hybrid CNN-LSTM paper classifier as a `transformers` model.
+
+One word embedding feeds two branches: a bidirectional LSTM with additive attention reads the title,
+parallel convolutions with global attention read the abstract. A learned two-way gate weighs the two
+summaries, and an MLP head classifies their concatenation.
+
+This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
+``torch``, ``transformers`` and its sibling configuration file.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import ModelOutput
+
+from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
+
+
+@dataclass
+class HybridCNNLSTMModelOutput(ModelOutput):
+    r"""Output of [`HybridCNNLSTMModel`].
+
+    Args:
+        fused_representation (`torch.FloatTensor` of shape `(batch_size, 2 * lstm_hidden + num_filters * len(kernel_sizes))`):
+            gated title summary concatenated with the gated abstract summary: what the head classifies.
+        title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`):
+            attention over title words; zero on padding.
+        abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`):
+            attention over abstract words; zero on padding.
+        fusion_weights (`torch.FloatTensor` of shape `(batch_size, 2)`):
+            weight of the title and of the abstract in the fused representation; each row sums to one.
+    """
+
+    fused_representation: torch.FloatTensor | None = None
+    title_attention: torch.FloatTensor | None = None
+    abstract_attention: torch.FloatTensor | None = None
+    fusion_weights: torch.FloatTensor | None = None
+
+
+def attention_pool(features, scores, mask):
+    """Softmax over the real positions of `scores`, then the weighted sum of `features`.
+
+    A row with no real position gets all-zero weights and a zero summary instead of NaNs.
+    """
+    scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    weights = scores.softmax(dim=-1) * mask
+    return torch.bmm(weights.unsqueeze(1), features).squeeze(1), weights
+
+
+class TitleEncoder(nn.Module):
+    """Stacked BiLSTM over the title words, summarised by additive self-attention."""
+
+    def __init__(self, config: HybridCNNLSTMConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(
+            config.embed_dim,
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        self.attention = nn.Linear(2 * config.lstm_hidden, 1)
+
+    def forward(self, embeddings, mask):
+        # Packing keeps the backward direction from reading the padding before the last real word.
+        lengths = mask.sum(dim=1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(embeddings, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = self.lstm(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=embeddings.shape[1])
+        return attention_pool(states, self.attention(states).squeeze(-1), mask)
+
+
+class AbstractEncoder(nn.Module):
+    """Parallel Conv1d + BatchNorm + ReLU, one per kernel width, summarised by global attention."""
+
+    def __init__(self, config: HybridCNNLSTMConfig):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embed_dim, config.num_filters, width) for width in config.kernel_sizes
+        )
+        self.norms = nn.ModuleList(nn.BatchNorm1d(config.num_filters) for _ in config.kernel_sizes)
+        self.attention = nn.Linear(config.num_filters * len(config.kernel_sizes), 1)
+
+    def forward(self, embeddings, mask):
+        channels_first = embeddings.transpose(1, 2)
+        maps = []
+        for conv, norm in zip(self.convs, self.norms):
+            # Pad so every width's output is as long as the text (the notebook's k//2 made even widths one longer).
+            width = conv.kernel_size[0]
+            padded = nn.functional.pad(channels_first, ((width - 1) // 2, width // 2))
+            maps.append(torch.relu(norm(conv(padded))))
+        features = torch.cat(maps, dim=1).transpose(1, 2)
+        return attention_pool(features, self.attention(features).squeeze(-1), mask)
+
+
+class GatedFusion(nn.Module):
+    """Scores each branch's summary, softmaxes the two scores and scales each summary by its weight."""
+
+    def __init__(self, title_dim: int, abstract_dim: int):
+        super().__init__()
+        self.title_score = nn.Linear(title_dim, 1)
+        self.abstract_score = nn.Linear(abstract_dim, 1)
+
+    def forward(self, title, abstract):
+        scores = torch.cat([self.title_score(title), self.abstract_score(abstract)], dim=1)
+        weights = scores.softmax(dim=1)
+        return torch.cat([title * weights[:, :1], abstract * weights[:, 1:]], dim=1), weights
+
+
+class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
+    config_class = HybridCNNLSTMConfig
+    base_model_prefix = "hybrid"
+    main_input_name = "title_input_ids"
+    # The loss is a mean over the batch; the Trainer scales it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    def _init_weights(self, module):
+        """The notebook's scheme: Xavier for linear layers, Kaiming for convolutions, PyTorch's defaults elsewhere."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv1d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=1.0)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LSTM):
+            bound = module.hidden_size**-0.5
+            for parameter in module.parameters():
+                init.uniform_(parameter, -bound, bound)
+        else:
+            super()._init_weights(module)
+
+
+def _mask_or_default(input_ids, attention_mask, pad_token_id):
+    if attention_mask is None:
+        return input_ids != pad_token_id
+    return attention_mask.bool()
+
+
+def _at_least_one_position(input_ids, mask, pad_token_id):
+    """An empty field (no words at all) becomes one padding position, so convolutions and packing still run."""
+    if input_ids.shape[1] > 0:
+        return input_ids, mask
+    return nn.functional.pad(input_ids, (0, 1), value=pad_token_id), nn.functional.pad(mask, (0, 1), value=False)
+
+
+class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
+    r"""The encoder: title and abstract word ids in, fused representation and attention maps out.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMModel
+    >>> model = HybridCNNLSTMModel(HybridCNNLSTMConfig(vocab_size=100, embed_dim=8, num_filters=4,
+    ...                                                lstm_hidden=4, classifier_hidden_sizes=[8]))
+    >>> out = model(title_input_ids=torch.tensor([[5, 6, 0]]), abstract_input_ids=torch.tensor([[7, 8, 9, 10]]))
+    >>> out.fused_representation.shape, out.fusion_weights.sum().item()
+    (torch.Size([1, 20]), 1.0)
+    ```
+    """
+
+    def __init__(self, config: HybridCNNLSTMConfig):
+        super().__init__(config)
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_token_id)
+        self.embedding_dropout = nn.Dropout(config.embedding_dropout)
+        self.title_encoder = TitleEncoder(config)
+        self.abstract_encoder = AbstractEncoder(config)
+        self.fusion = GatedFusion(2 * config.lstm_hidden, config.num_filters * len(config.kernel_sizes))
+        self.post_init()
+
+    @property
+    def hidden_size(self) -> int:
+        return 2 * self.config.lstm_hidden + self.config.num_filters * len(self.config.kernel_sizes)
+
+    def get_input_embeddings(self):
+        return self.embedding
+
+    def set_input_embeddings(self, value):
+        self.embedding = value
+
+    def _embed(self, input_ids, mask):
+        # Zeroing padded positions makes a convolution at the edge of the text see what it sees unbatched.
+        return self.embedding_dropout(self.embedding(input_ids)) * mask.unsqueeze(-1)
+
+    def forward(
+        self,
+        title_input_ids: torch.LongTensor,
+        abstract_input_ids: torch.LongTensor,
+        title_attention_mask: torch.Tensor | None = None,
+        abstract_attention_mask: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> HybridCNNLSTMModelOutput | tuple:
+        pad = self.config.pad_token_id
+        title_mask = _mask_or_default(title_input_ids, title_attention_mask, pad)
+        abstract_mask = _mask_or_default(abstract_input_ids, abstract_attention_mask, pad)
+        title_input_ids, title_mask = _at_least_one_position(title_input_ids, title_mask, pad)
+        abstract_input_ids, abstract_mask = _at_least_one_position(abstract_input_ids, abstract_mask, pad)
+
+        title, title_attention = self.title_encoder(self._embed(title_input_ids, title_mask), title_mask)
+        abstract, abstract_attention = self.abstract_encoder(
+            self._embed(abstract_input_ids, abstract_mask), abstract_mask
+        )
+        fused, fusion_weights = self.fusion(title, abstract)
+        output = HybridCNNLSTMModelOutput(
+            fused_representation=fused,
+            title_attention=title_attention,
+            abstract_attention=abstract_attention,
+            fusion_weights=fusion_weights,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+
+class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
+    r"""The encoder plus the notebook's BatchNorm/Dropout MLP head.
+
+    With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` when set. With
+    `output_attentions=True`, `attentions` is `(title_attention, abstract_attention, fusion_weights)`.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
+    >>> config = HybridCNNLSTMConfig(vocab_size=100, embed_dim=8, num_filters=4, lstm_hidden=4,
+    ...                              classifier_hidden_sizes=[8], id2label={0: "cs.AI", 1: "cs.CL"})
+    >>> model = HybridCNNLSTMForSequenceClassification(config).eval()
+    >>> out = model(title_input_ids=torch.tensor([[5, 6]]), abstract_input_ids=torch.tensor([[7, 8, 9]]),
+    ...             labels=torch.tensor([1]))
+    >>> out.logits.shape, out.loss.ndim
+    (torch.Size([1, 2]), 0)
+    ```
+    """
+
+    def __init__(self, config: HybridCNNLSTMConfig):
+        super().__init__(config)
+        self.hybrid = HybridCNNLSTMModel(config)
+        layers = []
+        width = self.hybrid.hidden_size
+        for hidden in config.classifier_hidden_sizes:
+            layers += [nn.BatchNorm1d(width), nn.Dropout(config.dropout), nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        layers += [nn.BatchNorm1d(width), nn.Dropout(config.output_dropout), nn.Linear(width, config.num_labels)]
+        self.classifier = nn.Sequential(*layers)
+        self.post_init()
+
+    def forward(
+        self,
+        title_input_ids: torch.LongTensor,
+        abstract_input_ids: torch.LongTensor,
+        title_attention_mask: torch.Tensor | None = None,
+        abstract_attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> SequenceClassifierOutput | tuple:
+        encoded = self.hybrid(
+            title_input_ids=title_input_ids,
+            abstract_input_ids=abstract_input_ids,
+            title_attention_mask=title_attention_mask,
+            abstract_attention_mask=abstract_attention_mask,
+        )
+        logits = self.classifier(encoded.fused_representation)
+
+        loss = None
+        if labels is not None:
+            weight = None
+            if self.config.class_weights is not None:
+                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
+            loss = nn.functional.cross_entropy(logits, labels.view(-1), weight=weight)
+
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        attentions = None
+        if output_attentions:
+            attentions = (encoded.title_attention, encoded.abstract_attention, encoded.fusion_weights)
+        output = SequenceClassifierOutput(loss=loss, logits=logits, attentions=attentions)
+        return output if return_dict is not False else output.to_tuple()

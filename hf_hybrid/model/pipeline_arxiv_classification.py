@@ -1,0 +1,67 @@
+"""The `arxiv-classification` pipeline: a paper's label, every class score, and what the model looked at.
+
+It returns, as data, what the research notebook plotted: how much the title and the abstract weigh
+in the decision (the fusion weights) and the most-attended words of each.
+
+This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
+``torch`` and ``transformers``.
+"""
+
+import torch
+from transformers import Pipeline
+
+
+class ArxivClassificationPipeline(Pipeline):
+    r"""Classifies papers given as `{"title": ..., "abstract": ...}` (one dict or a list of them).
+
+    Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
+    (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
+    attended words of each field, with their attention weights.
+
+    Example (with a model folder saved by hf-hybrid):
+
+    ```python
+    >>> from transformers import pipeline
+    >>> classify = pipeline("arxiv-classification", model="path/to/model", trust_remote_code=True)  # doctest: +SKIP
+    >>> classify({"title": "Attention is all you need", "abstract": "We propose the Transformer ..."})  # doctest: +SKIP
+    {'label': 'cs.CL', 'score': 0.93, 'scores': {...}, 'fusion_weights': {'title': 0.41, 'abstract': 0.59}, ...}
+    ```
+    """
+
+    def _sanitize_parameters(self, top_words=None, **kwargs):
+        postprocess = {} if top_words is None else {"top_words": top_words}
+        return {}, {}, postprocess
+
+    def preprocess(self, paper):
+        if not isinstance(paper, dict) or not ({"title", "abstract"} & paper.keys()):
+            raise ValueError('Give each paper as a dict: {"title": ..., "abstract": ...}')
+        title, abstract = paper.get("title") or "", paper.get("abstract") or ""
+        inputs = self.tokenizer(title, abstract, return_tensors="pt")
+        inputs["title_words"] = self.tokenizer.split_words(title, "title")
+        inputs["abstract_words"] = self.tokenizer.split_words(abstract, "abstract")
+        return inputs
+
+    def _forward(self, inputs):
+        words = {key: inputs.pop(key) for key in ("title_words", "abstract_words")}
+        output = self.model(**inputs, output_attentions=True)
+        return {"logits": output.logits, "attentions": output.attentions, **words}
+
+    def postprocess(self, outputs, top_words=5):
+        probabilities = outputs["logits"][0].float().softmax(dim=-1)
+        title_attention, abstract_attention, fusion_weights = (a[0].float() for a in outputs["attentions"])
+        labels = self.model.config.id2label
+        best = int(probabilities.argmax())
+        return {
+            "label": labels[best],
+            "score": probabilities[best].item(),
+            "scores": {labels[i]: p.item() for i, p in enumerate(probabilities)},
+            "fusion_weights": {"title": fusion_weights[0].item(), "abstract": fusion_weights[1].item()},
+            "title_words": _most_attended(outputs["title_words"], title_attention, top_words),
+            "abstract_words": _most_attended(outputs["abstract_words"], abstract_attention, top_words),
+        }
+
+
+def _most_attended(words, attention, top_words):
+    weights = attention[: len(words)]
+    order = torch.argsort(weights, descending=True)[:top_words]
+    return [{"word": words[i], "attention": weights[i].item()} for i in order.tolist()]
