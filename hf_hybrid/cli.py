@@ -1,0 +1,176 @@
+"""The `hf-hybrid` command: train, finetune, evaluate, predict, push.
+
+`hf-hybrid train` and `scripts/train.py` share one `HfArgumentParser` over `ModelArguments`,
+`DataArguments` and `TrainingArguments`, so every `TrainingArguments` flag works. Errors are one
+readable line on stderr and a non-zero exit status, not a traceback.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+from transformers import HfArgumentParser
+from transformers.utils import logging as transformers_logging
+
+from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
+from .evaluation import evaluation_report, predict_logits
+from .hub import HubError, push_model_folder
+from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
+from .model import HybridCNNLSTMTokenizer
+from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
+from .trainer import finetune_model, train_model
+from .training_args import DataArguments, FinetuneArguments, HybridTrainingArguments, ModelArguments
+
+COMMANDS = {
+    "train": "train a new model on a table of papers (all TrainingArguments flags work)",
+    "finetune": "continue training a saved model (folder or Hub repo) on new papers",
+    "evaluate": "print a model's metrics on a table of labelled papers, as JSON",
+    "predict": "classify one paper (--title/--abstract) or a file of them (--input_file)",
+    "push": "upload a trained model folder to the Hugging Face Hub",
+}
+
+
+def train_parser() -> HfArgumentParser:
+    return HfArgumentParser((ModelArguments, DataArguments, HybridTrainingArguments), prog="hf-hybrid train")
+
+
+def finetune_parser() -> HfArgumentParser:
+    return HfArgumentParser((FinetuneArguments, DataArguments, HybridTrainingArguments), prog="hf-hybrid finetune")
+
+
+def run_train(argv: list[str]) -> None:
+    model_args, data_args, training_args = train_parser().parse_args_into_dataclasses(args=argv)
+    train_model(model_args, data_args, training_args)
+
+
+def run_finetune(argv: list[str]) -> None:
+    finetune_args, data_args, training_args = finetune_parser().parse_args_into_dataclasses(args=argv)
+    finetune_model(finetune_args, data_args, training_args)
+
+
+def _model_source_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--model", required=True, help="a model folder or Hub repo id")
+    parser.add_argument("--revision", help="branch, tag or commit of the Hub repo")
+    parser.add_argument("--batch_size", type=int, default=64)
+    return parser
+
+
+def load_trained(model: str, revision: str | None = None):
+    """This package's tokenizer and classifier from a folder or Hub repo: no remote code runs."""
+    model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
+    if model_type != MODEL_TYPE:
+        raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
+    tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
+    classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
+    return tokenizer, classifier
+
+
+def run_evaluate(argv: list[str]) -> None:
+    parser = _model_source_parser("hf-hybrid evaluate", COMMANDS["evaluate"])
+    parser.add_argument("--test_file", required=True)
+    parser.add_argument("--title_column", default="title")
+    parser.add_argument("--abstract_column", default="abstract")
+    parser.add_argument("--label_column", default="category")
+    parser.add_argument("--output_file", help="also write the full report (per class, confusion matrix) here")
+    args = parser.parse_args(argv)
+    tokenizer, model = load_trained(args.model, args.revision)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
+                          source=args.test_file)
+    table = encode_labels(table, label_names, source=args.test_file)
+    logits = predict_logits(model, tokenizer, tokenize_papers(table, tokenizer), batch_size=args.batch_size, description="Evaluating")
+    report = evaluation_report(table[LABEL_COLUMN], logits, label_names)
+    if args.output_file:
+        Path(args.output_file).write_text(json.dumps(report, indent=2))
+    summary = {key: report[key] for key in ("accuracy", "f1_macro", "f1_weighted", "num_samples")}
+    summary["per_class_f1"] = {name: scores["f1-score"] for name, scores in report["per_class"].items()}
+    print(json.dumps(summary, indent=2))
+
+
+def run_predict(argv: list[str]) -> None:
+    parser = _model_source_parser("hf-hybrid predict", COMMANDS["predict"])
+    parser.add_argument("--title", help="one paper's title")
+    parser.add_argument("--abstract", help="one paper's abstract")
+    parser.add_argument("--input_file", help="CSV, JSON/JSONL or Parquet of papers")
+    parser.add_argument("--output_file", help="JSON Lines, one result per paper (default: stdout)")
+    parser.add_argument("--title_column", default="title")
+    parser.add_argument("--abstract_column", default="abstract")
+    parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field")
+    args = parser.parse_args(argv)
+    if (args.input_file is None) == (args.title is None and args.abstract is None):
+        parser.error("give either --title/--abstract or --input_file")
+    tokenizer, model = load_trained(args.model, args.revision)
+    classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
+    if args.input_file is None:
+        papers = [{"title": args.title or "", "abstract": args.abstract or ""}]
+    else:
+        table = read_table(args.input_file)
+        missing = [c for c in (args.title_column, args.abstract_column) if c not in table.column_names]
+        if missing:
+            raise DataError(f"{args.input_file}: missing column(s) {', '.join(missing)}")
+        papers = [{"title": t or "", "abstract": a or ""}
+                  for t, a in zip(table[args.title_column], table[args.abstract_column])]
+    results = classify(papers, batch_size=args.batch_size, top_words=args.top_words)
+    lines = (json.dumps(result) for result in tqdm(results, desc="Predicting", disable=len(papers) < 100))
+    if args.output_file:
+        with open(args.output_file, "w") as handle:
+            handle.writelines(line + "\n" for line in lines)
+    else:
+        for line in lines:
+            print(line)
+
+
+def run_push(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid push", description=COMMANDS["push"])
+    parser.add_argument("--model", required=True, help="the trained model folder")
+    parser.add_argument("--repo_id", required=True, help="e.g. your-name/arxiv-hybrid")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--revision", help="push to this branch (created if needed)")
+    parser.add_argument("--commit_message")
+    parser.add_argument("--token", help="default: the logged-in token or HF_TOKEN")
+    args = parser.parse_args(argv)
+    url = push_model_folder(args.model, args.repo_id, args.private, args.revision, args.commit_message, args.token)
+    print(url)
+
+
+RUNNERS = {
+    "train": run_train,
+    "finetune": run_finetune,
+    "evaluate": run_evaluate,
+    "predict": run_predict,
+    "push": run_push,
+}
+
+
+def usage() -> str:
+    lines = ["usage: hf-hybrid COMMAND [--help] [options]", "", "commands:"]
+    lines += [f"  {name:<10} {text}" for name, text in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in RUNNERS:
+        print(f"hf-hybrid: unknown command {command!r}\n{usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers_logging.set_verbosity_warning()
+    try:
+        RUNNERS[command](rest)
+    except (DataError, HubError, OSError, ValueError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"hf-hybrid {command}: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Papers in, tokenized `datasets` splits out.
+
+A table of papers (CSV, JSON/JSONL, Parquet or a Hub dataset) becomes a `DatasetDict` with
+`train`/`validation`/`test` splits of `title`, `abstract` and integer `labels` (a `ClassLabel`).
+Splits not given as files are cut off the training table, stratified by class and seeded, as the
+notebook did (70/15/15).
+"""
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+
+logger = logging.getLogger(__name__)
+
+READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+TEXT_COLUMNS = ("title", "abstract")
+LABEL_COLUMN = "labels"
+
+
+class DataError(ValueError):
+    """The papers cannot be used as given; the message says why in one line."""
+
+
+def read_table(path: str | None = None, dataset_name: str | None = None, config: str | None = None,
+               split: str = "train") -> Dataset:
+    """Reads a local file (its format chosen by extension) or one split of a Hub dataset."""
+    if path is not None:
+        reader = READERS.get(Path(path).suffix.lower())
+        if reader is None:
+            raise DataError(f"{path}: unknown format; use one of {', '.join(sorted(READERS))}")
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
+        options = {"delimiter": "\t"} if Path(path).suffix.lower() == ".tsv" else {}
+        source = path
+        load = lambda: load_dataset(reader, data_files=path, split="train", **options)  # noqa: E731
+    else:
+        source = dataset_name
+        load = lambda: load_dataset(dataset_name, config, split=split)  # noqa: E731
+    try:
+        table = load()
+    except Exception as error:  # datasets raises many types; the user needs the cause in one line
+        cause = error.__cause__ or error
+        raise DataError(f"{source}: could not be read ({type(cause).__name__}: {cause})") from error
+    if len(table) == 0:
+        raise DataError(f"{source}: has no rows")
+    return table
+
+
+def prepare_table(table: Dataset, title_column: str, abstract_column: str, label_column: str,
+                  source: str = "data") -> Dataset:
+    """Keeps the three columns as `title`, `abstract`, `label_name`, with missing texts as empty strings,
+    and drops papers that have neither a title nor an abstract."""
+    wanted = {title_column: "title", abstract_column: "abstract", label_column: "label_name"}
+    missing = [column for column in wanted if column not in table.column_names]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
+    table = table.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
+
+    def clean(batch):
+        return {
+            "title": [str(text or "").strip() for text in batch["title"]],
+            "abstract": [str(text or "").strip() for text in batch["abstract"]],
+            "label_name": [None if label is None else str(label).strip() for label in batch["label_name"]],
+        }
+
+    table = table.map(clean, batched=True, desc="Cleaning")
+    kept = table.filter(
+        lambda batch: [bool(t or a) and bool(l) for t, a, l in zip(batch["title"], batch["abstract"], batch["label_name"])],
+        batched=True,
+        desc="Dropping empty papers",
+    )
+    if len(kept) < len(table):
+        logger.warning("%s: dropped %d of %d papers with no text or no label", source, len(table) - len(kept), len(table))
+    if len(kept) == 0:
+        raise DataError(f"{source}: no paper has a title or an abstract and a label")
+    return kept
+
+
+def encode_labels(table: Dataset, label_names: list[str], source: str = "data") -> Dataset:
+    """Turns `label_name` into integer `labels` following `label_names`; unknown labels are an error."""
+    unknown = sorted(set(table.unique("label_name")) - set(label_names))
+    if unknown:
+        raise DataError(f"{source}: labels {unknown} are not among the model's {label_names}")
+    index = {name: i for i, name in enumerate(label_names)}
+    table = table.map(lambda batch: {LABEL_COLUMN: [index[n] for n in batch["label_name"]]}, batched=True,
+                      remove_columns=["label_name"], desc="Encoding labels")
+    return table.cast_column(LABEL_COLUMN, ClassLabel(names=list(label_names)))
+
+
+def stratified_split(table: Dataset, held_out: dict[str, float], seed: int) -> DatasetDict:
+    """Cuts each held-out set (`{"test": 0.15, "validation": 0.15}`: fractions of the whole table) off
+    `table`, every class in proportion, reproducibly for `seed`; the rest is `train`."""
+    counts = Counter(table[LABEL_COLUMN])
+    names = table.features[LABEL_COLUMN].names
+    smallest = min(counts, key=counts.get)
+    if counts[smallest] < len(held_out) + 1:
+        raise DataError(
+            f"class {names[smallest]!r} has only {counts[smallest]} paper(s); a stratified split into train and "
+            f"{' and '.join(held_out)} needs at least {len(held_out) + 1} per class (or give the splits as files)"
+        )
+    remaining, splits = 1.0, {}
+    try:
+        for name, size in held_out.items():
+            parts = table.train_test_split(test_size=size / remaining, stratify_by_column=LABEL_COLUMN, seed=seed)
+            table, splits[name] = parts["train"], parts["test"]
+            remaining -= size
+    except ValueError as error:
+        raise DataError(f"cannot split {len(table)} papers of {len(counts)} classes: {error}") from error
+    return DatasetDict(train=table, **splits)
+
+
+def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None) -> DatasetDict:
+    """Reads, cleans, labels and splits the papers described by `DataArguments`.
+
+    `label_names` fixes the label ids (fine-tuning a model on its own labels); otherwise they are the
+    sorted class names of the training table (restricted to `data_args.labels` when given).
+    """
+    if (data_args.train_file is None) == (data_args.dataset_name is None):
+        raise DataError("give exactly one of --train_file or --dataset_name")
+    source = data_args.train_file or data_args.dataset_name
+    columns = (data_args.title_column, data_args.abstract_column, data_args.label_column)
+    train = prepare_table(
+        read_table(data_args.train_file, data_args.dataset_name, data_args.dataset_config, data_args.dataset_split),
+        *columns, source=source,
+    )
+    extra = {
+        name: prepare_table(read_table(path), *columns, source=path)
+        for name, path in (("validation", data_args.validation_file), ("test", data_args.test_file))
+        if path is not None
+    }
+    if data_args.labels:
+        wanted = set(data_args.labels)
+        train = train.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True,
+                             desc="Keeping --labels")
+        extra = {name: t.filter(lambda b: [n in wanted for n in b["label_name"]], batched=True)
+                 for name, t in extra.items()}
+        if len(train) == 0:
+            raise DataError(f"{source}: no paper has one of the labels {sorted(wanted)}")
+    if label_names is None:
+        label_names = sorted(train.unique("label_name"))
+    if len(label_names) < 2:
+        raise DataError(f"{source}: a classifier needs at least 2 classes, found {label_names}")
+
+    train = encode_labels(train, label_names, source)
+    extra = {name: encode_labels(table, label_names, name) for name, table in extra.items()}
+    sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
+    splits = stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, seed)
+    splits.update(extra)
+    if data_args.max_train_samples is not None:
+        kept = min(data_args.max_train_samples, len(splits["train"]))
+        splits["train"] = splits["train"].shuffle(seed=seed).select(range(kept))
+    for name, split in splits.items():
+        logger.info("%s: %d papers", name, len(split))
+    return splits
+
+
+def training_texts(train: Dataset):
+    """Every title and abstract of the training split, in batches, for learning the vocabulary."""
+    for start in range(0, len(train), 1000):
+        batch = train[start : start + 1000]
+        yield from batch["title"]
+        yield from batch["abstract"]
+
+
+def tokenize_papers(papers: Dataset | DatasetDict, tokenizer) -> Dataset | DatasetDict:
+    """Encodes papers (one table or every split) once into Arrow; padding is left to the collator, per batch."""
+
+    def encode(batch):
+        return tokenizer(batch["title"], batch["abstract"])
+
+    return papers.map(encode, batched=True, remove_columns=list(TEXT_COLUMNS), desc="Tokenizing")

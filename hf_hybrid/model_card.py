@@ -1,0 +1,94 @@
+"""The model card (`README.md`) of a trained model folder, with `model-index` metrics the Hub can read.
+
+The template is the project's top-level `model_card.md`.
+"""
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .evaluation import metrics_table
+from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+
+TEMPLATE = Path(__file__).with_name("model_card_template.md")
+CARD_HYPERPARAMETERS = (
+    "embed_dim", "num_filters", "kernel_sizes", "lstm_hidden", "lstm_layers", "dropout", "embedding_dropout",
+    "output_dropout", "classifier_hidden_sizes", "max_title_length", "max_abstract_length", "vocab_size",
+)
+TRAINING_HYPERPARAMETERS = (
+    "num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay", "max_grad_norm",
+    "lr_scheduler_type", "lr_scheduler_kwargs", "early_stopping_patience", "seed",
+)
+
+
+def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str = "test") -> list[EvalResult]:
+    """Accuracy and F1 for `model-index`: the Hub knows the `accuracy` and `f1` metric types, and
+    `metric_config` tells macro from weighted F1."""
+    common = {"task_type": "text-classification", "task_name": "Text Classification",
+              "dataset_name": dataset_name, "dataset_type": dataset_type, "dataset_split": split}
+    return [
+        EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=round(report["accuracy"], 4), **common),
+        EvalResult(metric_type="f1", metric_name="F1 (macro)", metric_config="macro",
+                   metric_value=round(report["f1_macro"], 4), **common),
+        EvalResult(metric_type="f1", metric_name="F1 (weighted)", metric_config="weighted",
+                   metric_value=round(report["f1_weighted"], 4), **common),
+    ]
+
+
+def build_model_card(
+    config,
+    report: dict,
+    training_settings: dict,
+    dataset_name: str,
+    dataset_type: str,
+    repo_id: str | None = None,
+    best_validation_accuracy: float | None = None,
+    base_model: str | None = None,
+    folder: Path | None = None,
+) -> ModelCard:
+    """Fills the template from the model's config, its test report and the training settings."""
+    model_name = repo_id.split("/")[-1] if repo_id else "hybrid-cnn-lstm"
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    card_data = ModelCardData(
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["hf-hybrid", "hybrid-cnn-lstm", "text-classification", "arxiv", "custom_code"],
+        datasets=[dataset_type] if "/" in dataset_type else None,
+        metrics=["accuracy", "f1"],
+        base_model=base_model,
+        model_name=model_name,
+        eval_results=eval_results(report, dataset_name, dataset_type),
+    )
+    weights = config.class_weights
+    class_weights = (
+        ", ".join(f"{label} {weight:.3g}" for label, weight in zip(labels, weights)) if weights else "none (uniform)"
+    )
+    rows = [f"| {name} | {getattr(config, name)} |" for name in CARD_HYPERPARAMETERS]
+    rows += [f"| {name} | {training_settings[name]} |" for name in TRAINING_HYPERPARAMETERS if name in training_settings]
+    plots = [name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT) if folder is None or (folder / name).exists()]
+    if base_model:
+        origin = (f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model}), keeping its vocabulary: "
+                  "words that the base model never saw map to `<UNK>`.")
+    else:
+        origin = "Trained from scratch, vocabulary included."
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id or "path/to/this/folder",
+        origin=origin,
+        kernel_sizes=", ".join(map(str, config.kernel_sizes)),
+        label_list=", ".join(f"`{label}`" for label in labels),
+        dataset_name=dataset_name,
+        test_samples=report["num_samples"],
+        metrics_table=metrics_table(report),
+        best_validation_accuracy="n/a" if best_validation_accuracy is None else f"{best_validation_accuracy:.4f}",
+        plots="\n\n".join(f"![{name}]({name})" for name in plots),
+        hyperparameter_rows="\n".join(rows),
+        class_weights=class_weights,
+        vocab_size=config.vocab_size,
+        max_title_length=config.max_title_length,
+        max_abstract_length=config.max_abstract_length,
+    )

@@ -1,0 +1,87 @@
+"""The figures a training run leaves in its output folder, as PNG files."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: training often runs with no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+HISTORY_PLOT = "training_history.png"
+CONFUSION_PLOT = "confusion_matrix.png"
+ATTENTION_PLOT = "attention.png"
+
+
+def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
+    """(epoch, value) series of train/validation loss and accuracy from `Trainer.state.log_history`."""
+    keys = {"loss": "train_loss", "train_accuracy": "train_accuracy", "eval_loss": "validation_loss",
+            "eval_accuracy": "validation_accuracy"}
+    series = {name: [] for name in keys.values()}
+    for entry in log_history:
+        for key, name in keys.items():
+            if key in entry and "epoch" in entry:
+                series[name].append((entry["epoch"], entry[key]))
+    return series
+
+
+def plot_history(log_history: list[dict], path: Path) -> Path:
+    series = epoch_history(log_history)
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+        for split in ("train", "validation"):
+            points = series[f"{split}_{metric}"]
+            if points:
+                axis.plot(*zip(*points), marker="o", label=split)
+        axis.set(title=metric.capitalize(), xlabel="epoch")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: Path) -> Path:
+    matrix = np.asarray(matrix)
+    figure, axis = plt.subplots(figsize=(1.2 * len(label_names) + 3, 1.2 * len(label_names) + 2))
+    image = axis.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axis)
+    ticks = range(len(label_names))
+    axis.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names,
+             xlabel="predicted", ylabel="true", title="Test confusion matrix")
+    plt.setp(axis.get_xticklabels(), rotation=45, ha="right")
+    for (row, column), count in np.ndenumerate(matrix):
+        color = "white" if count > matrix.max() / 2 else "black"
+        axis.text(column, row, int(count), ha="center", va="center", color=color)
+    return _save(figure, path)
+
+
+@torch.inference_mode()
+def plot_attention(model, tokenizer, title: str, abstract: str, path: Path, max_abstract_words: int = 60) -> Path:
+    """Title and abstract attention of one paper, word by word, with the fusion weights: the notebook's plot."""
+    model.eval()
+    inputs = tokenizer(title, abstract, return_tensors="pt").to(next(model.parameters()).device)
+    output = model(**inputs, output_attentions=True)
+    title_attention, abstract_attention, fusion = (a[0].float().cpu().numpy() for a in output.attentions)
+    predicted = model.config.id2label[int(output.logits.argmax())]
+    title_words = tokenizer.split_words(title, "title")
+    abstract_words = tokenizer.split_words(abstract, "abstract")[:max_abstract_words]
+
+    figure, (title_axis, abstract_axis) = plt.subplots(2, 1, figsize=(max(10, 0.22 * len(abstract_words)), 7))
+    for axis, words, weights, name in (
+        (title_axis, title_words, title_attention, "Title"),
+        (abstract_axis, abstract_words, abstract_attention, "Abstract"),
+    ):
+        axis.bar(range(len(words)), weights[: len(words)])
+        axis.set_xticks(range(len(words)), words, rotation=70, fontsize=8)
+        axis.set_ylabel("attention")
+        axis.set_title(f"{name} attention")
+    figure.suptitle(f"Predicted {predicted}; fusion weights: title {fusion[0]:.2f}, abstract {fusion[1]:.2f}")
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return Path(path)

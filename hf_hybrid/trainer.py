@@ -1,0 +1,279 @@
+"""Training and fine-tuning with the `transformers` `Trainer`, then the report, plots and card.
+
+`train_model` builds a new vocabulary and model from a table of papers; `finetune_model` starts from
+a trained folder or Hub repo. Both end in `fit_and_report`, which trains with the notebook's recipe
+(see `HybridTrainingArguments`), restores the best epoch, evaluates on the test split and leaves a
+complete model folder: weights, tokenizer, code, metrics, report, plots and model card.
+"""
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+
+from .data import DataError, load_papers, tokenize_papers, training_texts
+from .evaluation import compute_metrics, evaluation_report, metrics_table, predict_logits, report_text
+from .hub import check_hub_access, push_model_folder
+from .model import (
+    ArxivClassificationPipeline,
+    HybridCNNLSTMConfig,
+    HybridCNNLSTMForSequenceClassification,
+    HybridCNNLSTMTokenizer,
+)
+from .model_card import build_model_card
+from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, plot_attention, plot_confusion_matrix, plot_history
+
+logger = logging.getLogger(__name__)
+
+EVAL_RESULTS_FILE = "eval_results.json"
+REPORT_FILE = "classification_report.txt"
+TRAINING_ARGS_FILE = "training_args.json"
+
+
+class HybridTrainer(Trainer):
+    """A `Trainer` that also logs the accuracy of the training batches it saw since its last log,
+    so that the history has train accuracy beside validation accuracy (as the notebook plotted)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._train_counts = torch.zeros(2, device=self.args.device)  # correct, seen
+
+    def get_train_dataloader(self):
+        # BatchNorm cannot train on a batch of one paper, which a last incomplete batch can be; evaluation
+        # keeps every paper, so only the training loader drops it.
+        keep_last = self.args.dataloader_drop_last
+        self.args.dataloader_drop_last = True
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.args.dataloader_drop_last = keep_last
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if model.training and "labels" in inputs:
+            labels = inputs["labels"]
+            correct = (outputs.logits.detach().argmax(dim=-1) == labels).sum()
+            self._train_counts += torch.stack([correct, torch.tensor(labels.numel(), device=correct.device)]).to(
+                self._train_counts
+            )
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:
+            correct, seen = self.accelerator.reduce(self._train_counts, reduction="sum").tolist()
+            if seen:
+                logs["train_accuracy"] = round(correct / seen, 4)
+            self._train_counts.zero_()
+        super().log(logs, start_time)
+
+
+def resolve_class_weights(spec: list[str], label_names: list[str], train_labels) -> list[float] | None:
+    """`["balanced"]`: inverse class frequency in the training split (n / (classes * count)); `["none"]`:
+    no weights; else `label=weight` pairs, by label name, other labels 1.0."""
+    if spec in (["none"], []):
+        return None
+    if spec == ["balanced"]:
+        counts = np.bincount(np.asarray(train_labels), minlength=len(label_names))
+        present = counts > 0
+        weights = np.where(present, counts.sum() / (present.sum() * np.maximum(counts, 1)), 0.0)
+        return [round(float(weight), 6) for weight in weights]
+    weights = dict.fromkeys(label_names, 1.0)
+    for item in spec:
+        name, separator, value = item.rpartition("=")
+        if not separator or name not in weights:
+            raise DataError(f"--class_weights {item!r}: expected LABEL=WEIGHT with LABEL one of {label_names}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise DataError(f"--class_weights {item!r}: {value!r} is not a number") from None
+        if weights[name] < 0:
+            raise DataError(f"--class_weights {item!r}: weights must not be negative")
+    return [weights[name] for name in label_names]
+
+
+def dataset_description(data_args) -> tuple[str, str]:
+    """(name, type) of the training data, for the model card's `model-index`."""
+    if data_args.dataset_name:
+        return data_args.dataset_name, data_args.dataset_name
+    stem = Path(data_args.train_file).stem
+    return stem, stem
+
+
+def train_model(model_args, data_args, training_args) -> dict:
+    """Learns a vocabulary and a new model from the papers; returns the test report (on the main process).
+
+    Example:
+
+    ```python
+    >>> from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
+    >>> from hf_hybrid.trainer import train_model
+    >>> report = train_model(ModelArguments(), DataArguments(train_file="papers.csv"),
+    ...                      HybridTrainingArguments(output_dir="out"))  # doctest: +SKIP
+    ```
+    """
+    _check_output_and_hub(training_args)
+    set_seed(training_args.seed)
+    with training_args.main_process_first(desc="loading papers"):
+        splits = load_papers(data_args, seed=training_args.seed)
+    label_names = splits["train"].features["labels"].names
+    tokenizer = _shared_tokenizer(splits["train"], model_args, training_args)
+    config = HybridCNNLSTMConfig(
+        vocab_size=len(tokenizer),
+        embed_dim=model_args.embed_dim,
+        num_filters=model_args.num_filters,
+        kernel_sizes=model_args.kernel_sizes,
+        lstm_hidden=model_args.lstm_hidden,
+        lstm_layers=model_args.lstm_layers,
+        dropout=model_args.dropout,
+        embedding_dropout=model_args.embedding_dropout,
+        output_dropout=model_args.output_dropout,
+        classifier_hidden_sizes=model_args.classifier_hidden_sizes,
+        max_title_length=model_args.max_title_length,
+        max_abstract_length=model_args.max_abstract_length,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(label_names)),
+        class_weights=resolve_class_weights(model_args.class_weights, label_names, splits["train"]["labels"]),
+    )
+    model = HybridCNNLSTMForSequenceClassification(config)
+    logger.info("model: %s parameters", f"{model.num_parameters():,}")
+    return fit_and_report(model, tokenizer, splits, data_args, training_args)
+
+
+def finetune_model(finetune_args, data_args, training_args) -> dict:
+    """Continues training a saved model (folder or Hub repo id) on new papers, keeping its vocabulary.
+
+    Papers whose labels are all among the model's keep its head; any other label set gets a fresh head.
+    """
+    _check_output_and_hub(training_args)
+    set_seed(training_args.seed)
+    tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+    config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+    base_labels = [config.id2label[i] for i in range(config.num_labels)]
+    with training_args.main_process_first(desc="loading papers"):
+        splits = load_papers(data_args, seed=training_args.seed)
+        label_names = splits["train"].features["labels"].names
+        keep_head = set(label_names) <= set(base_labels)
+        if keep_head and label_names != base_labels:
+            splits = load_papers(data_args, seed=training_args.seed, label_names=base_labels)
+            label_names = base_labels
+    if not keep_head:
+        logger.warning("new label set %s (model had %s): training a fresh classification head", label_names, base_labels)
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {name: i for i, name in enumerate(label_names)}
+    config.class_weights = resolve_class_weights(finetune_args.class_weights, label_names, splits["train"]["labels"])
+    _log_unknown_words(tokenizer, splits["train"])
+    model = HybridCNNLSTMForSequenceClassification.from_pretrained(
+        finetune_args.model, revision=finetune_args.revision, config=config, ignore_mismatched_sizes=not keep_head
+    )
+    return fit_and_report(model, tokenizer, splits, data_args, training_args, base_model=finetune_args.model)
+
+
+def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None) -> dict:
+    """Trains `model` on the splits, restores its best epoch and leaves the complete output folder."""
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = tokenize_papers(splits, tokenizer)
+    trainer = HybridTrainer(
+        model=model,
+        # Our own push at the end sends only safe files; the Trainer's would also send its pickles.
+        args=dataclasses.replace(training_args, push_to_hub=False),
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience)],
+        # The notebook's Adam adds weight decay to the gradient (L2), unlike AdamW.
+        optimizer_cls_and_kwargs=(
+            torch.optim.Adam,
+            {"lr": training_args.learning_rate, "weight_decay": training_args.weight_decay},
+        ),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if not trainer.is_world_process_zero():
+        return {}
+
+    model = trainer.model
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    test = tokenized["test"]
+    logits = predict_logits(model, tokenizer, test, batch_size=training_args.per_device_eval_batch_size,
+                            description="Testing")
+    report = evaluation_report(test["labels"], logits, label_names)
+    print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
+
+    ArxivClassificationPipeline(model=model, tokenizer=tokenizer).save_pretrained(output_dir)
+    results = {
+        "test": report,
+        "best_validation_accuracy": trainer.state.best_metric,
+        "epochs_trained": trainer.state.epoch,
+        "log_history": trainer.state.log_history,
+    }
+    (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    (output_dir / REPORT_FILE).write_text(report_text(test["labels"], logits, label_names))
+    (output_dir / TRAINING_ARGS_FILE).write_text(training_args.to_json_string())
+    plot_history(trainer.state.log_history, output_dir / HISTORY_PLOT)
+    plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
+    example = splits["test"][0]
+    plot_attention(model, tokenizer, example["title"], example["abstract"], output_dir / ATTENTION_PLOT)
+
+    dataset_name, dataset_type = dataset_description(data_args)
+    settings = {**training_args.to_dict(), "early_stopping_patience": training_args.early_stopping_patience}
+    build_model_card(
+        model.config, report, settings, dataset_name, dataset_type,
+        repo_id=training_args.hub_model_id, best_validation_accuracy=trainer.state.best_metric,
+        base_model=base_model, folder=output_dir,
+    ).save(output_dir / "README.md")
+    # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
+    for checkpoint in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    logger.info("saved the model, metrics, plots and card to %s", output_dir)
+
+    if training_args.push_to_hub:
+        url = push_model_folder(output_dir, training_args.hub_model_id, private=bool(training_args.hub_private_repo),
+                                revision=training_args.hub_revision, token=training_args.hub_token)
+        logger.info("pushed to %s", url)
+    return report
+
+
+def _check_output_and_hub(training_args):
+    if not training_args.output_dir:
+        raise DataError("--output_dir is required")
+    if training_args.push_to_hub:
+        if not training_args.hub_model_id:
+            raise DataError("--push_to_hub needs --hub_model_id (e.g. your-name/arxiv-hybrid)")
+        check_hub_access(training_args.hub_model_id, training_args.hub_token)
+
+
+def _shared_tokenizer(train, model_args, training_args) -> HybridCNNLSTMTokenizer:
+    """Learns the vocabulary from the training split on the main process; other processes load it."""
+    output_dir = Path(training_args.output_dir)
+    with training_args.main_process_first(desc="learning the vocabulary"):
+        if training_args.process_index == 0:
+            tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(
+                training_texts(train),
+                vocab_size=model_args.vocab_size,
+                min_frequency=model_args.min_frequency,
+                max_title_length=model_args.max_title_length,
+                max_abstract_length=model_args.max_abstract_length,
+            )
+            output_dir.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(output_dir)
+            logger.info("vocabulary: %d words learned from %d training papers", len(tokenizer), len(train))
+        else:
+            tokenizer = HybridCNNLSTMTokenizer.from_pretrained(output_dir)
+    return tokenizer
+
+
+def _log_unknown_words(tokenizer, train, sample: int = 2000):
+    """Fine-tuning keeps the vocabulary: say how much of the new text it does not know."""
+    rows = train.select(range(min(sample, len(train))))
+    encoded = tokenizer(rows["title"], rows["abstract"])
+    ids = [i for field in ("title_input_ids", "abstract_input_ids") for row in encoded[field] for i in row]
+    if ids:
+        unknown = sum(i == tokenizer.unk_token_id for i in ids) / len(ids)
+        logger.warning("the base model's vocabulary maps %.1f%% of the new words to <UNK>", 100 * unknown)
