@@ -32,6 +32,8 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
             raise DataError(f"{path}: unknown format; use one of {', '.join(sorted(READERS))}")
         if not Path(path).is_file():
             raise DataError(f"{path}: no such file")
+        if reader in ("csv", "json") and _has_no_rows(path, header_lines=1 if reader == "csv" else 0):
+            raise DataError(f"{path}: has no rows")
         options = {"delimiter": "\t"} if Path(path).suffix.lower() == ".tsv" else {}
         source = path
         load = lambda: load_dataset(reader, data_files=path, split="train", **options)  # noqa: E731
@@ -46,6 +48,14 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
     if len(table) == 0:
         raise DataError(f"{source}: has no rows")
     return table
+
+
+def _has_no_rows(path: str, header_lines: int) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for count, line in enumerate(line for line in handle if line.strip()):
+            if count >= header_lines:
+                return False
+    return True
 
 
 def prepare_table(table: Dataset, title_column: str, abstract_column: str, label_column: str,

@@ -1,0 +1,142 @@
+"""Training through the `Trainer`: the recipe, the restored best epoch, and the output folder it leaves."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from papers import make_papers, write_papers_csv
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+import hf_hybrid.trainer as trainer_module
+from hf_hybrid.data import DataError, load_papers
+from hf_hybrid.trainer import resolve_class_weights, train_model
+from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
+
+TINY_MODEL = dict(embed_dim=16, num_filters=8, lstm_hidden=8, lstm_layers=1, classifier_hidden_sizes=[16],
+                  vocab_size=500, min_frequency=1)
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
+
+
+def tiny_run(output_dir, train_file, **overrides):
+    # Small batches: BatchNorm's running statistics need a few dozen steps before evaluation can use them.
+    settings = dict(output_dir=str(output_dir), num_train_epochs=6, per_device_train_batch_size=8,
+                    learning_rate=1e-2, seed=0, disable_tqdm=True, dataloader_pin_memory=False)
+    settings.update(overrides)
+    return HybridTrainingArguments(**settings)
+
+
+@pytest.fixture(scope="module")
+def unbalanced_csv(tmp_path_factory):
+    papers = make_papers(40, labels=("cs.AI", "cs.CL", "cs.CV"))
+    papers = [p for p in papers if p["category"] != "cs.AI"] + [p for p in papers if p["category"] == "cs.AI"][:20]
+    return write_papers_csv(tmp_path_factory.mktemp("data") / "papers.csv", papers)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, unbalanced_csv):
+    output_dir = tmp_path_factory.mktemp("trained")
+    report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                         tiny_run(output_dir, unbalanced_csv))
+    return output_dir, report
+
+
+def test_output_folder_is_complete_and_free_of_pickles(trained):
+    output_dir, _ = trained
+    names = {path.name for path in output_dir.iterdir()}
+    expected = {
+        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
+        "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+        "pipeline_arxiv_classification.py", "eval_results.json", "classification_report.txt",
+        "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png",
+    }
+    assert expected <= names
+    assert not [name for name in names if Path(name).suffix in PICKLE_SUFFIXES or name.startswith("checkpoint-")]
+    for plot in ("training_history.png", "confusion_matrix.png", "attention.png"):
+        assert (output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((output_dir / "training_args.json").read_text())["learning_rate"] == 1e-2
+
+
+def test_tiny_model_learns_the_made_up_topics(trained):
+    output_dir, report = trained
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert results["test"]["accuracy"] == report["accuracy"] > 0.6
+    assert set(results["test"]["per_class"]) == {"cs.AI", "cs.CL", "cs.CV"}
+    assert np.sum(results["test"]["confusion_matrix"]) == results["test"]["num_samples"] == 15
+    assert "cs.AI" in (output_dir / "classification_report.txt").read_text()
+
+
+def test_history_has_train_and_validation_accuracy_per_epoch(trained):
+    results = json.loads((trained[0] / "eval_results.json").read_text())
+    history = results["log_history"]
+    train_epochs = [entry["epoch"] for entry in history if "train_accuracy" in entry]
+    eval_epochs = [entry["epoch"] for entry in history if "eval_accuracy" in entry]
+    assert train_epochs == eval_epochs == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert results["best_validation_accuracy"] == max(e["eval_accuracy"] for e in history if "eval_accuracy" in e)
+
+
+def test_balanced_class_weights_come_from_the_training_split(trained, unbalanced_csv):
+    config = json.loads((trained[0] / "config.json").read_text())
+    counts = np.bincount(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["train"]["labels"])
+    assert counts[0] < counts[1]  # 20 cs.AI papers against 40 of each other class
+    assert config["class_weights"] == pytest.approx(list(counts.sum() / (3 * counts)), rel=1e-5)
+
+
+def test_model_card_has_model_index_metrics(trained):
+    card = (trained[0] / "README.md").read_text()
+    front_matter = card.split("---")[1]
+    assert "model-index" in front_matter and "type: accuracy" in front_matter and "config: macro" in front_matter
+    assert "trust_remote_code=True" in card and "revision" in card
+    assert "cs.AI 1.64" in card  # the class weights, by label
+
+
+def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):
+    output_dir, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
+    assert tokenizer.max_title_length == 30 and model.config.id2label == {0: "cs.AI", 1: "cs.CL", 2: "cs.CV"}
+    batch = tokenizer(["Image segmentation of video scenes"], ["pixels detection camera depth"], return_tensors="pt")
+    assert model.config.id2label[int(model(**batch).logits.argmax())] == "cs.CV"
+
+
+def test_the_best_epoch_is_restored_not_the_last(tmp_path, unbalanced_csv, monkeypatch):
+    """Validation accuracy made to fall after epoch 1: early stopping ends the run after two more epochs,
+    the plateau scheduler halves the learning rate, and the saved weights are epoch 1's."""
+    calls = []
+
+    def falling_accuracy(prediction):
+        calls.append(1)
+        return {"accuracy": 1.0 / len(calls)}
+
+    monkeypatch.setattr(trainer_module, "compute_metrics", falling_accuracy)
+    data = DataArguments(train_file=str(unbalanced_csv))
+    train_model(ModelArguments(**TINY_MODEL), data, tiny_run(
+        tmp_path / "long", unbalanced_csv, num_train_epochs=6, early_stopping_patience=2,
+        lr_scheduler_kwargs={"mode": "max", "factor": 0.5, "patience": 0}))
+    calls.clear()
+    train_model(ModelArguments(**TINY_MODEL), data, tiny_run(tmp_path / "one_epoch", unbalanced_csv, num_train_epochs=1))
+
+    results = json.loads((tmp_path / "long" / "eval_results.json").read_text())
+    assert results["epochs_trained"] == 3.0
+    rates = [entry["learning_rate"] for entry in results["log_history"] if "train_accuracy" in entry]
+    assert rates == [1e-2, 1e-2, 5e-3]
+    restored = load_file(tmp_path / "long" / "model.safetensors")
+    first_epoch = load_file(tmp_path / "one_epoch" / "model.safetensors")
+    assert restored.keys() == first_epoch.keys()
+    for name in restored:
+        assert np.array_equal(restored[name].numpy(), first_epoch[name].numpy()), name
+
+
+def test_class_weights_by_name_balanced_or_none():
+    labels = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
+    assert resolve_class_weights(["cs.AI=2.0"], labels, [0, 1, 2, 3]) == [2.0, 1.0, 1.0, 1.0]
+    assert resolve_class_weights(["cs.LG=0.5", "cs.AI=3"], labels, [0]) == [3.0, 1.0, 1.0, 0.5]
+    assert resolve_class_weights(["none"], labels, [0, 1]) is None
+    assert resolve_class_weights(["balanced"], labels, [0, 0, 0, 1, 2, 3]) == [0.5, 1.5, 1.5, 1.5]
+    # a class absent from this training split weighs nothing, instead of dividing by zero
+    assert resolve_class_weights(["balanced"], labels, [0, 1, 1]) == [1.5, 0.75, 0.0, 0.0]
+    with pytest.raises(DataError, match="LABEL=WEIGHT with LABEL one of"):
+        resolve_class_weights(["cs.XX=2"], labels, [0])
+    with pytest.raises(DataError, match="is not a number"):
+        resolve_class_weights(["cs.AI=heavy"], labels, [0])
