@@ -1,8 +1,10 @@
 """The files of this folder are what every saved model ships for `trust_remote_code`.
 
 They import only `torch`, `transformers` and each other. Importing this package also registers the
-classes with the Auto* factories and the `arxiv-classification` pipeline task, so that in a process
-that imports `hf_hybrid`, saved folders load without remote code and saves record the code to ship.
+classes with the Auto* factories and the `arxiv-classification` pipeline task: in a process that
+imports `hf_hybrid`, saved models and tokenizers load with the Auto classes without remote code, and
+every save records the code to ship. (A saved folder's `arxiv-classification` pipeline still needs
+`trust_remote_code=True`, or `pipeline_class=ArxivClassificationPipeline`.)
 """
 
 from transformers import (

@@ -1,0 +1,322 @@
+"""HybridCNNLSTMModel / HybridCNNLSTMForSequenceClassification with tiny configs."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hf_hybrid import (
+    HybridCNNLSTMConfig,
+    HybridCNNLSTMForSequenceClassification,
+    HybridCNNLSTMModel,
+)
+
+FIRST_WORD_ID = 2  # 0 is <PAD>, 1 is <UNK>
+
+
+def word_ids(*shape, vocab_size=30, seed=0):
+    """Random ids of real words (never padding)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(FIRST_WORD_ID, vocab_size, shape, generator=generator)
+
+
+def right_pad(rows):
+    """Pads lists of ids with 0 on the right; returns (ids, mask)."""
+    length = max(len(row) for row in rows)
+    ids = torch.tensor([row + [0] * (length - len(row)) for row in rows])
+    mask = torch.tensor([[1] * len(row) + [0] * (length - len(row)) for row in rows])
+    return ids, mask
+
+
+def build(config, seed=0):
+    torch.manual_seed(seed)
+    return HybridCNNLSTMForSequenceClassification(config).eval()
+
+
+# --- the notebook crashed on even kernel widths: every width and every abstract length must work ---
+
+
+@pytest.mark.parametrize("kernel_sizes", [[3, 4, 5], [2, 3, 4, 5], [4], [1, 6]])
+def test_every_kernel_width_and_abstract_length_gives_logits_per_paper(make_tiny_config, kernel_sizes):
+    config = make_tiny_config(kernel_sizes=kernel_sizes, max_abstract_length=12)
+    model = build(config)
+    title = word_ids(2, 3, vocab_size=config.vocab_size)
+    with torch.no_grad():
+        for length in range(1, config.max_abstract_length + 1):
+            abstract = word_ids(2, length, vocab_size=config.vocab_size, seed=length)
+            out = model(title_input_ids=title, abstract_input_ids=abstract, output_attentions=True)
+            assert out.logits.shape == (2, config.num_labels), f"abstract length {length}"
+            assert out.attentions[1].shape == (2, length), f"abstract length {length}"
+
+
+def test_full_length_abstract_with_default_kernel_sizes(make_tiny_config):
+    config = make_tiny_config(kernel_sizes=[3, 4, 5], max_title_length=30, max_abstract_length=200)
+    model = build(config)
+    title = word_ids(2, 30, vocab_size=config.vocab_size)
+    abstract = word_ids(2, 200, vocab_size=config.vocab_size, seed=1)
+    with torch.no_grad():
+        out = model(title_input_ids=title, abstract_input_ids=abstract, output_attentions=True)
+    assert out.logits.shape == (2, 3)
+    assert out.attentions[1].shape == (2, 200)
+
+
+# --- padding must not change an item's result (the notebook's conv and LSTM read the padding) ---
+
+
+@pytest.mark.parametrize("kernel_sizes", [[3, 4, 5], [2, 3, 4, 5]])
+def test_item_gives_same_logits_and_attention_alone_and_batched_with_longer_item(make_tiny_config, kernel_sizes):
+    config = make_tiny_config(kernel_sizes=kernel_sizes)
+    model = build(config)
+    short_title, short_abstract = word_ids(3, seed=1).tolist(), word_ids(5, seed=2).tolist()
+    long_title, long_abstract = word_ids(8, seed=3).tolist(), word_ids(16, seed=4).tolist()
+
+    with torch.no_grad():
+        alone = model(
+            title_input_ids=torch.tensor([short_title]),
+            abstract_input_ids=torch.tensor([short_abstract]),
+            output_attentions=True,
+        )
+        title_ids, title_mask = right_pad([short_title, long_title])
+        abstract_ids, abstract_mask = right_pad([short_abstract, long_abstract])
+        batched = model(
+            title_input_ids=title_ids,
+            abstract_input_ids=abstract_ids,
+            title_attention_mask=title_mask,
+            abstract_attention_mask=abstract_mask,
+            output_attentions=True,
+        )
+
+    torch.testing.assert_close(batched.logits[:1], alone.logits, atol=1e-5, rtol=1e-5)
+    title_attention, abstract_attention, fusion = batched.attentions
+    torch.testing.assert_close(title_attention[:1, :3], alone.attentions[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(abstract_attention[:1, :5], alone.attentions[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fusion[:1], alone.attentions[2], atol=1e-5, rtol=1e-5)
+    # Padding gets exactly zero attention.
+    assert torch.all(title_attention[0, 3:] == 0)
+    assert torch.all(abstract_attention[0, 5:] == 0)
+
+
+def test_ids_under_a_zero_mask_do_not_matter(tiny_model):
+    """Padding with word ids instead of <PAD> (masked out) changes nothing: the mask, not the id, decides."""
+    title_ids, title_mask = right_pad([[5, 6, 7], [8, 9, 10, 11, 12]])
+    abstract_ids, abstract_mask = right_pad([[10, 11], [12, 13, 14, 15, 16, 17]])
+    noisy_title = torch.where(title_mask.bool(), title_ids, word_ids(*title_ids.shape, seed=5))
+    noisy_abstract = torch.where(abstract_mask.bool(), abstract_ids, word_ids(*abstract_ids.shape, seed=6))
+    masks = dict(title_attention_mask=title_mask, abstract_attention_mask=abstract_mask)
+    with torch.no_grad():
+        clean = tiny_model(title_input_ids=title_ids, abstract_input_ids=abstract_ids, **masks).logits
+        noisy = tiny_model(title_input_ids=noisy_title, abstract_input_ids=noisy_abstract, **masks).logits
+    torch.testing.assert_close(noisy, clean, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_attention_masks_are_derived_from_padding_ids(tiny_model):
+    title_ids, title_mask = right_pad([[5, 6, 7], [8, 9]])
+    abstract_ids, abstract_mask = right_pad([[10, 11], [12, 13, 14, 15]])
+    with torch.no_grad():
+        with_masks = tiny_model(
+            title_input_ids=title_ids,
+            abstract_input_ids=abstract_ids,
+            title_attention_mask=title_mask,
+            abstract_attention_mask=abstract_mask,
+        ).logits
+        without_masks = tiny_model(title_input_ids=title_ids, abstract_input_ids=abstract_ids).logits
+    torch.testing.assert_close(without_masks, with_masks, atol=0, rtol=0)
+
+
+# --- loss ---
+
+
+def test_loss_is_cross_entropy_of_the_logits(tiny_model):
+    labels = torch.tensor([0, 1, 2, 0])
+    with torch.no_grad():
+        out = tiny_model(
+            title_input_ids=word_ids(4, 5), abstract_input_ids=word_ids(4, 9, seed=1), labels=labels
+        )
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
+
+
+def test_class_weights_weigh_the_cross_entropy(make_tiny_config):
+    weights = [3.0, 1.0, 0.5]
+    weighted = build(make_tiny_config(class_weights=weights))
+    plain = build(make_tiny_config())
+    labels = torch.tensor([0, 1, 2, 0])
+    inputs = dict(title_input_ids=word_ids(4, 5), abstract_input_ids=word_ids(4, 9, seed=1), labels=labels)
+    with torch.no_grad():
+        out = weighted(**inputs)
+        plain_loss = plain(**inputs).loss
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels, weight=torch.tensor(weights)))
+    # Same seed, same weights: only the class weights differ.
+    torch.testing.assert_close(plain(**inputs).logits, out.logits)
+    assert not torch.isclose(out.loss, plain_loss)
+
+
+# --- outputs ---
+
+
+def test_attentions_are_title_abstract_and_fusion_weights(tiny_model):
+    title_ids, title_mask = right_pad([[5, 6, 7], [8, 9, 10, 11, 12]])
+    abstract_ids, abstract_mask = right_pad([[10, 11, 12, 13, 14, 15, 16], [13, 14]])
+    with torch.no_grad():
+        out = tiny_model(
+            title_input_ids=title_ids,
+            abstract_input_ids=abstract_ids,
+            title_attention_mask=title_mask,
+            abstract_attention_mask=abstract_mask,
+            output_attentions=True,
+        )
+    title_attention, abstract_attention, fusion = out.attentions
+    assert title_attention.shape == (2, 5)
+    assert abstract_attention.shape == (2, 7)
+    assert fusion.shape == (2, 2)
+    ones = torch.ones(2)
+    torch.testing.assert_close((title_attention * title_mask).sum(dim=1), ones)
+    torch.testing.assert_close((abstract_attention * abstract_mask).sum(dim=1), ones)
+    torch.testing.assert_close(fusion.sum(dim=1), ones)
+    assert torch.all(title_attention[title_mask == 0] == 0)
+    assert torch.all(abstract_attention[abstract_mask == 0] == 0)
+
+
+def test_attentions_are_none_unless_asked(tiny_model):
+    with torch.no_grad():
+        out = tiny_model(title_input_ids=word_ids(1, 3), abstract_input_ids=word_ids(1, 4))
+    assert out.attentions is None
+
+
+def test_return_dict_false_gives_a_tuple(tiny_model):
+    inputs = dict(title_input_ids=word_ids(2, 3), abstract_input_ids=word_ids(2, 6))
+    labels = torch.tensor([1, 2])
+    with torch.no_grad():
+        as_dict = tiny_model(**inputs, labels=labels)
+        as_tuple = tiny_model(**inputs, labels=labels, return_dict=False)
+        logits_only = tiny_model(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple) and isinstance(logits_only, tuple)
+    torch.testing.assert_close(as_tuple[0], as_dict.loss)
+    torch.testing.assert_close(as_tuple[1], as_dict.logits)
+    torch.testing.assert_close(logits_only[0], as_dict.logits)
+
+
+def test_encoder_returns_fused_representation_of_both_branches(tiny_config):
+    torch.manual_seed(0)
+    encoder = HybridCNNLSTMModel(tiny_config).eval()
+    with torch.no_grad():
+        out = encoder(title_input_ids=word_ids(2, 4), abstract_input_ids=word_ids(2, 9))
+    width = 2 * tiny_config.lstm_hidden + tiny_config.num_filters * len(tiny_config.kernel_sizes)
+    assert width == 40
+    assert out.fused_representation.shape == (2, width)
+    assert encoder.hidden_size == width
+    torch.testing.assert_close(out.fusion_weights.sum(dim=1), torch.ones(2))
+
+
+# --- initialisation: the notebook's scheme ---
+
+
+def test_initialisation_is_the_notebooks():
+    config = HybridCNNLSTMConfig(
+        vocab_size=500, embed_dim=64, num_filters=128, kernel_sizes=[5], lstm_hidden=32,
+        classifier_hidden_sizes=[256], id2label={0: "a", 1: "b", 2: "c"},
+    )
+    torch.manual_seed(0)
+    model = HybridCNNLSTMForSequenceClassification(config)
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 6  # two attentions, two fusion scores, two head layers
+    for linear in linears:
+        assert torch.all(linear.bias == 0)
+        fan_out, fan_in = linear.weight.shape
+        assert linear.weight.abs().max() <= math.sqrt(6 / (fan_in + fan_out))  # Xavier uniform bound
+
+    (conv,) = model.hybrid.abstract_encoder.convs
+    assert torch.all(conv.bias == 0)
+    # Kaiming normal, fan_out mode: sqrt(2 / (128 * 5)) = 0.0559; fan_in would give 0.079, PyTorch's default 0.032.
+    expected_std = math.sqrt(2 / (config.num_filters * 5))
+    assert conv.weight.std().item() == pytest.approx(expected_std, rel=0.05)
+
+    embedding = model.hybrid.embedding.weight
+    assert torch.all(embedding[config.pad_token_id] == 0)
+    assert embedding[1:].std().item() == pytest.approx(1.0, rel=0.05)  # N(0, 1), PyTorch's default
+
+    bound = config.lstm_hidden**-0.5
+    for parameter in model.hybrid.title_encoder.lstm.parameters():
+        assert parameter.abs().max() <= bound
+
+    for norm in (m for m in model.modules() if isinstance(m, nn.BatchNorm1d)):
+        assert torch.all(norm.weight == 1) and torch.all(norm.bias == 0)
+
+
+# --- empty fields ---
+
+
+@pytest.mark.parametrize("empty", ["title", "abstract"])
+def test_empty_field_gives_finite_logits(tiny_model, empty):
+    lengths = {"title": 4, "abstract": 7, empty: 0}
+    with torch.no_grad():
+        out = tiny_model(
+            title_input_ids=word_ids(2, lengths["title"]),
+            abstract_input_ids=word_ids(2, lengths["abstract"], seed=1),
+            output_attentions=True,
+        )
+    assert out.logits.shape == (2, 3)
+    assert torch.isfinite(out.logits).all()
+    assert torch.isfinite(out.attentions[2]).all()
+
+
+def test_title_only_batch_from_the_tokenizer_gives_finite_logits(tiny_model, tiny_tokenizer):
+    inputs = tiny_tokenizer(["deep networks", "attention is all you need"], padding=True, return_tensors="pt")
+    assert inputs["abstract_input_ids"].shape == (2, 0)
+    with torch.no_grad():
+        logits = tiny_model(**inputs).logits
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+
+
+def test_one_empty_title_in_a_batch_gives_finite_logits_and_no_attention(tiny_model):
+    title_ids, title_mask = right_pad([[], [5, 6, 7]])
+    with torch.no_grad():
+        out = tiny_model(
+            title_input_ids=title_ids,
+            title_attention_mask=title_mask,
+            abstract_input_ids=word_ids(2, 6),
+            output_attentions=True,
+        )
+    assert torch.isfinite(out.logits).all()
+    assert torch.all(out.attentions[0][0] == 0)
+
+
+# --- training signal ---
+
+
+def test_gradients_reach_the_embedding_through_both_branches(tiny_model):
+    title_words, abstract_words = [2, 3, 4], [10, 11, 12, 13, 14]
+    out = tiny_model(
+        title_input_ids=torch.tensor([title_words, title_words]),
+        abstract_input_ids=torch.tensor([abstract_words, abstract_words[::-1]]),
+        labels=torch.tensor([0, 2]),
+    )
+    out.loss.backward()
+    grad = tiny_model.hybrid.embedding.weight.grad
+    for word in title_words + abstract_words:
+        assert grad[word].abs().sum() > 0, f"no gradient for word id {word}"
+    assert torch.all(grad[0] == 0)  # <PAD>
+    assert torch.all(grad[20:] == 0)  # words not in the batch
+
+
+# --- save / load ---
+
+
+def test_save_and_reload_gives_identical_logits_from_safetensors_only(saved_model, tmp_path):
+    saved_model.save_pretrained(tmp_path)
+    names = {path.name for path in tmp_path.iterdir()}
+    assert "model.safetensors" in names
+    assert not [name for name in names if name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))]
+
+    reloaded = HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path).eval()
+    reloaded_state = reloaded.state_dict()
+    assert reloaded_state.keys() == saved_model.state_dict().keys()
+    for name, tensor in saved_model.state_dict().items():
+        assert torch.equal(reloaded_state[name], tensor), name
+    # The weights are bitwise equal, but CPU matmul kernels may round differently for the memory-mapped
+    # (not 64-byte aligned) tensors of a loaded model, hence a tolerance of a few ulps on the logits.
+    inputs = dict(title_input_ids=word_ids(3, 5), abstract_input_ids=word_ids(3, 11, seed=1))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, saved_model(**inputs).logits, atol=1e-6, rtol=1e-6)

@@ -1,0 +1,157 @@
+"""The stock text-classification pipeline and the custom arxiv-classification pipeline on a saved folder."""
+
+import json
+
+import pytest
+import torch
+from transformers import pipeline
+
+from hf_hybrid import ArxivClassificationPipeline
+
+LABELS = ["cs.AI", "cs.CL", "cs.CV"]
+PAPERS = [
+    {
+        "title": "Attention is all you need",
+        "abstract": "We propose a new network architecture based solely on attention for language translation.",
+    },
+    {
+        "title": "Deep convolutional networks for zebra recognition",
+        "abstract": "We train deep convolutional networks on 1000 image classes.",
+    },
+]
+
+
+def probabilities(model, tokenizer, paper):
+    """Softmax over the model's logits for one paper, computed without any pipeline."""
+    inputs = tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs).logits[0].softmax(dim=-1)
+
+
+# --- text-classification (stock pipeline) ---
+
+
+@pytest.fixture(scope="module")
+def text_classifier(saved_model_dir):
+    return pipeline("text-classification", model=str(saved_model_dir), trust_remote_code=True)
+
+
+def test_text_classification_gives_the_models_top_label_and_score(text_classifier, saved_model, tiny_tokenizer):
+    paper = PAPERS[0]
+    result = text_classifier({"text": paper["title"], "text_pair": paper["abstract"]})
+    expected = probabilities(saved_model, tiny_tokenizer, paper)
+    assert result["label"] == LABELS[int(expected.argmax())]
+    assert result["score"] == pytest.approx(expected.max().item(), rel=1e-5)
+
+
+def test_text_classification_on_a_list_of_pairs(text_classifier, saved_model, tiny_tokenizer):
+    results = text_classifier([{"text": p["title"], "text_pair": p["abstract"]} for p in PAPERS], top_k=None)
+    assert len(results) == len(PAPERS)
+    for paper, scores in zip(PAPERS, results):
+        expected = probabilities(saved_model, tiny_tokenizer, paper)
+        assert {item["label"] for item in scores} == set(LABELS)
+        for item in scores:
+            assert item["score"] == pytest.approx(expected[LABELS.index(item["label"])].item(), rel=1e-5)
+
+
+# --- arxiv-classification (custom pipeline) ---
+
+
+@pytest.fixture(scope="module")
+def arxiv_classifier(saved_model_dir):
+    return pipeline("arxiv-classification", model=str(saved_model_dir), trust_remote_code=True)
+
+
+def test_saved_config_declares_the_custom_pipeline(saved_model_dir):
+    config = json.loads((saved_model_dir / "config.json").read_text())
+    task = config["custom_pipelines"]["arxiv-classification"]
+    assert task["impl"] == "pipeline_arxiv_classification.ArxivClassificationPipeline"
+    assert task["pt"] == ["AutoModelForSequenceClassification"]
+    assert (saved_model_dir / "pipeline_arxiv_classification.py").is_file()
+
+
+def test_task_is_inferred_from_the_saved_folder(saved_model_dir, arxiv_classifier):
+    inferred = pipeline(model=str(saved_model_dir), trust_remote_code=True)
+    assert type(inferred).__name__ == "ArxivClassificationPipeline"
+    assert inferred(PAPERS[0]) == arxiv_classifier(PAPERS[0])
+
+
+def test_arxiv_classification_gives_label_scores_and_fusion_weights(arxiv_classifier, saved_model, tiny_tokenizer):
+    result = arxiv_classifier(PAPERS[0])
+    expected = probabilities(saved_model, tiny_tokenizer, PAPERS[0])
+    assert result["label"] == LABELS[int(expected.argmax())]
+    assert result["score"] == pytest.approx(expected.max().item(), rel=1e-5)
+    assert list(result["scores"]) == LABELS
+    assert result["scores"] == pytest.approx(dict(zip(LABELS, expected.tolist())), rel=1e-5)
+    assert sum(result["scores"].values()) == pytest.approx(1.0)
+    assert set(result["fusion_weights"]) == {"title", "abstract"}
+    assert sum(result["fusion_weights"].values()) == pytest.approx(1.0)
+
+
+def test_most_attended_words_are_the_inputs_sorted_by_the_models_attention(
+    arxiv_classifier, saved_model, tiny_tokenizer
+):
+    paper = PAPERS[1]  # "zebra" is not in the vocabulary
+    result = arxiv_classifier(paper, top_words=100)
+    inputs = tiny_tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
+    with torch.no_grad():
+        title_attention, abstract_attention, fusion = saved_model(**inputs, output_attentions=True).attentions
+
+    for field, attention in (("title", title_attention[0]), ("abstract", abstract_attention[0])):
+        words = tiny_tokenizer.split_words(paper[field], field)
+        listed = result[f"{field}_words"]
+        assert sorted(item["word"] for item in listed) == sorted(words)
+        weights = [item["attention"] for item in listed]
+        assert weights == sorted(weights, reverse=True)
+        assert sorted(weights) == pytest.approx(sorted(attention.tolist()), abs=1e-6)
+    assert "zebra" in [item["word"] for item in result["title_words"]]  # shown as written, not <UNK>
+    assert result["fusion_weights"]["title"] == pytest.approx(fusion[0, 0].item(), abs=1e-6)
+
+
+def test_top_words_limits_the_words_of_each_field(arxiv_classifier):
+    default = arxiv_classifier(PAPERS[0])
+    assert len(default["title_words"]) == 5 and len(default["abstract_words"]) == 5
+    two = arxiv_classifier(PAPERS[0], top_words=2)
+    assert two["title_words"] == default["title_words"][:2]
+    assert two["abstract_words"] == default["abstract_words"][:2]
+
+
+def test_words_beyond_the_maximum_length_are_not_listed(arxiv_classifier):
+    abstract = " ".join(f"w{i}" for i in range(40))
+    result = arxiv_classifier({"title": "deep networks", "abstract": abstract}, top_words=100)
+    assert sorted(item["word"] for item in result["abstract_words"]) == sorted(f"w{i}" for i in range(16))
+
+
+def test_a_list_of_papers_gives_one_result_each(arxiv_classifier):
+    results = arxiv_classifier(PAPERS)
+    assert [r["label"] for r in results] == [arxiv_classifier(p)["label"] for p in PAPERS]
+
+
+def test_batched_pipeline_gives_the_unbatched_results(arxiv_classifier):
+    papers = PAPERS + [{"title": "Graph networks", "abstract": "molecule"}]
+    batched = arxiv_classifier(papers, batch_size=3, top_words=100)
+    for paper, result in zip(papers, batched):
+        alone = arxiv_classifier(paper, top_words=100)
+        assert result["label"] == alone["label"]
+        assert result["scores"] == pytest.approx(alone["scores"], abs=1e-6)
+        for field in ("title_words", "abstract_words"):
+            assert sorted(w["word"] for w in result[field]) == sorted(w["word"] for w in alone[field])
+
+
+def test_title_only_paper_is_classified(arxiv_classifier):
+    result = arxiv_classifier({"title": "Attention is all you need"})
+    assert result["abstract_words"] == []
+    assert sum(result["scores"].values()) == pytest.approx(1.0)
+
+
+def test_plain_string_is_rejected(arxiv_classifier):
+    with pytest.raises(ValueError, match="title"):
+        arxiv_classifier("Attention is all you need")
+
+
+def test_in_a_process_with_hf_hybrid_the_packages_pipeline_runs_without_remote_code(saved_model_dir, arxiv_classifier):
+    # A folder whose config has `custom_pipelines` always needs trust_remote_code=True or pipeline_class=.
+    local = pipeline(model=str(saved_model_dir), pipeline_class=ArxivClassificationPipeline)
+    assert type(local) is ArxivClassificationPipeline  # the package's class, not a copy from the folder
+    assert local.task == "arxiv-classification"
+    assert local(PAPERS[0]) == arxiv_classifier(PAPERS[0])
