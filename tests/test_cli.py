@@ -1,0 +1,128 @@
+"""The `hf-hybrid` command line: train, evaluate, predict, one-line errors, and training on two processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from papers import make_papers, write_papers_csv
+
+from hf_hybrid.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY_FLAGS = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
+              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
+              "--per_device_train_batch_size", "8", "--learning_rate", "0.01", "--seed", "0",
+              "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+
+
+def run(command, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("papers")
+    return {
+        "train": write_papers_csv(folder / "train.csv", n_per_class=40, seed=0),
+        "test": write_papers_csv(folder / "test.csv", n_per_class=10, seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, files):
+    output_dir = tmp_path_factory.mktemp("cli") / "model"
+    result = run([str(BIN / "hf-hybrid"), "train", "--train_file", str(files["train"]), "--test_file",
+                  str(files["test"]), "--output_dir", str(output_dir), "--num_train_epochs", "6", *TINY_FLAGS])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| accuracy |" in result.stdout  # the test table is printed
+    return output_dir
+
+
+def test_evaluate_prints_the_metrics_training_reported(trained_dir, files, capsys):
+    assert main(["evaluate", "--model", str(trained_dir), "--test_file", str(files["test"])]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    reported = json.loads((trained_dir / "eval_results.json").read_text())["test"]
+    assert printed["num_samples"] == 30
+    assert printed["accuracy"] == pytest.approx(reported["accuracy"]) and printed["accuracy"] > 0.6
+    assert set(printed["per_class_f1"]) == {"cs.AI", "cs.CL", "cs.CV"}
+
+
+def test_predict_one_paper_and_a_file(trained_dir, files, tmp_path, capsys):
+    assert main(["predict", "--model", str(trained_dir), "--title", "Segmentation of video scenes",
+                 "--abstract", "We detect pixels in camera images with depth.", "--top_words", "2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["label"] == "cs.CV"
+    assert len(result["abstract_words"]) == 2 and sum(result["scores"].values()) == pytest.approx(1.0)
+
+    output = tmp_path / "predictions.jsonl"
+    assert main(["predict", "--model", str(trained_dir), "--input_file", str(files["test"]),
+                 "--output_file", str(output)]) == 0
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    truth = [paper["category"] for paper in make_papers(10, seed=1)]
+    assert len(lines) == 30
+    assert sum(line["label"] == label for line, label in zip(lines, truth)) > 18
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["train", "--train_file", "{bad_column}", "--output_dir", "{out}"], "missing column(s) category"),
+        (["train", "--train_file", "{empty}", "--output_dir", "{out}"], "has no rows"),
+        (["train", "--train_file", "{tiny_class}", "--output_dir", "{out}"], "class 'cs.CV' has only 1 paper"),
+        (["train", "--train_file", "{train}", "--output_dir", "{out}", "--class_weights", "cs.XX=2"],
+         "LABEL=WEIGHT"),
+        (["predict", "--model", "{out}/absent", "--title", "x"], "error:"),
+        (["evaluate", "--model", "{trained}", "--test_file", "{bad_column}"], "missing column(s) category"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(arguments, message, files, trained_dir, tmp_path, capsys):
+    bad_column = tmp_path / "bad.csv"
+    bad_column.write_text("title,abstract,label\nA,B,cs.AI\n")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("title,abstract,category\n")
+    tiny_class = write_papers_csv(tmp_path / "tiny.csv", make_papers(5, labels=("cs.AI", "cs.CL"))
+                                  + [{"title": "t", "abstract": "a", "category": "cs.CV"}])
+    values = {"bad_column": bad_column, "empty": empty, "tiny_class": tiny_class, "train": files["train"],
+              "out": tmp_path / "out", "trained": trained_dir}
+    assert main([argument.format(**values) for argument in arguments]) == 1
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in stderr
+    assert len(errors) == 1 and message in errors[0] and errors[0].startswith(f"hf-hybrid {arguments[0]}: error:")
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_unknown_command_and_usage(capsys):
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    assert "train" in capsys.readouterr().out
+
+
+def test_train_script_shares_the_parser_with_every_training_argument():
+    result = run([sys.executable, str(REPO / "scripts" / "train.py"), "--help"])
+    assert result.returncode == 0
+    for flag in ("--kernel_sizes", "--train_file", "--report_to", "--push_to_hub", "--hub_model_id",
+                 "--num_train_epochs", "--gradient_accumulation_steps", "--class_weights"):
+        assert flag in result.stdout
+
+
+def test_training_runs_unchanged_on_two_processes(files, tmp_path):
+    output_dir = tmp_path / "ddp"
+    result = run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
+                  str(REPO / "scripts" / "train.py"), "--train_file", str(files["train"]),
+                  "--output_dir", str(output_dir), "--num_train_epochs", "2", "--ddp_backend", "gloo", *TINY_FLAGS])
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = json.loads((output_dir / "eval_results.json").read_text())["log_history"]
+    # 84 training papers over 2 processes of 8: 5 steps per epoch, not 10.
+    assert [entry["step"] for entry in history if "train_accuracy" in entry] == [5, 10]
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True)
+    assert model.config.id2label == {0: "cs.AI", 1: "cs.CL", 2: "cs.CV"}
