@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -52,27 +51,49 @@ def attention_pool(features, scores, mask):
     return torch.bmm(weights.unsqueeze(1), features).squeeze(1), weights
 
 
+def reverse_within_length(sequences, reverse_index):
+    """Reverses each right-padded sequence up to its own length; padding stays at the end."""
+    return sequences.gather(1, reverse_index.unsqueeze(-1).expand(-1, -1, sequences.shape[-1]))
+
+
+class BidirectionalLSTM(nn.Module):
+    """A stacked BiLSTM over right-padded sequences, whose backward direction starts at each sequence's
+    last word rather than at the padding after it.
+
+    Reversing each sequence within its length gives the same result as packing it, and keeps the
+    model traceable for ONNX export, which packed sequences are not.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        sizes = [input_size] + [2 * hidden_size] * (num_layers - 1)
+        self.forward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
+        self.backward_layers = nn.ModuleList(nn.LSTM(size, hidden_size, batch_first=True) for size in sizes)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, sequences, mask):
+        positions = torch.arange(sequences.shape[1], device=sequences.device)
+        lengths = mask.sum(dim=1, keepdim=True)
+        reverse_index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+        for depth, (forward_lstm, backward_lstm) in enumerate(zip(self.forward_layers, self.backward_layers)):
+            if depth > 0:
+                sequences = self.dropout(sequences)
+            forward_states, _ = forward_lstm(sequences)
+            backward_states, _ = backward_lstm(reverse_within_length(sequences, reverse_index))
+            sequences = torch.cat([forward_states, reverse_within_length(backward_states, reverse_index)], dim=-1)
+        return sequences
+
+
 class TitleEncoder(nn.Module):
     """Stacked BiLSTM over the title words, summarised by additive self-attention."""
 
     def __init__(self, config: HybridCNNLSTMConfig):
         super().__init__()
-        self.lstm = nn.LSTM(
-            config.embed_dim,
-            config.lstm_hidden,
-            num_layers=config.lstm_layers,
-            batch_first=True,
-            bidirectional=True,
-            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
-        )
+        self.lstm = BidirectionalLSTM(config.embed_dim, config.lstm_hidden, config.lstm_layers, config.dropout)
         self.attention = nn.Linear(2 * config.lstm_hidden, 1)
 
     def forward(self, embeddings, mask):
-        # Packing keeps the backward direction from reading the padding before the last real word.
-        lengths = mask.sum(dim=1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(embeddings, lengths, batch_first=True, enforce_sorted=False)
-        states, _ = self.lstm(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=embeddings.shape[1])
+        states = self.lstm(embeddings, mask)
         return attention_pool(states, self.attention(states).squeeze(-1), mask)
 
 
