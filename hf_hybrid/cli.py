@@ -16,6 +16,7 @@ from transformers import HfArgumentParser
 from transformers.utils import logging as transformers_logging
 
 from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
+from .export import export_onnx
 from .evaluation import evaluation_report, predict_logits
 from .hub import HubError, push_model_folder
 from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
@@ -30,6 +31,7 @@ COMMANDS = {
     "evaluate": "print a model's metrics on a table of labelled papers, as JSON",
     "predict": "classify one paper (--title/--abstract) or a file of them (--input_file)",
     "push": "upload a trained model folder to the Hugging Face Hub",
+    "export": "write an ONNX model (optionally int8-quantized) that ONNX Runtime runs",
 }
 
 
@@ -137,12 +139,26 @@ def run_push(argv: list[str]) -> None:
     print(url)
 
 
+def run_export(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid export", description=COMMANDS["export"])
+    parser.add_argument("--model", required=True, help="a model folder or Hub repo id")
+    parser.add_argument("--revision", help="branch, tag or commit of the Hub repo")
+    parser.add_argument("--format", choices=["onnx"], default="onnx")
+    parser.add_argument("--quantize", choices=["int8"], help="also write a dynamically int8-quantized model")
+    parser.add_argument("--output_dir", help="default: <model folder or repo name>-onnx")
+    args = parser.parse_args(argv)
+    tokenizer, model = load_trained(args.model, args.revision)
+    output_dir = args.output_dir or f"{args.model.rstrip('/').split('/')[-1]}-onnx"
+    print(export_onnx(model, tokenizer, output_dir, quantize=args.quantize))
+
+
 RUNNERS = {
     "train": run_train,
     "finetune": run_finetune,
     "evaluate": run_evaluate,
     "predict": run_predict,
     "push": run_push,
+    "export": run_export,
 }
 
 
@@ -161,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     if command not in RUNNERS:
         print(f"hf-hybrid: unknown command {command!r}\n{usage()}", file=sys.stderr)
         return 2
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("hf_hybrid").setLevel(logging.INFO)
     transformers_logging.set_verbosity_warning()
     try:
         RUNNERS[command](rest)
-    except (DataError, HubError, OSError, ValueError) as error:
+    except (DataError, HubError, OSError, ValueError, ImportError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"hf-hybrid {command}: error: {message}", file=sys.stderr)
         return 1

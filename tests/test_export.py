@@ -1,0 +1,63 @@
+"""ONNX export: ONNX Runtime runs the graph on the tokenizer's output and gives PyTorch's logits."""
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from hf_hybrid.cli import main
+from hf_hybrid.export import export_onnx
+
+PAPERS = [
+    ("Deep nets for images", "We train convolutional networks on pixels and scenes."),
+    ("A parser", "Language models parse text into trees; tokens and sentences."),
+    ("Planning agents with logic and heuristic search over symbolic knowledge bases", "Short."),
+    ("", "Only an abstract, no title at all, about gradient descent."),
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, saved_model, tiny_tokenizer):
+    folder = tmp_path_factory.mktemp("onnx")
+    quantized = export_onnx(saved_model, tiny_tokenizer, folder, quantize="int8")
+    return folder, quantized
+
+
+def run_onnx(path, tokenizer, papers):
+    session = onnxruntime.InferenceSession(str(path))
+    titles, abstracts = zip(*papers)
+    inputs = tokenizer(list(titles), list(abstracts), padding=True, return_tensors="np")
+    return session.run(["logits"], dict(inputs))[0]
+
+
+@pytest.mark.parametrize("papers", [PAPERS, PAPERS[:1], PAPERS[2:]], ids=["four", "one", "two"])
+def test_onnx_logits_match_pytorch_for_any_batch_and_lengths(exported, saved_model, tiny_tokenizer, papers):
+    folder, _ = exported
+    titles, abstracts = zip(*papers)
+    with torch.inference_mode():
+        expected = saved_model.eval()(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
+                                                       return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(run_onnx(folder / "model.onnx", tiny_tokenizer, papers), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_int8_model_is_smaller_and_close(exported, saved_model, tiny_tokenizer):
+    folder, quantized = exported
+    assert quantized.name == "model_int8.onnx"
+    assert quantized.stat().st_size < (folder / "model.onnx").stat().st_size
+    full = run_onnx(folder / "model.onnx", tiny_tokenizer, PAPERS)
+    reduced = run_onnx(quantized, tiny_tokenizer, PAPERS)
+    assert reduced.shape == full.shape
+    assert np.corrcoef(full.ravel(), reduced.ravel())[0, 1] > 0.95
+
+
+def test_export_folder_holds_what_a_server_needs(exported):
+    folder, _ = exported
+    assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "tokenizer_config.json", "config.json"} <= {
+        path.name for path in folder.iterdir()
+    }
+
+
+def test_export_command(saved_model_dir, tmp_path, capsys):
+    assert main(["export", "--model", str(saved_model_dir), "--output_dir", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip().endswith("model.onnx")
+    assert (tmp_path / "out" / "model.onnx").is_file()
