@@ -4,43 +4,49 @@ Loading from the Hub needs nothing here: `from_pretrained(repo_id, trust_remote_
 Every failure becomes a `HubError` whose message fits on one line and says what to do.
 """
 
+import shlex
 from pathlib import Path
 
-from huggingface_hub import HfApi, constants
+from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 # What a model repo receives: weights, configs and reports (JSON), code, card, plots, report text, ONNX.
 PUSHED_PATTERNS = ["*.json", "*.safetensors", "*.py", "README.md", "*.png", "*.txt", "*.onnx"]
-# Never pushed: Trainer checkpoints and anything pickled.
-NEVER_PUSHED = ["checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle"]
+# Never pushed: Trainer checkpoints, anything pickled, and tool folders (git, the Hub client's upload cache).
+NEVER_PUSHED = [
+    "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".git/**", ".cache/**",
+]
+# What `build_model_card` writes as the repo id of a folder trained without --hub_model_id.
+CARD_PLACEHOLDER = "path/to/this/folder"
 
 
 class HubError(RuntimeError):
     """The Hub refused or could not be reached; the message says what to do in one line."""
 
 
-def check_hub_access(repo_id: str | None, token: str | None = None) -> str:
+def check_hub_access(repo_id: str | None, token: str | None = None, endpoint: str | None = None) -> str:
     """Fails fast, before any training, when a push could not succeed: returns the user name.
 
-    Raises `HubError` when no token is found, the token is refused, the repo id is malformed or the
-    Hub cannot be reached.
+    Raises `HubError` when the repo id is malformed, no token is found, the token is refused, or the
+    Hub cannot be reached or is unavailable. `endpoint` defaults to `HF_ENDPOINT` (the public Hub).
     """
     if repo_id is not None:
-        try:
-            validate_repo_id(repo_id)
-        except HFValidationError as error:
-            raise HubError(f"invalid repo id {repo_id!r}: {error}") from error
+        _validate(repo_id)
+    api = HfApi(token=token, endpoint=endpoint)
     try:
-        return HfApi(token=token).whoami()["name"]
+        return api.whoami()["name"]
     except LocalTokenNotFoundError as error:
         raise HubError("not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN") from error
     except HfHubHTTPError as error:
-        if error.response is not None and error.response.status_code == 401:
+        status = error.response.status_code if error.response is not None else None
+        if status == 401:
             raise HubError("the Hub refused the token: run `hf auth login` again or set a valid HF_TOKEN") from error
-        raise HubError(f"the Hub at {constants.ENDPOINT} answered with an error: {_first_line(error)}") from error
+        if status is not None and status >= 500:
+            raise HubError(f"the Hub at {api.endpoint} is unavailable right now (HTTP {status}): try again later") from error
+        raise HubError(f"the Hub at {api.endpoint} answered with an error: {_first_line(error)}") from error
     except Exception as error:  # the HTTP client's connection errors: refused, timed out, DNS, TLS
-        raise HubError(f"cannot reach the Hub at {constants.ENDPOINT}: {_first_line(error)}") from error
+        raise HubError(f"cannot reach the Hub at {api.endpoint}: {_first_line(error)}") from error
 
 
 def push_model_folder(
@@ -50,35 +56,67 @@ def push_model_folder(
     revision: str | None = None,
     commit_message: str | None = None,
     token: str | None = None,
+    endpoint: str | None = None,
 ) -> str:
     """Uploads a trained model folder to `repo_id` (created if needed), on branch `revision` if given.
 
-    Only weights, JSON, code, card, plots and reports go up: checkpoints and pickles stay local.
-    Returns the URL of the commit. The folder is never modified, so a failed push can simply be run again.
+    Only weights, JSON, code, card, plots and reports go up: checkpoints and pickles stay local. A card
+    written without a repo id gets `repo_id` in its usage examples, in the pushed copy only. Returns the
+    URL of the commit. The folder is never modified, so a failed push can simply be run again.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
         raise HubError(f"{folder} is not a saved model folder (config.json and model.safetensors are missing)")
-    check_hub_access(repo_id, token)
-    api = HfApi(token=token)
+    _validate(repo_id)
+    command = ["hf-hybrid", "push", "--model", str(folder), "--repo_id", repo_id]
+    command += ["--revision", revision] if revision else []
+    command += ["--private"] if private else []
+    rerun = f"the folder is intact: run `{shlex.join(command)}` again"
     try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
+        check_hub_access(None, token, endpoint)
+    except HubError as error:
+        raise HubError(f"{error}; {rerun}") from error
+    api = HfApi(token=token, endpoint=endpoint)
+    try:
+        # A bare name goes to the user's namespace: the commit must name the full id.
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         if revision is not None:
             api.create_branch(repo_id, branch=revision, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            revision=revision,
+        commit = api.create_commit(
+            repo_id,
+            _operations(folder, repo_id),
             commit_message=commit_message or "Upload hf-hybrid model",
-            allow_patterns=PUSHED_PATTERNS,
-            ignore_patterns=NEVER_PUSHED,
+            revision=revision,
         )
     except Exception as error:  # HTTP refusals and connection failures alike: the advice is the same
-        raise HubError(
-            f"pushing {folder} to {repo_id} failed ({_first_line(error)}); the folder is intact: "
-            f"run `hf-hybrid push --model {folder} --repo_id {repo_id}` again"
-        ) from error
+        raise HubError(f"pushing {folder} to {repo_id} failed ({_first_line(error)}); {rerun}") from error
     return commit.commit_url
+
+
+def pushed_files(folder: str | Path) -> list[str]:
+    """The paths (relative, with `/`) of the files of `folder` that `push_model_folder` uploads."""
+    folder = Path(folder)
+    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    return list(filter_repo_objects(paths, allow_patterns=PUSHED_PATTERNS, ignore_patterns=NEVER_PUSHED))
+
+
+def _operations(folder: Path, repo_id: str) -> list[CommitOperationAdd]:
+    operations = []
+    for path in pushed_files(folder):
+        content = folder / path
+        if path == "README.md":
+            card = content.read_text(encoding="utf-8")
+            if CARD_PLACEHOLDER in card:
+                content = card.replace(CARD_PLACEHOLDER, repo_id).encode("utf-8")
+        operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=content))
+    return operations
+
+
+def _validate(repo_id: str) -> None:
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise HubError(f"invalid repo id {repo_id!r}: {_first_line(error)}") from error
 
 
 def _first_line(error: BaseException) -> str:

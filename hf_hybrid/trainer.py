@@ -271,7 +271,7 @@ def _shared_tokenizer(train, model_args, training_args) -> HybridCNNLSTMTokenize
 
 def _log_unknown_words(tokenizer, train, sample: int = 2000):
     """Fine-tuning keeps the vocabulary: say how much of the new text it does not know."""
-    rows = train.select(range(min(sample, len(train))))
+    rows = train[: min(sample, len(train))]  # a dict of lists: a column of a Dataset is a lazy `Column`
     encoded = tokenizer(rows["title"], rows["abstract"])
     ids = [i for field in ("title_input_ids", "abstract_input_ids") for row in encoded[field] for i in row]
     if ids:
