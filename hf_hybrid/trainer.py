@@ -44,10 +44,11 @@ class HybridTrainer(Trainer):
         self._train_counts = torch.zeros(2, device=self.args.device)  # correct, seen
 
     def get_train_dataloader(self):
-        # BatchNorm cannot train on a batch of one paper, which a last incomplete batch can be; evaluation
-        # keeps every paper, so only the training loader drops it.
+        # BatchNorm cannot train on a batch of one paper, which a last incomplete batch can be: the training
+        # loader drops it whenever there is a full batch to train on (evaluation keeps every paper).
         keep_last = self.args.dataloader_drop_last
-        self.args.dataloader_drop_last = True
+        full_batch = self.args.train_batch_size * self.args.world_size
+        self.args.dataloader_drop_last = keep_last or len(self.train_dataset) >= full_batch
         try:
             return super().get_train_dataloader()
         finally:
