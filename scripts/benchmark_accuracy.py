@@ -1,0 +1,88 @@
+"""Accuracy benchmark: hf-hybrid trained with its defaults against TF-IDF + LinearSVC, on one split.
+
+Run through `python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs N]`;
+`--max_rows` caps the training papers (the split is made first, so the test set stays the same).
+Both models see the same stratified, seeded 70/15/15 split of the same papers (hf-hybrid's own split,
+seed 42); both are scored on its test part: accuracy, macro-F1, cs.AI recall (the class the notebook
+struggled with), and the wall time each took.
+"""
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.svm import LinearSVC
+
+from hf_hybrid.data import load_papers
+from hf_hybrid.trainer import train_model
+from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
+
+
+def tfidf_svm_scores(splits) -> dict:
+    """Fits word 1-2 gram TF-IDF + LinearSVC on the training split; scores it on the test split."""
+    started = time.perf_counter()
+
+    def texts(split):
+        return [f"{title} . {abstract}" for title, abstract in zip(split["title"], split["abstract"])]
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode")
+    classifier = LinearSVC(C=0.5)
+    classifier.fit(vectorizer.fit_transform(texts(splits["train"])), splits["train"]["labels"])
+    predicted = classifier.predict(vectorizer.transform(texts(splits["test"])))
+    return _scores(splits["test"]["labels"], predicted, splits["test"].features["labels"].names, started)
+
+
+def _scores(labels, predicted, names, started) -> dict:
+    ai = names.index("cs.AI") if "cs.AI" in names else None
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "f1_macro": float(f1_score(labels, predicted, average="macro")),
+        "cs_ai_recall": None if ai is None else float(recall_score(labels, predicted, labels=[ai], average="macro")),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def run_accuracy(args) -> dict:
+    """Trains and scores both models; `args` are `scripts/benchmark.py`'s (model size, epochs, seed, data)."""
+    data = DataArguments(train_file=str(args.data), max_train_samples=args.max_rows)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hf_hybrid_accuracy_"))
+    output_dir = Path(args.model_output_dir or workdir / "hf_hybrid_model")
+    model = ModelArguments(
+        embed_dim=args.embed_dim, num_filters=args.num_filters, kernel_sizes=args.kernel_sizes,
+        lstm_hidden=args.lstm_hidden, classifier_hidden_sizes=args.classifier_hidden_sizes,
+        vocab_size=args.max_vocab_size, min_frequency=args.min_freq,
+    )
+    training = HybridTrainingArguments(output_dir=str(output_dir), num_train_epochs=args.num_train_epochs,
+                                       seed=args.split_seed, disable_tqdm=not args.verbose)
+    started = time.perf_counter()
+    report = train_model(model, data, training)
+    history = json.loads((output_dir / "eval_results.json").read_text())
+    names = report["label_names"]
+    hybrid = {
+        "accuracy": report["accuracy"],
+        "f1_macro": report["f1_macro"],
+        "cs_ai_recall": report["per_class"]["cs.AI"]["recall"] if "cs.AI" in names else None,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "epochs_trained": history["epochs_trained"],
+        "best_validation_accuracy": history["best_validation_accuracy"],
+    }
+    baseline = tfidf_svm_scores(load_papers(data, seed=args.split_seed))
+    results = {"data": str(args.data), "test_papers": report["num_samples"], "hf_hybrid": hybrid,
+               "tfidf_linear_svm": baseline}
+    print(accuracy_table(results))
+    return results
+
+
+def accuracy_table(results: dict) -> str:
+    rows = ["| model | test accuracy | macro-F1 | cs.AI recall | wall time |", "|---|---|---|---|---|"]
+    for name, key in (("hf-hybrid (defaults)", "hf_hybrid"), ("TF-IDF 1-2 grams + LinearSVC", "tfidf_linear_svm")):
+        scores = results[key]
+        recall = "n/a" if scores["cs_ai_recall"] is None else f"{scores['cs_ai_recall']:.4f}"
+        rows.append(f"| {name} | {scores['accuracy']:.4f} | {scores['f1_macro']:.4f} | {recall} "
+                    f"| {scores['wall_time_s']:.0f} s |")
+    epochs = results["hf_hybrid"]["epochs_trained"]
+    rows.append(f"\n{results['test_papers']} test papers; hf-hybrid trained {epochs:g} epochs.")
+    return "\n".join(rows)

@@ -1,0 +1,130 @@
+"""Smoke test of `scripts/benchmark.py --mode perf` on a tiny made-up CSV with a tiny model.
+
+Not a timed test: it checks that every metric is measured and reported, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARK = REPO_ROOT / "scripts" / "benchmark.py"
+
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+import benchmark  # noqa: E402
+
+WORDS = {
+    "cs.CL": "language translation parsing corpus speech dialogue tokens grammar".split(),
+    "cs.CV": "image pixels segmentation camera detection video depth convolution".split(),
+    "cs.LG": "gradient optimization regret kernel bandit generalization loss convergence".split(),
+}
+COMMON = "we propose a novel method for the task and show results on benchmarks".split()
+
+
+def write_tiny_csv(path: Path, rows: int = 60, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    categories = sorted(WORDS)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["title", "abstract", "category"])
+        for i in range(rows):
+            category = categories[i % len(categories)]
+            vocabulary = WORDS[category] + COMMON
+            title = " ".join(rng.choice(vocabulary) for _ in range(rng.randint(3, 9))).title()
+            abstract = ". ".join(
+                " ".join(rng.choice(vocabulary) for _ in range(rng.randint(6, 14))) for _ in range(rng.randint(2, 5))
+            ) + "."
+            writer.writerow([title, abstract, category])
+
+
+@pytest.mark.timeout(180)
+def test_perf_mode_smoke(tmp_path):
+    data = tmp_path / "tiny.csv"
+    write_tiny_csv(data)
+    output = tmp_path / "out" / "perf.json"
+    command = [
+        sys.executable, str(BENCHMARK), "--mode", "perf", "--data", str(data), "--tiny",
+        "--batch_size", "8", "--train_steps", "2", "--warmup_steps", "1", "--infer_batches", "2",
+        "--latency_calls", "3", "--latency_warmup", "1", "--load_repeats", "1", "--train_rounds", "1",
+        "--threads", "1", "--parallel_workers", "--output_json", str(output),
+    ]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=170)
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+    report = json.loads(output.read_text())
+    assert report["mode"] == "perf"
+    assert set(report["metrics"]) == set(benchmark.METRICS)
+    for key, metric in report["metrics"].items():
+        for field in ("notebook", "hf_hybrid", "ratio"):
+            assert isinstance(metric[field], (int, float)) and metric[field] > 0, (key, field, metric[field])
+        if metric["target"] is not None:
+            assert isinstance(metric["passed"], bool), key
+    for key in ("arxiv_classification_pipeline_p50_ms", "arxiv_classification_pipeline_p95_ms",
+                "notebook_training_samples_per_s_total_rate", "hf_hybrid_tokenization_papers_per_s_total_rate"):
+        assert report["extras"][key] > 0, key
+    assert len(report["workers"]["train_hf_hybrid_1"]["step_seconds"]) == 2
+    assert report["settings"]["rows"] == 60
+    assert report["settings"]["class_names"] == sorted(WORDS)
+    # Same model size on both sides.
+    assert report["extras"]["notebook_params"] > 0
+    assert report["extras"]["notebook_vocab_size"] == report["extras"]["hf_hybrid_vocab_size"]
+    # The hf-hybrid cold load ran on the code shipped in the folder, not on the installed package.
+    assert report["workers"]["load_hf_hybrid_1"]["hf_hybrid_imported_during_load"] is False
+
+    # The Markdown table: a header and one row per metric, each with both values and a ratio.
+    lines = proc.stdout.splitlines()
+    assert "| Metric | Unit | notebook | hf-hybrid |" in proc.stdout
+    for metric in report["metrics"].values():
+        row = next((line for line in lines if line.startswith(f"| {metric['label']}")), None)
+        assert row is not None, metric["label"]
+        assert row.count("|") == 8
+    assert proc.stdout.count("PASS") + proc.stdout.count("FAIL") == sum(
+        m["target"] is not None for m in report["metrics"].values())
+
+
+def test_parse_args_defaults_and_tiny():
+    args = benchmark.parse_args([])
+    assert args.mode == "perf" and args.batch_size == 64 and args.embed_dim == 300
+    assert args.data == REPO_ROOT.parent / "shared" / "data" / "arxiv_cs.csv"
+    tiny = benchmark.parse_args(["--tiny"])
+    assert (tiny.embed_dim, tiny.num_filters, tiny.lstm_hidden, tiny.min_freq) == (16, 8, 8, 1)
+
+
+def test_rate_and_percentile_helpers():
+    assert benchmark.step_durations([1.0, 2.0, 3.0, 5.0], warmup=1) == [1.0, 1.0, 2.0]
+    assert benchmark.step_durations([1.0, 2.0, 3.0, 5.0], warmup=2) == [1.0, 2.0]
+    rates = benchmark.rates([10, 10, 10], [1.0, 1.0, 3.0])
+    assert rates["median"] == pytest.approx(10) and rates["total"] == pytest.approx(6)
+    assert benchmark.chunk_bounds(25, 10)[0] == (0, 2) and benchmark.chunk_bounds(25, 10)[-1][1] == 25
+    assert sum(stop - start for start, stop in benchmark.chunk_bounds(25, 10)) == 25
+    assert benchmark.chunk_bounds(3, 10) == [(0, 1), (1, 2), (2, 3)]
+    assert benchmark.percentile([4, 1, 3, 2], 50) == pytest.approx(2.5)
+    assert benchmark.percentile(list(range(101)), 95) == pytest.approx(95)
+
+
+def test_accuracy_mode_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
+    from papers import write_papers_csv
+
+    data = write_papers_csv(tmp_path / "papers.csv", n_per_class=30, labels=("cs.AI", "cs.CL", "cs.CV"))
+    output = tmp_path / "accuracy.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--mode", "accuracy", "--tiny", "--data", str(data), "--num_train_epochs",
+         "2", "--workdir", str(tmp_path / "work"), "--output_json", str(output)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(output.read_text())
+    assert results["test_papers"] == 14  # 15% of each class of 30, rounded by the stratified split
+    for side in ("hf_hybrid", "tfidf_linear_svm"):
+        scores = results[side]
+        assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["cs_ai_recall"] <= 1 and scores["wall_time_s"] >= 0
+    assert results["tfidf_linear_svm"]["accuracy"] > 0.8  # the made-up topics are easy for TF-IDF
+    assert "| hf-hybrid (defaults) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
+    assert (tmp_path / "work" / "hf_hybrid_model" / "model.safetensors").is_file()
