@@ -58,7 +58,7 @@ def export_onnx(model, tokenizer, output_dir: str | Path, quantize: str | None =
     shapes = {"title": {0: batch, 1: title}, "abstract": {0: batch, 1: abstract}}
     path = output_dir / ONNX_FILE
     torch.onnx.export(
-        _LogitsOnly(model.eval()),
+        _LogitsOnly(model).eval(),
         tuple(example[name] for name in names),
         str(path),
         dynamo=True,
