@@ -18,7 +18,7 @@
 * single-request latency (p50/p95): `pipeline("text-classification", trust_remote_code=True)` called with
   `{"text": title, "text_pair": abstract}` vs. the notebook's encode + forward of one paper;
 * loading a saved model to its first prediction (`from_pretrained` of model and tokenizer vs. the notebook's
-  `torch.load` + vocabulary pickle), in fresh processes.
+  `torch.load` + its vocabulary), in fresh processes.
 
 Every measurement runs in fresh subprocesses: training in `--train_rounds` processes per side, run
 alternately (peak RSS is each side's own), loading in `--load_repeats` processes per side, and
@@ -521,7 +521,7 @@ def run_worker(args):
 
 
 def _cold_load_notebook(spec, title, abstract):
-    """torch.load of the state dict + the vocabulary pickle, then the first prediction."""
+    """torch.load of the state dict + the vocabulary, then the first prediction."""
     import notebook_baseline as nb
 
     start = time.perf_counter()

@@ -12,18 +12,18 @@
   the LSTM or the abstract attention, BatchNorm/Dropout head as written);
 * `make_optimization` / `train_step`: Adam (lr 1e-3, weight decay 1e-4), class-weighted cross-entropy,
   gradient clipping at 1.0, as in `train_epoch`;
-* `save_checkpoint` / `load_checkpoint`: `torch.save` of the state dict plus a pickled `Vocabulary`, the
-  notebook's own format. Only the benchmark writes these, into a temporary folder. `class_names` are
-  stored as a list of strings (the notebook stored a numpy array) so that `torch.load(weights_only=True)`
-  works; the vocabulary pickle is the notebook's format and must only ever be read from a trusted file.
+* `save_checkpoint` / `load_checkpoint`: `torch.save` of the state dict, as the notebook did, and its
+  vocabulary's word index as JSON (the notebook pickled the `Vocabulary`; this project saves no pickle).
+  Only the benchmark writes these, into a temporary folder. `class_names` are stored as a list of strings
+  (the notebook stored a numpy array) so that `torch.load(weights_only=True)` works.
 
 Use hf-hybrid (`hf_hybrid`) for anything but comparisons.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import re
 from collections import Counter
 
@@ -283,25 +283,30 @@ def train_step(model, batch, criterion, optimizer, device="cpu"):
 # ------------------------------------------------------------------------------ saving / inference
 
 CHECKPOINT_FILE = 'best_hybrid_model.pth'
-VOCAB_FILE = 'vocab_hybrid.pkl'
+VOCAB_FILE = 'vocab_hybrid.json'
 
 
 def save_checkpoint(model, vocab, class_names, folder):
-    """The notebook's `torch.save` + `pickle.dump`, into `folder` (a temporary folder: never commit these)."""
+    """The notebook's `torch.save` of the state dict, into `folder` (a temporary folder: never commit these).
+
+    The notebook pickled its `Vocabulary`; the project saves no pickle, so its word index goes to JSON.
+    """
     torch.save({
         'model_state_dict': model.state_dict(),
         'vocab_size': len(vocab),
         'class_names': list(class_names),
     }, os.path.join(folder, CHECKPOINT_FILE))
-    with open(os.path.join(folder, VOCAB_FILE), 'wb') as f:
-        pickle.dump(vocab, f)
+    with open(os.path.join(folder, VOCAB_FILE), 'w') as f:
+        json.dump(vocab.word2idx, f)
 
 
 def load_checkpoint(folder, **model_kwargs):
-    """`torch.load` (weights_only) of the state dict, the notebook's vocabulary pickle, the model in eval mode."""
+    """`torch.load` (weights_only) of the state dict, the vocabulary, the model in eval mode."""
     checkpoint = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location='cpu', weights_only=True)
-    with open(os.path.join(folder, VOCAB_FILE), 'rb') as f:
-        vocab = pickle.load(f)  # the notebook's own format; trusted, benchmark-written file only
+    vocab = Vocabulary()
+    with open(os.path.join(folder, VOCAB_FILE)) as f:
+        vocab.word2idx = json.load(f)
+    vocab.idx2word = {index: word for word, index in vocab.word2idx.items()}
     model = HybridCNNLSTM(vocab_size=checkpoint['vocab_size'], num_classes=len(checkpoint['class_names']),
                           **model_kwargs)
     model.load_state_dict(checkpoint['model_state_dict'])
