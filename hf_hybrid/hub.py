@@ -11,14 +11,14 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
+from .model_card import CARD_PLACEHOLDER
+
 # What a model repo receives: weights, configs and reports (JSON), code, card, plots, report text, ONNX.
 PUSHED_PATTERNS = ["*.json", "*.safetensors", "*.py", "README.md", "*.png", "*.txt", "*.onnx"]
 # Never pushed: Trainer checkpoints, anything pickled, and tool folders (git, the Hub client's upload cache).
 NEVER_PUSHED = [
     "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".git/**", ".cache/**",
 ]
-# What `build_model_card` writes as the repo id of a folder trained without --hub_model_id.
-CARD_PLACEHOLDER = "path/to/this/folder"
 
 
 class HubError(RuntimeError):

@@ -11,6 +11,8 @@ from .evaluation import metrics_table
 from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
+# The repo id in the usage examples of a card written before the model has one; a push fills it in.
+CARD_PLACEHOLDER = "path/to/this/folder"
 CARD_HYPERPARAMETERS = (
     "embed_dim", "num_filters", "kernel_sizes", "lstm_hidden", "lstm_layers", "dropout", "embedding_dropout",
     "output_dropout", "classifier_hidden_sizes", "max_title_length", "max_abstract_length", "vocab_size",
@@ -77,7 +79,7 @@ def build_model_card(
         card_data,
         template_path=str(TEMPLATE),
         model_name=model_name,
-        repo_id=repo_id or "path/to/this/folder",
+        repo_id=repo_id or CARD_PLACEHOLDER,
         origin=origin,
         kernel_sizes=", ".join(map(str, config.kernel_sizes)),
         label_list=", ".join(f"`{label}`" for label in labels),

@@ -437,7 +437,8 @@ def test_push_to_a_hub_that_is_down_fails_in_one_line_and_can_be_run_again(side_
 
 def test_only_safe_files_are_pushed_and_the_card_gets_the_repo_id(hub_model, tmp_path):
     """What a push would send, computed without a Hub: `push_model_folder` commits exactly these operations."""
-    from hf_hybrid.hub import CARD_PLACEHOLDER, _operations, pushed_files
+    from hf_hybrid.hub import _operations, pushed_files
+    from hf_hybrid.model_card import CARD_PLACEHOLDER
 
     for path in hub_model.folder.iterdir():
         (tmp_path / path.name).write_bytes(path.read_bytes())
