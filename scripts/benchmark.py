@@ -3,6 +3,7 @@
     python scripts/benchmark.py --mode perf [--data CSV] [--train_steps 20] [--output_json perf.json]
     python scripts/benchmark.py --mode perf --tiny --max_rows 200 ...   # a quick smoke run
     python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs 20] [--output_json acc.json]
+    python scripts/benchmark.py --mode onnx --model TRAINED_DIR [--data CSV] [--output_json onnx.json]
 
 `--mode perf` measures both implementations in one run, on the same data and the same model size
 (untrained weights: only speed is measured), and prints a Markdown table with the ratios and targets:
@@ -30,6 +31,10 @@ subprocess. Every file written goes to a temporary folder.
 
 `--mode accuracy` trains hf-hybrid with its defaults and fits TF-IDF + LinearSVC on the same split, and
 compares their test accuracy, macro-F1, cs.AI recall and wall time (see `scripts/benchmark_accuracy.py`).
+
+`--mode onnx --model DIR` exports a trained model to ONNX (fp32 and int8), and compares ONNX Runtime with
+PyTorch on the test split: accuracy, agreement of predictions (the parity check), batch throughput and
+single-paper latency (see `scripts/benchmark_onnx.py`).
 
 `main()` dispatches on `--mode`: another mode is a `run_<mode>(args)` function plus a `MODES` entry.
 """
@@ -79,7 +84,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--mode", choices=sorted(MODES), default="perf")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV with title, abstract, category")
-    parser.add_argument("--max_rows", type=int, default=None, help="use a seeded random sample of this many rows")
+    parser.add_argument("--max_rows", type=int, default=None,
+                        help="perf: a seeded random sample of this many rows; accuracy: at most this many training "
+                             "papers; onnx: the first this many test papers")
     parser.add_argument("--output_json", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: os.cpu_count())")
     parser.add_argument("--omp_wait_policy", choices=["passive", "active"], default=None,
@@ -110,6 +117,11 @@ def parse_args(argv=None):
     accuracy.add_argument("--split_seed", type=int, default=42, help="seed of the 70/15/15 split and of training")
     accuracy.add_argument("--model_output_dir", type=Path, default=None,
                           help="where the trained hf-hybrid model goes (default: inside --workdir or a temp folder)")
+    accuracy.add_argument("--resume_from_checkpoint", default=None,
+                          help="continue an interrupted run from one of its checkpoints (in --model_output_dir)")
+
+    onnx = parser.add_argument_group("onnx mode (also uses --split_seed, --batch_size, --latency_calls, --max_rows)")
+    onnx.add_argument("--model", type=Path, default=None, help="folder of a trained hf-hybrid model to export")
 
     model = parser.add_argument_group("model size (both sides); defaults are the notebook's")
     model.add_argument("--embed_dim", type=int, default=300)
@@ -804,7 +816,16 @@ def run_accuracy(args):
     return 0
 
 
-MODES = {"perf": run_perf, "accuracy": run_accuracy}
+def run_onnx(args):
+    from benchmark_onnx import run_onnx as export_and_compare
+
+    report = export_and_compare(args)
+    if args.output_json:
+        args.output_json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx}
 
 if __name__ == "__main__":
     sys.exit(main())

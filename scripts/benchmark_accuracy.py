@@ -56,7 +56,8 @@ def run_accuracy(args) -> dict:
         vocab_size=args.max_vocab_size, min_frequency=args.min_freq,
     )
     training = HybridTrainingArguments(output_dir=str(output_dir), num_train_epochs=args.num_train_epochs,
-                                       seed=args.split_seed, disable_tqdm=not args.verbose)
+                                       seed=args.split_seed, disable_tqdm=not args.verbose,
+                                       resume_from_checkpoint=args.resume_from_checkpoint)
     started = time.perf_counter()
     report = train_model(model, data, training)
     history = json.loads((output_dir / "eval_results.json").read_text())
@@ -66,6 +67,7 @@ def run_accuracy(args) -> dict:
         "f1_macro": report["f1_macro"],
         "cs_ai_recall": report["per_class"]["cs.AI"]["recall"] if "cs.AI" in names else None,
         "wall_time_s": round(time.perf_counter() - started, 1),
+        "resumed_from": args.resume_from_checkpoint,
         "epochs_trained": history["epochs_trained"],
         "best_validation_accuracy": history["best_validation_accuracy"],
     }

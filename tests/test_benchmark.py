@@ -128,3 +128,34 @@ def test_accuracy_mode_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
     assert results["tfidf_linear_svm"]["accuracy"] > 0.8  # the made-up topics are easy for TF-IDF
     assert "| hf-hybrid (defaults) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
     assert (tmp_path / "work" / "hf_hybrid_model" / "model.safetensors").is_file()
+
+
+def test_onnx_mode_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path, saved_model_dir, capsys):
+    from conftest import TINY_LABELS
+    from papers import write_papers_csv
+
+    data = write_papers_csv(tmp_path / "papers.csv", n_per_class=40, labels=tuple(TINY_LABELS.values()))
+    output = tmp_path / "onnx.json"
+    assert benchmark.main(["--mode", "onnx", "--model", str(saved_model_dir), "--data", str(data), "--batch_size",
+                           "8", "--latency_calls", "4", "--latency_warmup", "1", "--workdir", str(tmp_path / "export"),
+                           "--output_json", str(output)]) == 0
+
+    report = json.loads(output.read_text())
+    assert report["test_papers"] == 18  # the stratified 15% of 3 x 40 papers
+    assert list(report["engines"]) == ["pytorch", "onnx_fp32", "onnx_int8"]
+    fp32, int8 = report["engines"]["onnx_fp32"], report["engines"]["onnx_int8"]
+    assert fp32["max_abs_logit_difference"] < 1e-4
+    assert fp32["agreement_with_pytorch"] == 1.0 and fp32["accuracy"] == report["engines"]["pytorch"]["accuracy"]
+    assert fp32["parity_passed"] is True
+    # int8 is judged by the same rule: agreement and accuracy drop decide, whatever they are for this model.
+    assert int8["parity_passed"] == (int8["agreement_with_pytorch"] >= 0.99 and int8["accuracy_drop"] <= 0.005)
+    for entry in report["engines"].values():
+        assert entry["batch_papers_per_s"] > 0 and 0 < entry["latency_p50_ms"] <= entry["latency_p95_ms"]
+    assert (tmp_path / "export" / "model.onnx").is_file() and (tmp_path / "export" / "model_int8.onnx").is_file()
+    table = capsys.readouterr().out
+    assert "| onnx_fp32 |" in table and "| onnx_int8 |" in table and "PASS" in table
+
+
+def test_onnx_mode_needs_a_model():
+    with pytest.raises(SystemExit, match="--model"):
+        benchmark.main(["--mode", "onnx"])
