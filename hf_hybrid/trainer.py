@@ -174,6 +174,13 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
     return fit_and_report(model, tokenizer, splits, data_args, training_args, base_model=finetune_args.model)
 
 
+def adam_with_l2(learning_rate: float, weight_decay: float):
+    """The notebook's optimizer, as the `Trainer`'s `optimizer_cls_and_kwargs`: Adam, which adds weight decay
+    to the gradient (L2), unlike AdamW."""
+    # fused: one kernel for all parameters, 4-9% of a CPU training step faster than foreach (measured)
+    return torch.optim.Adam, {"lr": learning_rate, "weight_decay": weight_decay, "fused": True}
+
+
 def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None) -> dict:
     """Trains `model` on the splits, restores its best epoch and leaves the complete output folder."""
     output_dir = Path(training_args.output_dir)
@@ -189,12 +196,7 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience)],
-        # The notebook's Adam adds weight decay to the gradient (L2), unlike AdamW.
-        optimizer_cls_and_kwargs=(
-            torch.optim.Adam,
-            # fused: one kernel for all parameters, 4-9% of a CPU training step faster than foreach (measured)
-            {"lr": training_args.learning_rate, "weight_decay": training_args.weight_decay, "fused": True},
-        ),
+        optimizer_cls_and_kwargs=adam_with_l2(training_args.learning_rate, training_args.weight_decay),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if not trainer.is_world_process_zero():

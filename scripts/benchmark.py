@@ -14,6 +14,7 @@
 * training (samples/s, `--train_steps` steps after `--warmup_steps`) and the training process' peak RSS:
   the notebook's 2-worker `DataLoader` + Adam/weighted-CE/clipping loop vs. `transformers.Trainer` with
   `DataCollatorWithPadding` (per-batch padding) and the same optimizer (Adam, lr 1e-3, L2 1e-4, clip 1.0);
+  hf-hybrid is also timed with `train_sampling_strategy="group_by_length"` (reported apart from the table);
 * batch inference (papers/s, eval mode, `torch.inference_mode`): model only on pre-tokenized batches, and
   (for information) including tokenization and collation of each batch;
 * single-request latency (p50/p95): `pipeline("text-classification", trust_remote_code=True)` called with
@@ -261,7 +262,9 @@ def run_perf(args):
         # afterwards are normal ones, not the first-ever load of that folder.
         stages = [[("runtime", "runtime", 0)]]
         stages += [[(f"load_{side}_{n + 1}", f"load_{side}", 0) for side in SIDES] for n in range(args.load_repeats)]
-        stages += [[(f"train_{side}_{n + 1}", f"train_{side}", n) for side in SIDES] for n in range(args.train_rounds)]
+        stages += [[(f"train_{side}_{n + 1}", f"train_{side}", n) for side in SIDES]
+                   + [(f"grouped_train_hf_hybrid_{n + 1}", "train_hf_hybrid_grouped", n)]
+                   for n in range(args.train_rounds)]
         results = {}
         for stage in stages:
             for group in [stage] if args.parallel_workers else [[job] for job in stage]:
@@ -372,6 +375,8 @@ def assemble_perf_report(spec, prep, results, threads):
     steps = {side: [seconds for r in trains[side] for seconds in r["step_seconds"]] for side in SIDES}
     tr = {side: {"training_samples_per_s": rates([spec["batch_size"]] * len(steps[side]), steps[side])}
           for side in SIDES}
+    grouped_steps = [seconds for name, r in results.items() if name.startswith("grouped_train_")
+                     for seconds in r["step_seconds"]]
     loads = {side: [r["load_to_first_prediction_s"] for name, r in results.items() if name.startswith(f"load_{side}_")]
              for side in SIDES}
     values = {
@@ -406,6 +411,8 @@ def assemble_perf_report(spec, prep, results, threads):
         **{f"{side}_load_to_first_prediction_s_all": loads[side] for side in SIDES},
         **{f"{side}_import_s": statistics.median(r["import_s"] for name, r in results.items()
                                                   if name.startswith(f"load_{side}_")) for side in SIDES},
+        "hf_hybrid_group_by_length_training_samples_per_s":
+            rates([spec["batch_size"]] * len(grouped_steps), grouped_steps)["median"],
         **{f"{side}_training_samples_per_s_best_step": spec["batch_size"] / min(steps[side]) for side in SIDES},
         **{f"{side}_training_step_seconds": steps[side] for side in SIDES},
         "notebook_dataloader_worker_peak_rss_mib": max(r["dataloader_worker_peak_rss_mib"] for r in trains["notebook"]),
@@ -477,6 +484,8 @@ def format_perf_table(report):
         f"{_fmt(e['hf_hybrid_inference_papers_per_s_total_rate'])}; training at the fastest step "
         f"{_fmt(e['notebook_training_samples_per_s_best_step'])} vs "
         f"{_fmt(e['hf_hybrid_training_samples_per_s_best_step'])}",
+        f"- hf-hybrid training with `--train_sampling_strategy group_by_length` (batches of similar title "
+        f"length): {_fmt(e['hf_hybrid_group_by_length_training_samples_per_s'])} samples/s (median, same steps)",
         f"- vocabulary build: notebook {e['notebook_vocab_build_s']:.2f} s ({e['notebook_vocab_size']} words), "
         f"hf-hybrid {e['hf_hybrid_vocab_build_s']:.2f} s ({e['hf_hybrid_vocab_size']} words); parameters: notebook "
         f"{e['notebook_params']:,}, hf-hybrid {e['hf_hybrid_params']:,}",
@@ -524,6 +533,7 @@ def run_worker(args):
         "load_hf_hybrid": worker_load_hf,
         "train_notebook": worker_train_notebook,
         "train_hf_hybrid": worker_train_hf,
+        "train_hf_hybrid_grouped": lambda spec: worker_train_hf(spec, sampling="group_by_length"),
     }
     spec["round"] = args._round
     result = workers[args._worker](spec)
@@ -746,12 +756,14 @@ def worker_train_notebook(spec):
     return out
 
 
-def worker_train_hf(spec):
+def worker_train_hf(spec, sampling="random"):
+    """hf-hybrid's training steps; `sampling` is the `--train_sampling_strategy` of `TrainingArguments`."""
     import datasets
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 
     from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+    from hf_hybrid.trainer import adam_with_l2
 
     out = {"threads": set_threads(spec["threads"])}
     torch.manual_seed(spec["seed"])
@@ -792,12 +804,13 @@ def worker_train_hf(spec):
         dataloader_pin_memory=False,
         use_cpu=True,
         seed=spec["seed"],
+        train_sampling_strategy=sampling,
     )
     trainer = Trainer(
-        model=model, args=training_args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tokenizer),
+        model=model, args=training_args, train_dataset=dataset, processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[timer],
-        # As hf-hybrid's training and the notebook: Adam with L2 weight decay (not AdamW).
-        optimizer_cls_and_kwargs=(torch.optim.Adam, {"lr": 1e-3, "weight_decay": 1e-4}),
+        optimizer_cls_and_kwargs=adam_with_l2(learning_rate=1e-3, weight_decay=1e-4),  # as hf-hybrid's training
     )
     trainer.train()
     durations = step_durations(timer.times, spec["warmup_steps"])

@@ -67,7 +67,8 @@ def test_perf_mode_smoke(tmp_path):
         if metric["target"] is not None:
             assert isinstance(metric["passed"], bool), key
     for key in ("arxiv_classification_pipeline_p50_ms", "arxiv_classification_pipeline_p95_ms",
-                "notebook_training_samples_per_s_total_rate", "hf_hybrid_tokenization_papers_per_s_total_rate"):
+                "notebook_training_samples_per_s_total_rate", "hf_hybrid_tokenization_papers_per_s_total_rate",
+                "hf_hybrid_group_by_length_training_samples_per_s"):
         assert report["extras"][key] > 0, key
     assert len(report["workers"]["train_hf_hybrid_1"]["step_seconds"]) == 2
     assert report["settings"]["rows"] == 60

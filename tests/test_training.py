@@ -1,5 +1,6 @@
 """Training through the `Trainer`: the recipe, the restored best epoch, and the output folder it leaves."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -126,6 +127,32 @@ def test_the_best_epoch_is_restored_not_the_last(tmp_path, unbalanced_csv, monke
     assert restored.keys() == first_epoch.keys()
     for name in restored:
         assert np.array_equal(restored[name].numpy(), first_epoch[name].numpy()), name
+
+
+def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, monkeypatch):
+    """`--train_sampling_strategy group_by_length` (the README's speed option) batches papers of similar title
+    length: the Trainer reads lengths from the tokenizer's first input, the title ids."""
+    batches = []
+    original_forward = trainer_module.HybridCNNLSTMForSequenceClassification.forward
+
+    @functools.wraps(original_forward)  # the Trainer keeps the dataset columns that forward's signature names
+    def recording_forward(self, **inputs):
+        if self.training:
+            lengths = inputs["title_attention_mask"].sum(-1)
+            batches.append((int(lengths.min()), int(lengths.max())))
+        return original_forward(self, **inputs)
+
+    monkeypatch.setattr(trainer_module.HybridCNNLSTMForSequenceClassification, "forward", recording_forward)
+    train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)), tiny_run(
+        tmp_path / "grouped", unbalanced_csv, num_train_epochs=1, train_sampling_strategy="group_by_length"))
+    # The sampler sorts "mega-batches" of this many batches by length, longest first.
+    train_papers = len(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["train"])
+    per_mega_batch = max(min(train_papers // (8 * 4), 50), 1)
+    assert per_mega_batch > 1
+    for start in range(0, len(batches), per_mega_batch):
+        group = batches[start:start + per_mega_batch]
+        assert all(longer[0] >= shorter[1] for longer, shorter in zip(group, group[1:])), batches
+    assert (tmp_path / "grouped" / "model.safetensors").is_file()
 
 
 def test_class_weights_by_name_balanced_or_none():
