@@ -1,5 +1,6 @@
 """HybridCNNLSTMTokenizer: the notebook's words, two fields with their own lengths, padding, saving."""
 
+import random
 import re
 
 import pytest
@@ -52,6 +53,37 @@ def test_accented_word_maps_to_its_unaccented_id(wide_tokenizer):
     schrodinger = wide_tokenizer.convert_tokens_to_ids("schrodinger")
     assert schrodinger != wide_tokenizer.unk_token_id
     assert encoded["title_input_ids"] == encoded["abstract_input_ids"] == [schrodinger]
+
+
+def backend_ids(tokenizer, texts):
+    """Ids from the `tokenizers` backend alone: normalizer, pre-tokenizer and WordLevel model."""
+    return [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_python_shortcut_for_ascii_gives_the_backends_ids_on_any_ascii_text():
+    """Plain ASCII takes a faster path in Python; random text over all 128 ASCII characters (controls,
+    punctuation, whitespace of every kind) must get exactly the backend's ids."""
+    rng = random.Random(0)
+    words = ["deep", "learning", "error-correction", "3d", "x", "-", "a1", "b2-c"]
+    texts = ["".join(rng.choice([chr(code) for code in range(128)] + words) for _ in range(rng.randint(0, 60)))
+             for _ in range(400)]
+    texts += ASCII_SENTENCES + ["", " ", "\x1c\x1d\x1e\x1fdeep\x0bx\x0cy\x85z"]
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(texts, min_frequency=2, max_title_length=200,
+                                                           max_abstract_length=200)
+    assert len(tokenizer) > 50
+    expected = backend_ids(tokenizer, texts)
+    encoded = tokenizer(texts, texts)
+    assert encoded["title_input_ids"] == encoded["abstract_input_ids"] == expected
+    assert any(tokenizer.unk_token_id in row for row in expected)
+
+
+def test_special_tokens_non_ascii_and_added_tokens_take_the_backend(wide_tokenizer):
+    texts = ["the <UNK> and <PAD> tokens", "Schrödinger nets", "deep nets", "quantumword deep"]
+    wide_tokenizer.add_tokens(["quantumword"])
+    expected = backend_ids(wide_tokenizer, texts)
+    assert wide_tokenizer(texts, texts)["abstract_input_ids"] == expected
+    assert expected[0][1] == wide_tokenizer.unk_token_id and expected[0][3] == wide_tokenizer.pad_token_id
+    assert expected[3][0] == wide_tokenizer.convert_tokens_to_ids("quantumword")
 
 
 def test_pad_is_id_0_and_unknown_words_are_id_1(tiny_tokenizer):
