@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 from sklearn.svm import LinearSVC
 
 from hf_hybrid.data import load_papers
@@ -42,7 +42,16 @@ def _scores(labels, predicted, names, started) -> dict:
         "f1_macro": float(f1_score(labels, predicted, average="macro")),
         "cs_ai_recall": None if ai is None else float(recall_score(labels, predicted, labels=[ai], average="macro")),
         "wall_time_s": round(time.perf_counter() - started, 1),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=list(range(len(names)))).tolist(),
     }
+
+
+def most_confused_pair(matrix, names) -> dict:
+    """The two classes most often mistaken for each other (both directions), and their share of all errors."""
+    size = len(names)
+    errors = sum(matrix[i][j] for i in range(size) for j in range(size) if i != j)
+    count, first, second = max((matrix[i][j] + matrix[j][i], i, j) for i in range(size) for j in range(i + 1, size))
+    return {"pair": [names[first], names[second]], "errors": count, "share_of_errors": count / errors if errors else 0.0}
 
 
 def run_accuracy(args) -> dict:
@@ -67,24 +76,29 @@ def run_accuracy(args) -> dict:
         "f1_macro": report["f1_macro"],
         "cs_ai_recall": report["per_class"]["cs.AI"]["recall"] if "cs.AI" in names else None,
         "wall_time_s": round(time.perf_counter() - started, 1),
+        "confusion_matrix": report["confusion_matrix"],
         "resumed_from": args.resume_from_checkpoint,
         "epochs_trained": history["epochs_trained"],
         "best_validation_accuracy": history["best_validation_accuracy"],
     }
     baseline = tfidf_svm_scores(load_papers(data, seed=args.split_seed))
-    results = {"data": str(args.data), "test_papers": report["num_samples"], "hf_hybrid": hybrid,
-               "tfidf_linear_svm": baseline}
+    for scores in (hybrid, baseline):
+        scores["most_confused_pair"] = most_confused_pair(scores["confusion_matrix"], names)
+    results = {"data": str(args.data), "test_papers": report["num_samples"], "label_names": names,
+               "hf_hybrid": hybrid, "tfidf_linear_svm": baseline}
     print(accuracy_table(results))
     return results
 
 
 def accuracy_table(results: dict) -> str:
-    rows = ["| model | test accuracy | macro-F1 | cs.AI recall | wall time |", "|---|---|---|---|---|"]
+    rows = ["| model | test accuracy | macro-F1 | cs.AI recall | most confused pair (share of errors) | wall time |",
+            "|---|---|---|---|---|---|"]
     for name, key in (("hf-hybrid (defaults)", "hf_hybrid"), ("TF-IDF 1-2 grams + LinearSVC", "tfidf_linear_svm")):
         scores = results[key]
         recall = "n/a" if scores["cs_ai_recall"] is None else f"{scores['cs_ai_recall']:.4f}"
+        pair = scores["most_confused_pair"]
         rows.append(f"| {name} | {scores['accuracy']:.4f} | {scores['f1_macro']:.4f} | {recall} "
-                    f"| {scores['wall_time_s']:.0f} s |")
+                    f"| {' / '.join(pair['pair'])} ({pair['share_of_errors']:.0%}) | {scores['wall_time_s']:.0f} s |")
     epochs = results["hf_hybrid"]["epochs_trained"]
     rows.append(f"\n{results['test_papers']} test papers; hf-hybrid trained {epochs:g} epochs.")
     return "\n".join(rows)

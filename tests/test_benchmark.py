@@ -128,6 +128,9 @@ def test_accuracy_mode_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
         assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["cs_ai_recall"] <= 1 and scores["wall_time_s"] >= 0
     assert results["tfidf_linear_svm"]["accuracy"] > 0.8  # the made-up topics are easy for TF-IDF
     assert "| hf-hybrid (defaults) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
+    for side in ("hf_hybrid", "tfidf_linear_svm"):
+        matrix = results[side]["confusion_matrix"]
+        assert sum(map(sum, matrix)) == 14 and len(results[side]["most_confused_pair"]["pair"]) == 2
     assert (tmp_path / "work" / "hf_hybrid_model" / "model.safetensors").is_file()
 
 
@@ -160,3 +163,11 @@ def test_onnx_mode_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path
 def test_onnx_mode_needs_a_model():
     with pytest.raises(SystemExit, match="--model"):
         benchmark.main(["--mode", "onnx"])
+
+
+def test_most_confused_pair_counts_both_directions():
+    from benchmark_accuracy import most_confused_pair
+
+    matrix = [[50, 9, 1], [2, 40, 0], [3, 0, 45]]  # errors: a<->b 11, a<->c 4, b<->c 0
+    pair = most_confused_pair(matrix, ["a", "b", "c"])
+    assert pair == {"pair": ["a", "b"], "errors": 11, "share_of_errors": 11 / 15}
