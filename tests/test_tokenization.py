@@ -86,6 +86,17 @@ def test_special_tokens_non_ascii_and_added_tokens_take_the_backend(wide_tokeniz
     assert expected[3][0] == wide_tokenizer.convert_tokens_to_ids("quantumword")
 
 
+def test_datasets_fingerprint_of_the_tokenizer_is_the_same_before_and_after_a_call(wide_tokenizer):
+    """`Dataset.map` names its cached results by a hash of the function, tokenizer included: the lookup
+    the tokenizer builds on first use must not change it, or a re-run would not find its cache."""
+    from datasets.fingerprint import Hasher
+
+    before = Hasher.hash(wide_tokenizer)
+    wide_tokenizer(ASCII_SENTENCES, ASCII_SENTENCES)
+    assert wide_tokenizer.cache  # the lookup was built
+    assert Hasher.hash(wide_tokenizer) == before
+
+
 def test_pad_is_id_0_and_unknown_words_are_id_1(tiny_tokenizer):
     assert tiny_tokenizer.pad_token == "<PAD>" and tiny_tokenizer.pad_token_id == 0
     assert tiny_tokenizer.unk_token == "<UNK>" and tiny_tokenizer.unk_token_id == 1

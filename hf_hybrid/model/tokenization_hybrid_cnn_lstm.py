@@ -82,7 +82,9 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         self.max_abstract_length = max_abstract_length
         # Loading from `tokenizer.json` hands the base class the file, which then replaces this backend.
         self._tokenizer = build_word_tokenizer(vocab or {str(pad_token): 0, str(unk_token): 1}, str(unk_token))
-        self._ascii_lookup = None
+        # Derived from the backend on first use. `datasets` leaves a tokenizer's `cache` dict out of the hash
+        # that names its cached results, so the hash stays the same before and after a call.
+        self.cache = {}
         super().__init__(
             unk_token=unk_token,
             pad_token=pad_token,
@@ -183,11 +185,14 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         Any other text, or text holding a special token such as `<UNK>`, goes through the backend.
         """
         size = self._tokenizer.get_vocab_size(with_added_tokens=True)
-        if self._ascii_lookup is None or self._ascii_lookup[0] != size:  # built once; rebuilt if tokens are added
-            added = [token.content for token in self._tokenizer.get_added_tokens_decoder().values()]
-            self._ascii_lookup = (size, self._tokenizer.get_vocab(with_added_tokens=False), added,
-                                  re.compile(NON_WORD_CHARACTER))
-        _, vocab, added, non_word = self._ascii_lookup
+        if self.cache.get("vocab_size") != size:  # built once; rebuilt if tokens are added
+            self.cache.update(
+                vocab_size=size,
+                vocab=self._tokenizer.get_vocab(with_added_tokens=False),
+                added=[token.content for token in self._tokenizer.get_added_tokens_decoder().values()],
+                non_word=re.compile(NON_WORD_CHARACTER),
+            )
+        vocab, added, non_word = self.cache["vocab"], self.cache["added"], self.cache["non_word"]
         unk_id = self.unk_token_id
         ids, others = [], []
         for index, text in enumerate(texts):
