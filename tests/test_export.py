@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from hf_hybrid.cli import main
 from hf_hybrid.export import export_onnx
@@ -55,6 +56,15 @@ def test_export_folder_holds_what_a_server_needs(exported):
     assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "tokenizer_config.json", "config.json"} <= {
         path.name for path in folder.iterdir()
     }
+
+
+def test_export_folder_serves_with_autotokenizer_and_onnxruntime_alone(exported, saved_model, tiny_tokenizer):
+    """The model card's serving recipe: the folder's own tokenizer code, then ONNX Runtime."""
+    folder, _ = exported
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert type(tokenizer).__module__.startswith("transformers_modules.")  # the code shipped in the folder
+    np.testing.assert_allclose(run_onnx(folder / "model.onnx", tokenizer, PAPERS),
+                               run_onnx(folder / "model.onnx", tiny_tokenizer, PAPERS), atol=0)
 
 
 def test_export_command(saved_model_dir, tmp_path, capsys):
