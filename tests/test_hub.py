@@ -23,6 +23,7 @@ pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so th
 
 from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from hub_fixtures import CLI, CODE_FILES, client_env, folder_hashes, run, run_side_by_side
+from fresh_process import without_hf_hybrid
 from hub_server import HubServer
 
 pytest_plugins = ["hub_fixtures"]
@@ -35,17 +36,8 @@ ABSTRACTS = [
 ]
 
 # Runs in a process that cannot import hf_hybrid: everything it loads comes from the Hub repo's code.
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = without_hf_hybrid(
     """
-    import json, sys
-
-    class RefuseHfHybrid:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_hybrid" or name.startswith("hf_hybrid."):
-                raise ImportError(f"{name} must not be needed to load a model from the Hub")
-
-    sys.meta_path.insert(0, RefuseHfHybrid())
-
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -61,14 +53,8 @@ FRESH_PROCESS = textwrap.dedent(
         pinned_logits = pinned(**pinned_tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
     text_classifier = pipeline("text-classification", model=repo, trust_remote_code=True)
     arxiv_classifier = pipeline("arxiv-classification", model=repo, revision=sha, trust_remote_code=True)
-    try:
-        import hf_hybrid  # noqa: F401
-        refused = False
-    except ImportError:
-        refused = True
     print(json.dumps({
-        "hf_hybrid_refused": refused,
-        "hf_hybrid_modules": sorted(m for m in sys.modules if m == "hf_hybrid" or m.startswith("hf_hybrid.")),
+        **hf_hybrid_absence(),
         "classes": {
             name: [type(obj).__name__, type(obj).__module__]
             for name, obj in [("config", config), ("tokenizer", tokenizer), ("model", model), ("encoder", encoder),

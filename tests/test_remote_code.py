@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from hf_hybrid import (
     HybridCNNLSTMModel,
     HybridCNNLSTMTokenizer,
 )
+from fresh_process import without_hf_hybrid
 
 SHIPPED_FILES = {
     "configuration_hybrid_cnn_lstm.py",
@@ -28,7 +28,7 @@ SHIPPED_FILES = {
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
 }
-ALLOWED_IMPORTS = {"torch", "transformers", "tokenizers", "dataclasses", "collections.abc", "__future__"}
+ALLOWED_IMPORTS = {"torch", "transformers", "tokenizers", "dataclasses", "collections.abc", "re", "__future__"}
 
 TITLES = ["Attention is all you need", "Solving the Schrödinger equation with zebra networks", ""]
 ABSTRACTS = [
@@ -37,17 +37,8 @@ ABSTRACTS = [
     "Message passing neural networks predict molecule properties.",
 ]
 
-FRESH_PROCESS = textwrap.dedent(
+FRESH_PROCESS = without_hf_hybrid(
     """
-    import json, sys
-
-    class RefuseHfHybrid:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_hybrid" or name.startswith("hf_hybrid."):
-                raise ImportError(f"{name} must not be needed to load a saved model")
-
-    sys.meta_path.insert(0, RefuseHfHybrid())
-
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
@@ -60,14 +51,8 @@ FRESH_PROCESS = textwrap.dedent(
     with torch.no_grad():
         logits = model(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
     classify = pipeline(model=folder, trust_remote_code=True)
-    try:
-        import hf_hybrid  # noqa: F401
-        refused = False
-    except ImportError:
-        refused = True
     print(json.dumps({
-        "hf_hybrid_refused": refused,
-        "hf_hybrid_modules": sorted(m for m in sys.modules if m == "hf_hybrid" or m.startswith("hf_hybrid.")),
+        **hf_hybrid_absence(),
         "config_class": type(config).__name__,
         "model_type": config.model_type,
         "classes": {
