@@ -4,6 +4,7 @@
     python scripts/benchmark.py --mode perf --tiny --max_rows 200 ...   # a quick smoke run
     python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs 20] [--output_json acc.json]
     python scripts/benchmark.py --mode onnx --model TRAINED_DIR [--data CSV] [--output_json onnx.json]
+    python scripts/benchmark.py --mode profile [--data CSV] [--train_steps 10] [--output_json profile.json]
 
 `--mode perf` measures both implementations in one run, on the same data and the same model size
 (untrained weights: only speed is measured), and prints a Markdown table with the ratios and targets:
@@ -36,6 +37,9 @@ compares their test accuracy, macro-F1, cs.AI recall and wall time (see `scripts
 `--mode onnx --model DIR` exports a trained model to ONNX (fp32 and int8), and compares ONNX Runtime with
 PyTorch on the test split: accuracy, agreement of predictions (the parity check), batch throughput and
 single-paper latency (see `scripts/benchmark_onnx.py`).
+
+`--mode profile` runs `--train_steps` of hf-hybrid's training steps under `torch.profiler` and shows where the
+time goes, by part of the model and by operator (see `scripts/benchmark_profile.py`).
 
 `main()` dispatches on `--mode`: another mode is a `run_<mode>(args)` function plus a `MODES` entry.
 """
@@ -838,7 +842,16 @@ def run_onnx(args):
     return 0
 
 
-MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx}
+def run_profile(args):
+    from benchmark_profile import run_profile as profile_training_steps
+
+    report = profile_training_steps(args)
+    if args.output_json:
+        args.output_json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx, "profile": run_profile}
 
 if __name__ == "__main__":
     sys.exit(main())

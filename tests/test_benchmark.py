@@ -171,3 +171,27 @@ def test_most_confused_pair_counts_both_directions():
     matrix = [[50, 9, 1], [2, 40, 0], [3, 0, 45]]  # errors: a<->b 11, a<->c 4, b<->c 0
     pair = most_confused_pair(matrix, ["a", "b", "c"])
     assert pair == {"pair": ["a", "b"], "errors": 11, "share_of_errors": 11 / 15}
+
+
+def test_profile_mode_splits_a_training_step_into_the_models_parts(tmp_path):
+    data = tmp_path / "tiny.csv"
+    write_tiny_csv(data)
+    output = tmp_path / "profile.json"
+    assert benchmark.main(["--mode", "profile", "--data", str(data), "--tiny", "--batch_size", "8", "--train_steps",
+                           "3", "--warmup_steps", "1", "--output_json", str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["steps"] == 3 and report["seconds_per_step"] > 0
+    assert sum(report["parts"].values()) == pytest.approx(1.0)
+    for part in ("abstract convolutions", "title BiLSTM", "optimizer (Adam)", "embedding"):
+        assert report["parts"][part] > 0, part
+
+
+def test_operators_are_assigned_to_parts_of_the_step():
+    from benchmark_profile import part_of
+
+    assert part_of("aten::convolution_backward") == "abstract convolutions"
+    assert part_of("aten::mkldnn_rnn_layer_backward") == "title BiLSTM"
+    assert part_of("aten::_fused_adam_") == "optimizer (Adam)"
+    assert part_of("aten::embedding_dense_backward") == "embedding"
+    assert part_of("aten::addmm") == "linear layers (head, attention, fusion)"
+    assert part_of("aten::copy_") == "other"
