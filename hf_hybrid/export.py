@@ -38,6 +38,17 @@ class _LogitsOnly(torch.nn.Module):
         ).logits
 
 
+def _forget_cached_lstm_kernels():
+    """With dynamic shapes, `torch.onnx.export` swaps in a loop-based LSTM kernel for the duration of the
+    export, but the operator's dispatch cache keeps the kernel its first export resolved: from the second
+    export in a process on, the LSTM is traced step by step and the title length is frozen (torch 2.13).
+    Emptying that cache makes every export resolve the kernel afresh."""
+    for overload in (torch.ops.aten.lstm.input, torch.ops.aten.lstm.data):
+        cache = getattr(overload, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
+
+
 def export_onnx(model, tokenizer, output_dir: str | Path, quantize: str | None = None) -> Path:
     """Writes `model.onnx` (and `model_int8.onnx` with `quantize="int8"`), the tokenizer and the config
     to `output_dir`; returns the path of the model to serve."""
@@ -57,6 +68,7 @@ def export_onnx(model, tokenizer, output_dir: str | Path, quantize: str | None =
     batch, title, abstract = torch.export.Dim("batch"), torch.export.Dim("title"), torch.export.Dim("abstract")
     shapes = {"title": {0: batch, 1: title}, "abstract": {0: batch, 1: abstract}}
     path = output_dir / ONNX_FILE
+    _forget_cached_lstm_kernels()
     torch.onnx.export(
         _LogitsOnly(model).eval(),
         tuple(example[name] for name in names),

@@ -41,6 +41,18 @@ def test_onnx_logits_match_pytorch_for_any_batch_and_lengths(exported, saved_mod
     np.testing.assert_allclose(run_onnx(folder / "model.onnx", tiny_tokenizer, papers), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_a_second_export_in_the_same_process_keeps_the_lengths_dynamic(exported, saved_model, tiny_tokenizer,
+                                                                         tmp_path):
+    """torch's export caches the LSTM kernel it resolved first; `export_onnx` must not inherit a frozen
+    title length from an earlier export in the process (the `exported` fixture is one)."""
+    again = export_onnx(saved_model, tiny_tokenizer, tmp_path)
+    titles, abstracts = zip(*PAPERS)
+    with torch.inference_mode():
+        expected = saved_model(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
+                                                return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(run_onnx(again, tiny_tokenizer, PAPERS), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_int8_model_is_smaller_and_close(exported, saved_model, tiny_tokenizer):
     folder, quantized = exported
     assert quantized.name == "model_int8.onnx"
