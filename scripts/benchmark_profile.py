@@ -43,11 +43,12 @@ def run_profile(args) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     papers = datasets.load_dataset("csv", data_files=str(args.data), split="train")
-    steps = args.warmup_steps + args.train_steps
-    papers = papers.shuffle(seed=args.seed).select(range(min(len(papers), steps * args.batch_size)))
     labels = sorted(set(papers["category"]))
+    # The vocabulary, and so the embedding and Adam's work, is as large as a real run's: learned from every paper.
     tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(list(papers["title"]) + list(papers["abstract"]),
                                                            vocab_size=args.max_vocab_size, min_frequency=args.min_freq)
+    steps = args.warmup_steps + args.train_steps
+    papers = papers.shuffle(seed=args.seed).select(range(min(len(papers), steps * args.batch_size)))
     config = HybridCNNLSTMConfig(
         vocab_size=len(tokenizer), embed_dim=args.embed_dim, num_filters=args.num_filters,
         kernel_sizes=args.kernel_sizes, lstm_hidden=args.lstm_hidden,
