@@ -5,6 +5,7 @@
     python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs 20] [--output_json acc.json]
     python scripts/benchmark.py --mode onnx --model TRAINED_DIR [--data CSV] [--output_json onnx.json]
     python scripts/benchmark.py --mode profile [--data CSV] [--train_steps 10] [--output_json profile.json]
+    python scripts/benchmark.py --mode notebook [--num_train_epochs 2] [--notebook_vocabulary training_split]
 
 `--mode perf` measures both implementations in one run, on the same data and the same model size
 (untrained weights: only speed is measured), and prints a Markdown table with the ratios and targets:
@@ -40,6 +41,10 @@ single-paper latency (see `scripts/benchmark_onnx.py`).
 
 `--mode profile` runs `--train_steps` of hf-hybrid's training steps under `torch.profiler` and shows where the
 time goes, by part of the model and by operator (see `scripts/benchmark_profile.py`).
+
+`--mode notebook` replays the notebook's own training loop on the accuracy mode's split and scores every
+epoch on its test part, with or without the notebook's vocabulary leak and class weights (see
+`scripts/benchmark_notebook.py`).
 
 `main()` dispatches on `--mode`: another mode is a `run_<mode>(args)` function plus a `MODES` entry.
 """
@@ -127,6 +132,12 @@ def parse_args(argv=None):
 
     onnx = parser.add_argument_group("onnx mode (also uses --split_seed, --batch_size, --latency_calls, --max_rows)")
     onnx.add_argument("--model", type=Path, default=None, help="folder of a trained hf-hybrid model to export")
+
+    replay = parser.add_argument_group("notebook mode (also uses --num_train_epochs, --split_seed, --batch_size)")
+    replay.add_argument("--notebook_vocabulary", choices=["all_papers", "training_split"], default="all_papers",
+                        help="count words over every paper, test included, as the notebook did; or the training split")
+    replay.add_argument("--notebook_class_weights", choices=["notebook", "none"], default="notebook",
+                        help="the notebook's cs.AI=2.0, or no weights")
 
     model = parser.add_argument_group("model size (both sides); defaults are the notebook's")
     model.add_argument("--embed_dim", type=int, default=300)
@@ -851,7 +862,17 @@ def run_profile(args):
     return 0
 
 
-MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx, "profile": run_profile}
+def run_notebook(args):
+    from benchmark_notebook import run_notebook as replay_notebook
+
+    results = replay_notebook(args)
+    if args.output_json:
+        args.output_json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx, "profile": run_profile,
+         "notebook": run_notebook}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""Smoke test of `scripts/benchmark.py --mode perf` on a tiny made-up CSV with a tiny model.
+"""Smoke tests of `scripts/benchmark.py`'s modes on tiny made-up CSVs with a tiny model.
 
 Not a timed test: it checks that every metric is measured and reported, never how fast anything is.
 """
@@ -195,3 +195,37 @@ def test_operators_are_assigned_to_parts_of_the_step():
     assert part_of("aten::embedding_dense_backward") == "embedding"
     assert part_of("aten::addmm") == "linear layers (head, attention, fusion)"
     assert part_of("aten::copy_") == "other"
+
+
+def test_notebook_mode_replays_the_notebook_on_the_accuracy_split_and_scores_every_epoch(tmp_path):
+    from papers import write_papers_csv
+
+    data = write_papers_csv(tmp_path / "papers.csv", n_per_class=30, labels=("cs.AI", "cs.CL", "cs.CV"))
+    output = tmp_path / "notebook.json"
+    assert benchmark.main(["--mode", "notebook", "--tiny", "--data", str(data), "--num_train_epochs", "2",
+                           "--batch_size", "16", "--notebook_vocabulary", "training_split", "--output_json",
+                           str(output)]) == 0
+
+    results = json.loads(output.read_text())
+    assert results["test_papers"] == 14  # the same split as --mode accuracy
+    assert results["class_weights"] == {"cs.AI": 2.0, "cs.CL": 1.0, "cs.CV": 1.0}  # the notebook's, by default
+    assert results["vocabulary"] == "training_split"
+    assert [row["epoch"] for row in results["epochs"]] == [1, 2]
+    for row in results["epochs"]:
+        for key in ("train_accuracy", "validation_accuracy", "test_accuracy", "test_f1_macro", "test_cs_ai_recall"):
+            assert 0 <= row[key] <= 1
+
+
+def test_notebook_vocabulary_leaks_test_words_only_when_asked():
+    from benchmark_notebook import notebook_vocabulary
+
+    def part(*texts):
+        return {"title": list(texts), "abstract": ["shared words here"] * len(texts)}
+
+    splits = {"train": part("graph learning", "graph learning"), "validation": part("other"),
+              "test": part("leaked term", "leaked term")}
+    leaky = notebook_vocabulary(splits, "all_papers", max_vocab_size=100, min_freq=2)
+    honest = notebook_vocabulary(splits, "training_split", max_vocab_size=100, min_freq=2)
+    assert "leaked" in leaky.word2idx and "leaked" not in honest.word2idx
+    assert "graph" in honest.word2idx and "shared" in honest.word2idx
+
