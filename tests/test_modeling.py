@@ -320,3 +320,52 @@ def test_save_and_reload_gives_identical_logits_from_safetensors_only(saved_mode
     inputs = dict(title_input_ids=word_ids(3, 5), abstract_input_ids=word_ids(3, 11, seed=1))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, saved_model(**inputs).logits, atol=1e-6, rtol=1e-6)
+
+
+# --- the notebook's function ---
+
+
+def notebook_weights_for_hf_hybrid(notebook_state: dict) -> dict:
+    """The notebook model's state dict under hf-hybrid's parameter names."""
+    renames = [("embedding.", "hybrid.embedding."), ("convs.", "hybrid.abstract_encoder.convs."),
+               ("conv_bn.", "hybrid.abstract_encoder.norms."), ("cnn_attention.", "hybrid.abstract_encoder."),
+               ("lstm_attention.", "hybrid.title_encoder."), ("fusion.title_weight.", "hybrid.fusion.title_score."),
+               ("fusion.abstract_weight.", "hybrid.fusion.abstract_score."), ("classifier.", "classifier.")]
+    state = {}
+    for name, tensor in notebook_state.items():
+        if name.startswith("lstm."):  # weight_ih_l1_reverse -> backward_layers.1.weight_ih_l0
+            kind, layer = name.removeprefix("lstm.").rsplit("_l", 1)
+            direction = "backward" if layer.endswith("_reverse") else "forward"
+            name = f"hybrid.title_encoder.lstm.{direction}_layers.{layer.removesuffix('_reverse')}.{kind}_l0"
+        else:
+            old, new = next((old, new) for old, new in renames if name.startswith(old))
+            name = new + name.removeprefix(old)
+        state[name] = tensor
+    return state
+
+
+def test_on_unpadded_papers_the_model_computes_the_notebooks_function():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import notebook_baseline
+
+    # Widths 3 and 5 only: the notebook's k//2 padding (trimmed at the end) shifts even widths by one position.
+    torch.manual_seed(0)
+    notebook = notebook_baseline.HybridCNNLSTM(60, embed_dim=12, num_filters=6, kernel_sizes=[3, 5], lstm_hidden=5,
+                                               num_classes=3, head_sizes=(16, 8))
+    for module in notebook.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(module, nn.BatchNorm1d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+    config = HybridCNNLSTMConfig(vocab_size=60, embed_dim=12, num_filters=6, kernel_sizes=[3, 5], lstm_hidden=5,
+                                 classifier_hidden_sizes=[16, 8], id2label={0: "a", 1: "b", 2: "c"})
+    model = HybridCNNLSTMForSequenceClassification(config)
+    model.load_state_dict(notebook_weights_for_hf_hybrid(notebook.state_dict()))
+
+    titles, abstracts = word_ids(4, 9, vocab_size=60), word_ids(4, 25, vocab_size=60, seed=1)
+    expected, maps = notebook.eval()(titles, abstracts, torch.ones(4, 9))
+    out = model.eval()(title_input_ids=titles, abstract_input_ids=abstracts, output_attentions=True)
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(out.attentions[2], maps["fusion_weights"])
