@@ -865,6 +865,7 @@ def run_profile(args):
 def run_notebook(args):
     from benchmark_notebook import run_notebook as replay_notebook
 
+    set_threads(args.threads)
     results = replay_notebook(args)
     if args.output_json:
         args.output_json.write_text(json.dumps(results, indent=2))

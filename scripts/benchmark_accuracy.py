@@ -32,10 +32,11 @@ def tfidf_svm_scores(splits) -> dict:
     classifier = LinearSVC(C=0.5)
     classifier.fit(vectorizer.fit_transform(texts(splits["train"])), splits["train"]["labels"])
     predicted = classifier.predict(vectorizer.transform(texts(splits["test"])))
-    return _scores(splits["test"]["labels"], predicted, splits["test"].features["labels"].names, started)
+    return classification_scores(splits["test"]["labels"], predicted, splits["test"].features["labels"].names, started)
 
 
-def _scores(labels, predicted, names, started) -> dict:
+def classification_scores(labels, predicted, names, started) -> dict:
+    """Accuracy, macro-F1, cs.AI recall (None without cs.AI), confusion matrix, and the seconds since `started`."""
     ai = names.index("cs.AI") if "cs.AI" in names else None
     return {
         "accuracy": float(accuracy_score(labels, predicted)),

@@ -10,18 +10,19 @@ depends on:
 
 The loop is the notebook's (`scripts/notebook_baseline.py`): Adam with L2, weighted cross-entropy, clipping
 at 1.0, learning rate halved after 3 epochs without a better validation accuracy, stop after 5. Unlike the
-notebook, it scores the test split after every epoch instead of once at the end.
+notebook, it scores the test split after every epoch instead of once at the end (with `--mode accuracy`'s
+scores: accuracy, macro-F1, cs.AI recall, confusion matrix; `wall_time_s` there is the epoch's).
 """
 
 import time
 
 import torch
-from sklearn.metrics import accuracy_score, f1_score, recall_score
+from sklearn.metrics import accuracy_score
 
 import notebook_baseline as nb
+from benchmark_accuracy import classification_scores
 from hf_hybrid.data import load_papers
 from hf_hybrid.training_args import DataArguments
-
 
 
 def notebook_vocabulary(splits, which: str, max_vocab_size: int, min_freq: int) -> nb.Vocabulary:
@@ -75,17 +76,11 @@ def run_notebook(args) -> dict:
             correct += int((torch.as_tensor(predicted) == batch["label"]).sum())
             seen += len(predicted)
         validation_accuracy = accuracy_score(*predict(model, validation_loader))
-        labels, predicted = predict(model, test_loader)
         epochs.append({
             "epoch": epoch,
             "train_accuracy": round(correct / seen, 4),
             "validation_accuracy": round(validation_accuracy, 4),
-            "test_accuracy": round(accuracy_score(labels, predicted), 4),
-            "test_f1_macro": round(f1_score(labels, predicted, average="macro"), 4),
-            "test_cs_ai_recall": (round(recall_score(labels, predicted, labels=[names.index("cs.AI")],
-                                                     average="macro", zero_division=0), 4)
-                                  if "cs.AI" in names else None),
-            "seconds": round(time.perf_counter() - epoch_started, 1),
+            "test": classification_scores(*predict(model, test_loader), names, epoch_started),
         })
         print(epochs[-1], flush=True)
         scheduler.step(validation_accuracy)
@@ -108,7 +103,8 @@ def epoch_table(results: dict) -> str:
             "| epoch | train acc | validation acc | test acc | test macro-F1 | test cs.AI recall |",
             "|---|---|---|---|---|---|"]
     for row in results["epochs"]:
-        recall = "n/a" if row["test_cs_ai_recall"] is None else f"{row['test_cs_ai_recall']:.4f}"
+        test = row["test"]
+        recall = "n/a" if test["cs_ai_recall"] is None else f"{test['cs_ai_recall']:.4f}"
         rows.append(f"| {row['epoch']} | {row['train_accuracy']:.4f} | {row['validation_accuracy']:.4f} "
-                    f"| {row['test_accuracy']:.4f} | {row['test_f1_macro']:.4f} | {recall} |")
+                    f"| {test['accuracy']:.4f} | {test['f1_macro']:.4f} | {recall} |")
     return "\n".join(rows)

@@ -213,8 +213,12 @@ def test_notebook_mode_replays_the_notebook_on_the_accuracy_split_and_scores_eve
     assert results["vocabulary"] == "training_split"
     assert [row["epoch"] for row in results["epochs"]] == [1, 2]
     for row in results["epochs"]:
-        for key in ("train_accuracy", "validation_accuracy", "test_accuracy", "test_f1_macro", "test_cs_ai_recall"):
-            assert 0 <= row[key] <= 1
+        assert 0 <= row["train_accuracy"] <= 1 and 0 <= row["validation_accuracy"] <= 1
+        test = row["test"]
+        assert sum(map(sum, test["confusion_matrix"])) == 14
+        correct = sum(test["confusion_matrix"][i][i] for i in range(3))
+        assert test["accuracy"] == pytest.approx(correct / 14)
+        assert test["cs_ai_recall"] == pytest.approx(test["confusion_matrix"][0][0] / sum(test["confusion_matrix"][0]))
 
 
 def test_notebook_vocabulary_leaks_test_words_only_when_asked():
@@ -229,4 +233,3 @@ def test_notebook_vocabulary_leaks_test_words_only_when_asked():
     honest = notebook_vocabulary(splits, "training_split", max_vocab_size=100, min_freq=2)
     assert "leaked" in leaky.word2idx and "leaked" not in honest.word2idx
     assert "graph" in honest.word2idx and "shared" in honest.word2idx
-
