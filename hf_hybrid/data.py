@@ -125,7 +125,8 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     """Reads, cleans, labels and splits the papers described by `DataArguments`.
 
     `label_names` fixes the label ids (fine-tuning a model on its own labels); otherwise they are the
-    sorted class names of the training table (restricted to `data_args.labels` when given).
+    sorted class names of the training table (restricted to `data_args.labels` when given). The split is
+    seeded with `data_args.split_seed`, or `seed` when that is None.
     """
     if (data_args.train_file is None) == (data_args.dataset_name is None):
         raise DataError("give exactly one of --train_file or --dataset_name")
@@ -156,7 +157,8 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     train = encode_labels(train, label_names, source)
     extra = {name: encode_labels(table, label_names, name) for name, table in extra.items()}
     sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
-    splits = stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, seed)
+    split_seed = seed if data_args.split_seed is None else data_args.split_seed
+    splits = stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, split_seed)
     splits.update(extra)
     if data_args.max_train_samples is not None:
         kept = min(data_args.max_train_samples, len(splits["train"]))

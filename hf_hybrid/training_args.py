@@ -84,6 +84,9 @@ class DataArguments:
     labels: list[str] = field(default_factory=list, metadata={"help": "Keep only papers of these classes."})
     validation_size: float = field(default=0.15, metadata={"help": "Fraction split off for validation."})
     test_size: float = field(default=0.15, metadata={"help": "Fraction split off for the test."})
+    split_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the split (default: --seed); fix it to compare training seeds."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training papers."})
 
 

@@ -62,6 +62,7 @@ def run_accuracy(args) -> dict:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hf_hybrid_accuracy_"))
     output_dir = Path(args.model_output_dir or workdir / "hf_hybrid_model")
     flags = ["--train_file", str(args.data), "--output_dir", str(output_dir), "--seed", str(args.split_seed),
+             "--split_seed", str(args.split_seed),
              "--disable_tqdm", str(not args.verbose), "--embed_dim", str(args.embed_dim),
              "--num_filters", str(args.num_filters), "--kernel_sizes", *map(str, args.kernel_sizes),
              "--lstm_hidden", str(args.lstm_hidden), "--classifier_hidden_sizes", *map(str, args.classifier_hidden_sizes),
