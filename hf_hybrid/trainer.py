@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
 
 from .data import DataError, load_papers, tokenize_papers, training_texts
@@ -97,6 +97,20 @@ class HybridTrainer(Trainer):
                 logs["train_accuracy"] = round(correct / seen, 4)
             self._train_counts.zero_()
         super().log(logs, start_time)
+
+
+class FreezeEmbeddingCallback(TrainerCallback):
+    """Keeps the word embedding at the vectors it started from for the first `epochs` epochs: no gradient reaches
+    it, so the optimizer leaves it as it is."""
+
+    def __init__(self, epochs: float):
+        self.epochs = epochs
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        model.get_input_embeddings().weight.requires_grad_(state.epoch >= self.epochs)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        model.get_input_embeddings().weight.requires_grad_(True)
 
 
 def resolve_class_weights(spec: list[str], label_names: list[str], train_labels) -> list[float] | None:
@@ -269,7 +283,10 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience)],
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience),
+            FreezeEmbeddingCallback(training_args.freeze_embedding_epochs),
+        ],
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if not trainer.is_world_process_zero():

@@ -142,6 +142,10 @@ class HybridTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = "accuracy"
     greater_is_better: bool | None = True
     early_stopping_patience: int = field(default=2, metadata={"help": "Epochs without improvement before stopping."})
+    freeze_embedding_epochs: float = field(
+        default=0,
+        metadata={"help": "Epochs during which the word embedding keeps the vectors it started from (0: none)."},
+    )
     report_to: None | str | list[str] = "none"
 
 

@@ -237,3 +237,28 @@ def test_a_wide_model_learns_its_idf_from_the_training_split_and_reloads(tmp_pat
     assert idf[vocab["<PAD>"]].item() == pytest.approx(np.log(1 + train_papers) + 1)  # in no paper
     assert idf[vocab["we"]].item() < idf[vocab["planning"]].item()  # a common word weighs less than a topic word
     assert model.wide.weight.abs().sum() > 0
+
+
+def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbalanced_csv, monkeypatch):
+    started, snapshots = {}, []
+    original_start, original_init = trainer_module.start_embedding, trainer_module.HybridTrainer.__init__
+
+    def remember_start(model, *args, **kwargs):
+        coverage = original_start(model, *args, **kwargs)
+        started.update(model=model, weight=model.get_input_embeddings().weight.detach().clone())
+        return coverage
+
+    class Snapshot(trainer_module.TrainerCallback):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            snapshots.append(model.get_input_embeddings().weight.detach().clone())
+
+    def init_with_snapshot(self, *args, callbacks=None, **kwargs):
+        original_init(self, *args, callbacks=[*callbacks, Snapshot()], **kwargs)
+
+    monkeypatch.setattr(trainer_module, "start_embedding", remember_start)
+    monkeypatch.setattr(trainer_module.HybridTrainer, "__init__", init_with_snapshot)
+    train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                tiny_run(tmp_path / "frozen", unbalanced_csv, num_train_epochs=3, freeze_embedding_epochs=2))
+    assert torch.equal(snapshots[0], started["weight"]) and torch.equal(snapshots[1], started["weight"])
+    assert not torch.equal(snapshots[2], started["weight"])  # the third epoch trains it
+    assert all(parameter.requires_grad for parameter in started["model"].parameters())
