@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from huggingface_hub import ModelCard
 from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
@@ -327,6 +328,9 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     logger.info("saved the model, metrics, plots and card to %s", output_dir)
+    card = Path(training_args.output_dir) / "README.md"
+    print(f"Test accuracy {report['accuracy']:.4f}; the model card ({card}) says "
+          f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
 
     if training_args.push_to_hub:
         url = push_model_folder(output_dir, training_args.hub_model_id, private=bool(training_args.hub_private_repo),

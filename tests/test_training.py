@@ -1,6 +1,8 @@
 """Training through the `Trainer`: the recipe, the restored best epoch, and the output folder it leaves."""
 
+import contextlib
 import functools
+import io
 import json
 from pathlib import Path
 
@@ -41,13 +43,15 @@ def unbalanced_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, unbalanced_csv):
     output_dir = tmp_path_factory.mktemp("trained")
-    report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                         tiny_run(output_dir, unbalanced_csv))
-    return output_dir, report
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                             tiny_run(output_dir, unbalanced_csv))
+    return output_dir, report, printed.getvalue()
 
 
 def test_output_folder_is_complete_and_free_of_pickles(trained):
-    output_dir, _ = trained
+    output_dir = trained[0]
     names = {path.name for path in output_dir.iterdir()}
     expected = {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
@@ -63,7 +67,9 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
 
 
 def test_tiny_model_learns_the_made_up_topics(trained):
-    output_dir, report = trained
+    output_dir, report, printed = trained
+    assert f"Test accuracy {report['accuracy']:.4f}; the model card ({output_dir / 'README.md'}) says " \
+           f"{round(report['accuracy'], 4)}." in printed
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["test"]["accuracy"] == report["accuracy"] > 0.6
     assert set(results["test"]["per_class"]) == {"cs.AI", "cs.CL", "cs.CV"}
@@ -96,7 +102,7 @@ def test_model_card_has_model_index_metrics(trained):
 
 
 def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):
-    output_dir, _ = trained
+    output_dir = trained[0]
     tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
     model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
     assert tokenizer.max_title_length == 30 and model.config.id2label == {0: "cs.AI", 1: "cs.CL", 2: "cs.CV"}
