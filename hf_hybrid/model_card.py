@@ -19,7 +19,8 @@ CARD_HYPERPARAMETERS = (
 )
 TRAINING_HYPERPARAMETERS = (
     "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "weight_decay",
-    "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "early_stopping_patience", "seed",
+    "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "early_stopping_patience",
+    "freeze_embedding_epochs", "seed",
 )
 
 
