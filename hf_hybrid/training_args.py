@@ -123,7 +123,7 @@ class HybridTrainingArguments(TrainingArguments):
     )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
-    num_train_epochs: float = 5.0
+    num_train_epochs: float = 2.0
     optim: str = "adamw_torch_fused"
     learning_rate: float = 1e-3
     weight_decay: float = 0.01
