@@ -68,6 +68,7 @@ def load_trained(model: str, revision: str | None = None):
         raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
     classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
+    tokenizer.check_fits(classifier.config)
     return tokenizer, classifier
 
 
