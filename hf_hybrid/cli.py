@@ -23,7 +23,8 @@ from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLS
 from .model import HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
 from .trainer import finetune_model, train_model
-from .training_args import DataArguments, FinetuneArguments, HybridTrainingArguments, ModelArguments
+from .training_args import AT_LEAST_ONE, NOT_NEGATIVE, DataArguments, FinetuneArguments, HybridTrainingArguments
+from .training_args import ModelArguments, check_ranges
 
 COMMANDS = {
     "train": "train a new model on a table of papers (all TrainingArguments flags work)",
@@ -80,6 +81,7 @@ def run_evaluate(argv: list[str]) -> None:
     parser.add_argument("--label_column", default="category")
     parser.add_argument("--output_file", help="also write the full report (per class, confusion matrix) here")
     args = parser.parse_args(argv)
+    check_ranges(args, {"batch_size": AT_LEAST_ONE})
     tokenizer, model = load_trained(args.model, args.revision)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
@@ -106,6 +108,7 @@ def run_predict(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
+    check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE})
     tokenizer, model = load_trained(args.model, args.revision)
     classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
     if args.input_file is None:
