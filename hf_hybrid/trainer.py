@@ -252,6 +252,7 @@ def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging,
         "test": report,
         "best_validation_accuracy": trainer.state.best_metric,
         "epochs_trained": trainer.state.epoch,
+        "data_cleaning": getattr(splits, "cleaning", None),
         "log_history": trainer.state.log_history,
     }
     (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2))
