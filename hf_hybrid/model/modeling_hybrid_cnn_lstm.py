@@ -8,7 +8,6 @@ This file is shipped with every saved model and runs under ``trust_remote_code``
 ``torch``, ``transformers`` and its sibling configuration file.
 """
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +16,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
+from transformers.utils import logging as transformers_logging
 
 from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
 
@@ -146,11 +146,11 @@ SHAPED_BY = {
 WEIGHTS_FILE = "model.safetensors"
 
 
-class _HeldRecords(logging.Filter):
-    """Holds back the log records of a load (its report table) until the load is known to be sound."""
+class _HeldRecords:
+    """A logging filter that holds back the records of a load (its report table) until the load is known to be
+    sound."""
 
     def __init__(self):
-        super().__init__()
         self.records = []
 
     def filter(self, record):
@@ -174,7 +174,7 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
         """
         allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
         with_info = kwargs.pop("output_loading_info", False)
-        loading_logger = logging.getLogger("transformers.modeling_utils")
+        loading_logger = transformers_logging.get_logger("transformers.modeling_utils")
         held = _HeldRecords()
         loading_logger.addFilter(held)
         try:
