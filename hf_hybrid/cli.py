@@ -190,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"hf-hybrid {command}: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"hf-hybrid {command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

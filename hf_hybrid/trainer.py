@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from .data import DataError, load_papers, tokenize_papers, training_texts
 from .evaluation import compute_metrics, evaluation_report, metrics_table, predict_logits, report_text
@@ -202,7 +201,7 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
     try:
         report = _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model)
     except BaseException as error:
-        last = get_last_checkpoint(staging) if staging.is_dir() else None
+        last = _last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
         logger.error("the run did not finish (%s): %s is unchanged; its partial files are in %s%s",
                      type(error).__name__, training_args.output_dir, staging, resume)
@@ -213,6 +212,12 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
                                 token=training_args.hub_token)
         logger.info("pushed to %s", url)
     return report
+
+
+def _last_complete_checkpoint(staging: Path) -> Path | None:
+    """The latest checkpoint that was saved whole (the Trainer writes its state last): one to resume from."""
+    complete = [path for path in staging.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.rpartition("-")[2]), default=None)
 
 
 def _is_main_process(training_args) -> bool:

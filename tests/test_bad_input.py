@@ -2,6 +2,7 @@
 (exit status 1, no traceback) that names what is wrong, and never a silently wrong or damaged model."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -415,3 +416,32 @@ def test_the_push_sends_only_hf_hybrid_files_of_the_folder_itself(trained_copy, 
     assert b"hf_secret" not in b"".join(Path(f).read_bytes() for f in operations.values() if isinstance(f, str))
     assert ("not pushed (not written by hf-hybrid, or a link out of the folder): .env, drafts/, eval_results.json, "
             "helper.py, my_notes.txt, real_attention.png") in caplog.text
+
+
+def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, papers_csv):
+    import signal
+    import time
+
+    before = folder_bytes(trained_copy)
+    staging = staging_dir(trained_copy)
+    argv = [Path(sys.executable).parent / "hf-hybrid", "train", "--train_file", papers_csv, "--output_dir",
+            trained_copy, *TINY_FLAGS, "--num_train_epochs", "200", "--early_stopping_patience", "1000"]
+    process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(staging.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    advice = re.search(re.escape(f"{trained_copy} is unchanged; its partial files are in {staging}; ")
+                       + r"resume with --resume_from_checkpoint (\S+)", stderr)
+    assert advice, stderr[-3000:]
+    assert stderr.rstrip().endswith("hf-hybrid train: interrupted")
+    assert folder_bytes(trained_copy) == before
+
+    checkpoint = Path(advice[1])
+    resumed = subprocess.run([str(arg) for arg in argv[:-4]] + ["--num_train_epochs", str(
+        json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] + 1), "--resume_from_checkpoint",
+        str(checkpoint)], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not staging.exists() and folder_bytes(trained_copy).keys() == before.keys()
