@@ -8,6 +8,7 @@ from .model import (
     HybridCNNLSTMModel,
     HybridCNNLSTMModelOutput,
     HybridCNNLSTMPreTrainedModel,
+    HybridCNNLSTMSequenceClassifierOutput,
     HybridCNNLSTMTokenizer,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "HybridCNNLSTMModel",
     "HybridCNNLSTMModelOutput",
     "HybridCNNLSTMPreTrainedModel",
+    "HybridCNNLSTMSequenceClassifierOutput",
     "HybridCNNLSTMTokenizer",
 ]

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from tqdm.auto import tqdm
-from transformers import HfArgumentParser
 from transformers.utils import logging as transformers_logging
 
 from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
@@ -23,8 +22,16 @@ from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLS
 from .model import HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
 from .trainer import finetune_model, train_model
-from .training_args import AT_LEAST_ONE, NOT_NEGATIVE, DataArguments, FinetuneArguments, HybridTrainingArguments
-from .training_args import ModelArguments, check_ranges
+from .training_args import (
+    AT_LEAST_ONE,
+    NOT_NEGATIVE,
+    DataArguments,
+    FinetuneArguments,
+    HybridTrainingArguments,
+    ModelArguments,
+    check_ranges,
+    parse_training_arguments,
+)
 
 COMMANDS = {
     "train": "train a new model on a table of papers (all TrainingArguments flags work)",
@@ -36,21 +43,17 @@ COMMANDS = {
 }
 
 
-def train_parser() -> HfArgumentParser:
-    return HfArgumentParser((ModelArguments, DataArguments, HybridTrainingArguments), prog="hf-hybrid train")
-
-
-def finetune_parser() -> HfArgumentParser:
-    return HfArgumentParser((FinetuneArguments, DataArguments, HybridTrainingArguments), prog="hf-hybrid finetune")
-
-
 def run_train(argv: list[str]) -> None:
-    model_args, data_args, training_args = train_parser().parse_args_into_dataclasses(args=argv)
+    model_args, data_args, training_args = parse_training_arguments(
+        (ModelArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid train"
+    )
     train_model(model_args, data_args, training_args)
 
 
 def run_finetune(argv: list[str]) -> None:
-    finetune_args, data_args, training_args = finetune_parser().parse_args_into_dataclasses(args=argv)
+    finetune_args, data_args, training_args = parse_training_arguments(
+        (FinetuneArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid finetune"
+    )
     finetune_model(finetune_args, data_args, training_args)
 
 

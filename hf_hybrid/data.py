@@ -210,7 +210,8 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     (see `remove_duplicates`); what it did is in the returned splits' `cleaning`.
 
     `label_names` fixes the label ids (fine-tuning a model on its own labels); otherwise they are the
-    sorted class names of the training table (restricted to `data_args.labels` when given).
+    sorted class names of the training table (restricted to `data_args.labels` when given). The split is
+    seeded with `data_args.split_seed`, or `seed` when that is None.
     """
     if (data_args.train_file is None) == (data_args.dataset_name is None):
         raise DataError("give exactly one of --train_file or --dataset_name")
@@ -245,7 +246,9 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     train = encode_labels(train, label_names, source)
     extra = {name: encode_labels(table, label_names, name) for name, table in extra.items()}
     sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
-    splits = PaperSplits(stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, seed))
+    split_seed = seed if data_args.split_seed is None else data_args.split_seed
+    splits = PaperSplits(stratified_split(train, {name: size for name, size in sizes.items() if name not in extra},
+                                          split_seed))
     splits.update(extra)
     splits.cleaning = cleaning
     if data_args.max_train_samples is not None:

@@ -18,8 +18,8 @@ CARD_HYPERPARAMETERS = (
     "output_dropout", "classifier_hidden_sizes", "max_title_length", "max_abstract_length", "vocab_size",
 )
 TRAINING_HYPERPARAMETERS = (
-    "num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay", "max_grad_norm",
-    "lr_scheduler_type", "lr_scheduler_kwargs", "early_stopping_patience", "seed",
+    "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "weight_decay",
+    "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "early_stopping_patience", "seed",
 )
 
 
@@ -47,6 +47,7 @@ def build_model_card(
     best_validation_accuracy: float | None = None,
     base_model: str | None = None,
     folder: Path | None = None,
+    embedding_start: dict | None = None,
 ) -> ModelCard:
     """Fills the template from the model's config, its test report and the training settings."""
     model_name = repo_id.split("/")[-1] if repo_id else "hybrid-cnn-lstm"
@@ -90,7 +91,30 @@ def build_model_card(
         plots="\n\n".join(f"![{name}]({name})" for name in plots),
         hyperparameter_rows="\n".join(rows),
         class_weights=class_weights,
+        embedding_start=describe_embedding_start(embedding_start, base_model),
         vocab_size=config.vocab_size,
         max_title_length=config.max_title_length,
         max_abstract_length=config.max_abstract_length,
+    )
+
+
+def describe_embedding_start(embedding_start: dict | None, base_model: str | None) -> str:
+    """One sentence: where the embedding's starting vectors came from, and how much of the vocabulary they covered."""
+    if base_model:
+        return f"The embedding started from {base_model}'s."
+    if embedding_start is None:
+        return "The embedding started from random N(0, 1) vectors."
+    parameters = embedding_start["parameters"]
+    if embedding_start["source"] == "word2vec":
+        origin = (
+            f"{parameters['dimension']}-d word2vec {parameters['algorithm']} vectors learned from the training split's "
+            f"titles and abstracts ({parameters['training_tokens']:,} tokens; window {parameters['window']}, "
+            f"{parameters['negative']} negative samples, {parameters['epochs']} epochs, seed {parameters['seed']})"
+        )
+    else:
+        origin = f"the word vectors of `{Path(embedding_start['source']).name}`"
+    return (
+        f"The embedding started from {origin}, which covered {embedding_start['vocabulary_coverage']:.1%} of the "
+        f"vocabulary and {embedding_start['training_token_coverage']:.1%} of the training tokens; the other words "
+        "started from random vectors of the same mean norm."
     )

@@ -1,9 +1,9 @@
 """Training and fine-tuning with the `transformers` `Trainer`, then the report, plots and card.
 
-`train_model` builds a new vocabulary and model from a table of papers; `finetune_model` starts from
-a trained folder or Hub repo. Both end in `fit_and_report`, which trains with the notebook's recipe
-(see `HybridTrainingArguments`), restores the best epoch, evaluates on the test split and leaves a
-complete model folder: weights, tokenizer, code, metrics, report, plots and model card.
+`train_model` builds a new vocabulary, word vectors and model from a table of papers; `finetune_model`
+starts from a trained folder or Hub repo. Both end in `fit_and_report`, which trains with the recipe of
+`HybridTrainingArguments`, restores the best epoch, evaluates on the test split and leaves a complete
+model folder: weights, tokenizer, code, metrics, report, plots and model card.
 """
 
 import dataclasses
@@ -15,7 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, set_seed
+from huggingface_hub import ModelCard
+from torch import nn
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
+from transformers.trainer_pt_utils import get_parameter_names
 
 from .data import DataError, load_papers, tokenize_papers, training_texts
 from .evaluation import compute_metrics, evaluation_report, metrics_table, predict_logits, report_text
@@ -29,6 +32,16 @@ from .model import (
 )
 from .model_card import build_model_card
 from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, plot_attention, plot_confusion_matrix, plot_history
+from .training_args import NOTEBOOK_RECIPE
+from .word_vectors import (
+    RANDOM,
+    WORD2VEC,
+    initialise_embedding,
+    read_word_vectors,
+    token_counts,
+    train_word2vec,
+    training_word_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +87,20 @@ class HybridTrainer(Trainer):
             )
         return (loss, outputs) if return_outputs else loss
 
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args, model=None):
+        if args.recipe == NOTEBOOK_RECIPE:
+            return adam_with_l2(args.learning_rate, args.weight_decay)
+        return Trainer.get_optimizer_cls_and_kwargs(args, model)
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """The notebook's Adam decays every parameter (as L2). hf-hybrid's AdamW spares the embedding, the biases
+        and the norms: decay would pull the vector of a word that a batch lacks towards zero at every step, so a
+        rare word's vector would fade long before the word is learned."""
+        if self.args.recipe == NOTEBOOK_RECIPE:
+            return [name for name, _ in model.named_parameters()]
+        return get_parameter_names(model, [nn.Embedding, nn.BatchNorm1d, nn.LayerNorm], ["bias"])
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:
             correct, seen = self.accelerator.reduce(self._train_counts, reduction="sum").tolist()
@@ -81,6 +108,20 @@ class HybridTrainer(Trainer):
                 logs["train_accuracy"] = round(correct / seen, 4)
             self._train_counts.zero_()
         super().log(logs, start_time)
+
+
+class FreezeEmbeddingCallback(TrainerCallback):
+    """Keeps the word embedding at the vectors it started from for the first `epochs` epochs: no gradient reaches
+    it, so the optimizer leaves it as it is."""
+
+    def __init__(self, epochs: float):
+        self.epochs = epochs
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        model.get_input_embeddings().weight.requires_grad_(state.epoch >= self.epochs)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        model.get_input_embeddings().weight.requires_grad_(True)
 
 
 def resolve_class_weights(spec: list[str], label_names: list[str], train_labels) -> list[float] | None:
@@ -146,13 +187,42 @@ def train_model(model_args, data_args, training_args) -> dict:
         classifier_hidden_sizes=model_args.classifier_hidden_sizes,
         max_title_length=model_args.max_title_length,
         max_abstract_length=model_args.max_abstract_length,
+        label_smoothing=model_args.label_smoothing,
+        wide_branch=model_args.wide_branch,
+        wide_bigram_buckets=model_args.wide_bigram_buckets,
         pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(label_names)),
         class_weights=resolve_class_weights(model_args.class_weights, label_names, splits["train"]["labels"]),
     )
     model = HybridCNNLSTMForSequenceClassification(config)
     logger.info("model: %s parameters", f"{model.num_parameters():,}")
-    return fit_and_report(model, tokenizer, splits, data_args, training_args)
+    embedding_start = start_embedding(model, tokenizer, splits["train"], model_args.init_embeddings, training_args.seed)
+    if model.wide is not None:
+        count_document_frequencies(model.wide, tokenizer, splits["train"])
+    return fit_and_report(model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start)
+
+
+def start_embedding(model, tokenizer, train, init_embeddings: str, seed: int) -> dict | None:
+    """Puts word vectors into the embedding rows of their words: `"word2vec"` learns them from the training
+    split's texts, any other value but `"random"` is a word2vec/GloVe text file. Returns where they came from
+    and their coverage of the vocabulary and of the training tokens (None for a random start)."""
+    if init_embeddings == RANDOM:
+        return None
+    word_ids = training_word_ids(tokenizer, training_texts(train))
+    if init_embeddings == WORD2VEC:
+        logger.info("learning word2vec vectors from the %d training titles and abstracts", len(word_ids))
+        vectors = train_word2vec(word_ids, model.config.embed_dim, seed)
+    else:
+        vectors = read_word_vectors(init_embeddings, tokenizer, model.config.embed_dim)
+    coverage = initialise_embedding(
+        model.get_input_embeddings(), vectors, token_counts(word_ids, len(tokenizer)), tokenizer.pad_token_id
+    )
+    logger.info(
+        "word vectors (%s): %d of %d vocabulary words (%.1f%%), %.1f%% of the training tokens",
+        coverage["source"], coverage["vocabulary_words_with_vector"], len(tokenizer) - 1,
+        100 * coverage["vocabulary_coverage"], 100 * coverage["training_token_coverage"],
+    )
+    return coverage
 
 
 def finetune_model(finetune_args, data_args, training_args) -> dict:
@@ -184,14 +254,33 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
     return fit_and_report(model, tokenizer, splits, data_args, training_args, base_model=finetune_args.model)
 
 
+@torch.no_grad()
+def count_document_frequencies(wide, tokenizer, train, batch_size: int = 1000) -> None:
+    """Sets the wide branch's inverse document frequencies from the training papers, with its own features."""
+    frequency = torch.zeros_like(wide.idf, dtype=torch.long)
+    for start in range(0, len(train), batch_size):
+        rows = train[start : start + batch_size]
+        batch = tokenizer(rows["title"], rows["abstract"], padding=True, return_tensors="pt")
+        features = [wide.features(batch[f"{field}_input_ids"], batch[f"{field}_attention_mask"].bool())
+                    for field in ("title", "abstract")]
+        ids = torch.cat([ids for ids, _ in features], dim=1)
+        real = torch.cat([mask for _, mask in features], dim=1)
+        ids = torch.where(real, ids, -1).sort(dim=1).values
+        first = torch.ones_like(real)
+        first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+        frequency += torch.bincount(ids[first & (ids >= 0)], minlength=len(frequency))
+    wide.set_document_frequencies(frequency, len(train))
+
+
 def adam_with_l2(learning_rate: float, weight_decay: float):
-    """The notebook's optimizer, as the `Trainer`'s `optimizer_cls_and_kwargs`: Adam, which adds weight decay
-    to the gradient (L2), unlike AdamW."""
+    """The notebook recipe's optimizer, as the `Trainer`'s `optimizer_cls_and_kwargs`: Adam, which adds weight
+    decay to the gradient (L2), unlike AdamW."""
     # fused: one kernel for all parameters, 4-9% of a CPU training step faster than foreach (measured)
     return torch.optim.Adam, {"lr": learning_rate, "weight_decay": weight_decay, "fused": True}
 
 
-def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None) -> dict:
+def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None,
+                   embedding_start: dict | None = None) -> dict:
     """Trains `model` on the splits, restores its best epoch and leaves the complete output folder.
 
     Everything is written to `staging_dir(output_dir)` first and moved into `output_dir` at the very end;
@@ -199,7 +288,8 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
     """
     staging = staging_dir(training_args.output_dir)
     try:
-        report = _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model)
+        report = _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
+                                 embedding_start)
     except BaseException as error:
         last = _last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
@@ -224,7 +314,8 @@ def _is_main_process(training_args) -> bool:
     return training_args.process_index == 0
 
 
-def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model) -> dict:
+def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
+                    embedding_start) -> dict:
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(splits, tokenizer)
     trainer = HybridTrainer(
@@ -236,8 +327,10 @@ def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience)],
-        optimizer_cls_and_kwargs=adam_with_l2(training_args.learning_rate, training_args.weight_decay),
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience),
+            FreezeEmbeddingCallback(training_args.freeze_embedding_epochs),
+        ],
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     if not trainer.is_world_process_zero():
@@ -258,6 +351,7 @@ def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging,
         "best_validation_accuracy": trainer.state.best_metric,
         "epochs_trained": trainer.state.epoch,
         "data_cleaning": getattr(splits, "cleaning", None),
+        "embedding_start": embedding_start,
         "log_history": trainer.state.log_history,
     }
     (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2))
@@ -273,13 +367,16 @@ def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging,
     build_model_card(
         model.config, report, settings, dataset_name, dataset_type,
         repo_id=training_args.hub_model_id, best_validation_accuracy=trainer.state.best_metric,
-        base_model=base_model, folder=output_dir,
+        base_model=base_model, folder=output_dir, embedding_start=embedding_start,
     ).save(output_dir / "README.md")
     # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
     _replace_folder(Path(training_args.output_dir), staging)
     logger.info("saved the model, metrics, plots and card to %s", training_args.output_dir)
+    card = Path(training_args.output_dir) / "README.md"
+    print(f"Test accuracy {report['accuracy']:.4f}; the model card ({card}) says "
+          f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
     return report
 
 

@@ -1,14 +1,33 @@
 """Command-line arguments of training and fine-tuning, as `HfArgumentParser` dataclasses.
 
 `TrainingArguments` is reused whole, so every one of its flags works (`--output_dir`, `--seed`,
-`--report_to`, `--push_to_hub`, ...); `HybridTrainingArguments` only changes its defaults to the
-research notebook's recipe.
+`--report_to`, `--push_to_hub`, ...); `HybridTrainingArguments` changes its defaults to hf-hybrid's
+recipe, and `--recipe notebook` swaps in the research notebook's (see `RECIPES`).
 """
 
 import math
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
+
+DEFAULT_RECIPE = "default"
+NOTEBOOK_RECIPE = "notebook"
+# What `--recipe notebook` changes: the research notebook's Adam with L2 weight decay on every parameter,
+# learning rate halved after 3 epochs without a better validation accuracy, up to 20 epochs with early
+# stopping after 5, and a random N(0, 1) embedding. Flags given explicitly still win.
+RECIPES = {
+    DEFAULT_RECIPE: {},
+    NOTEBOOK_RECIPE: {
+        "init_embeddings": "random",
+        "learning_rate": 1e-3,
+        "weight_decay": 1e-4,
+        "lr_scheduler_type": "reduce_lr_on_plateau",
+        "lr_scheduler_kwargs": {"mode": "max", "factor": 0.5, "patience": 3},
+        "warmup_steps": 0,
+        "num_train_epochs": 20.0,
+        "early_stopping_patience": 5,
+    },
+}
 
 # What each numeric option can mean, as (test, what the error says it must be). Every option of this module
 # with a range is listed in the `RANGES` of its dataclass and checked when the arguments are parsed, before
@@ -19,6 +38,7 @@ AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
 PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
 FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 ALL_POSITIVE = (lambda values: all(value > 0 for value in values), "a list of numbers greater than 0")
+SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
 
 
 def check_ranges(arguments, ranges: dict) -> None:
@@ -65,6 +85,19 @@ class ModelArguments:
     classifier_hidden_sizes: list[int] = field(default_factory=lambda: [512, 256], metadata={"help": "Head widths."})
     max_title_length: int = field(default=30, metadata={"help": "Title words kept."})
     max_abstract_length: int = field(default=200, metadata={"help": "Abstract words kept."})
+    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the model's own loss."})
+    wide_branch: bool = field(
+        default=False,
+        metadata={"help": "Add a linear branch over TF-IDF-weighted words and hashed word pairs (logits summed)."},
+    )
+    wide_bigram_buckets: int = field(default=1_048_576, metadata={"help": "Hash buckets of the wide branch's pairs."})
+    init_embeddings: str = field(
+        default="word2vec",
+        metadata={
+            "help": "How the embedding starts: 'word2vec' (skip-gram vectors learned from the training split's "
+            "titles and abstracts), 'random' (N(0, 1), as the notebook), or the path of a word2vec/GloVe text file."
+        },
+    )
     class_weights: list[str] = field(
         default_factory=lambda: ["balanced"],
         metadata={
@@ -87,6 +120,8 @@ class ModelArguments:
         "classifier_hidden_sizes": ALL_POSITIVE,
         "max_title_length": POSITIVE,
         "max_abstract_length": POSITIVE,
+        "label_smoothing": PROBABILITY,
+        "wide_bigram_buckets": POSITIVE,
     }
 
     def __post_init__(self):
@@ -110,9 +145,13 @@ class DataArguments:
     labels: list[str] = field(default_factory=list, metadata={"help": "Keep only papers of these classes."})
     validation_size: float = field(default=0.15, metadata={"help": "Fraction split off for validation."})
     test_size: float = field(default=0.15, metadata={"help": "Fraction split off for the test."})
+    split_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the split (default: --seed); fix it to compare training seeds."}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training papers."})
 
-    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_ONE}
+    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_ONE,
+              "split_seed": SEED}
 
     def __post_init__(self):
         check_ranges(self, self.RANGES)
@@ -140,25 +179,36 @@ class FinetuneArguments:
 
 @dataclass
 class HybridTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with the notebook's recipe as defaults.
+    """`TrainingArguments` with hf-hybrid's recipe as defaults.
 
-    Batch 64, 20 epochs, Adam (lr 1e-3, L2 weight decay 1e-4), gradient clipping 1.0, learning rate
-    halved after 3 epochs without a better validation accuracy, early stopping after 5, and the best
-    epoch's weights restored at the end.
+    Batch 64, AdamW (decoupled weight decay, none on the embedding, biases and norms), a linear warm-up then
+    linear decay of the learning rate, gradient clipping 1.0, early stopping, and the best epoch's weights
+    restored at the end. `recipe="notebook"` trains with the notebook's Adam and L2 decay on every parameter
+    instead; `parse_training_arguments` also swaps in the notebook's other settings (`RECIPES`).
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Where the trained model and reports go."})
+    recipe: str = field(
+        default=DEFAULT_RECIPE,
+        metadata={
+            "help": "'default' (AdamW, warm-up and linear decay, word2vec embedding) or 'notebook' (the research "
+            "notebook's Adam with L2 decay, plateau halving, random embedding, 20 epochs); flags given still win.",
+            "choices": list(RECIPES),
+        },
+    )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
-    num_train_epochs: float = 20.0
+    num_train_epochs: float = 5.0
+    optim: str = "adamw_torch_fused"
     learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    lr_scheduler_type: str = "reduce_lr_on_plateau"
+    lr_scheduler_type: str = "linear"
     lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: {"mode": "max", "factor": 0.5, "patience": 3},
-        metadata={"help": "The plateau scheduler must maximise accuracy: it does not read greater_is_better."},
+        default_factory=dict,
+        metadata={"help": "Options of the scheduler (the notebook recipe's plateau one maximises accuracy: mode max)."},
     )
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
     eval_strategy: str = "epoch"
     save_strategy: str = "epoch"
     logging_strategy: str = "epoch"
@@ -166,7 +216,11 @@ class HybridTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = True
     metric_for_best_model: str | None = "accuracy"
     greater_is_better: bool | None = True
-    early_stopping_patience: int = field(default=5, metadata={"help": "Epochs without improvement before stopping."})
+    early_stopping_patience: int = field(default=2, metadata={"help": "Epochs without improvement before stopping."})
+    freeze_embedding_epochs: float = field(
+        default=0,
+        metadata={"help": "Epochs during which the word embedding keeps the vectors it started from (0: none)."},
+    )
     report_to: None | str | list[str] = "none"
 
     RANGES = {
@@ -179,12 +233,14 @@ class HybridTrainingArguments(TrainingArguments):
         "label_smoothing_factor": PROBABILITY,
         "early_stopping_patience": AT_LEAST_ONE,
         "save_total_limit": AT_LEAST_ONE,
-        "seed": (lambda value: 0 <= value < 2**32, "0 or more and below 2**32"),
-        "data_seed": (lambda value: 0 <= value < 2**32, "0 or more and below 2**32"),
+        "seed": SEED,
+        "data_seed": SEED,
         "dataloader_num_workers": NOT_NEGATIVE,
         "logging_steps": POSITIVE,
         "eval_steps": POSITIVE,
         "save_steps": POSITIVE,
+        "warmup_steps": NOT_NEGATIVE,
+        "freeze_embedding_epochs": NOT_NEGATIVE,
     }
 
     def __post_init__(self):
@@ -208,3 +264,11 @@ class HybridTrainingArguments(TrainingArguments):
         if not isinstance(patience, int) or patience < 0:
             raise ValueError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
         self.lr_scheduler_kwargs = kwargs
+
+
+def parse_training_arguments(dataclass_types, argv: list[str], prog: str) -> tuple:
+    """Parses `argv` into `dataclass_types` (an `HfArgumentParser`), with the defaults of the `--recipe` it names."""
+    parser = HfArgumentParser(dataclass_types, prog=prog)
+    known, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**{name: value for name, value in RECIPES[known.recipe].items() if hasattr(known, name)})
+    return parser.parse_args_into_dataclasses(args=argv)

@@ -2,7 +2,7 @@
 
     python scripts/benchmark.py --mode perf [--data CSV] [--train_steps 20] [--output_json perf.json]
     python scripts/benchmark.py --mode perf --tiny --max_rows 200 ...   # a quick smoke run
-    python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs 20] [--output_json acc.json]
+    python scripts/benchmark.py --mode accuracy [--data CSV] [--train_flags "--recipe notebook"] [--output_json acc.json]
     python scripts/benchmark.py --mode onnx --model TRAINED_DIR [--data CSV] [--output_json onnx.json]
     python scripts/benchmark.py --mode profile [--data CSV] [--train_steps 10] [--output_json profile.json]
     python scripts/benchmark.py --mode notebook [--num_train_epochs 2] [--notebook_vocabulary training_split]
@@ -122,8 +122,10 @@ def parse_args(argv=None):
                            "CPU, so the timings mean nothing)")
 
     accuracy = parser.add_argument_group("accuracy mode")
-    accuracy.add_argument("--num_train_epochs", type=float, default=20.0,
-                          help="hf-hybrid's epochs (its default recipe: 20, with early stopping)")
+    accuracy.add_argument("--num_train_epochs", type=float, default=None,
+                          help="hf-hybrid's epochs (default: its recipe's, with early stopping); notebook mode: 20")
+    accuracy.add_argument("--train_flags", default="",
+                          help="more `hf-hybrid train` flags for hf-hybrid's run, e.g. \"--recipe notebook\"")
     accuracy.add_argument("--split_seed", type=int, default=42, help="seed of the 70/15/15 split and of training")
     accuracy.add_argument("--model_output_dir", type=Path, default=None,
                           help="where the trained hf-hybrid model goes (default: inside --workdir or a temp folder)")

@@ -1,13 +1,15 @@
 """Accuracy benchmark: hf-hybrid trained with its defaults against TF-IDF + LinearSVC, on one split.
 
-Run through `python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs N]`;
-`--max_rows` caps the training papers (the split is made first, so the test set stays the same).
+Run through `python scripts/benchmark.py --mode accuracy [--data CSV] [--num_train_epochs N] [--train_flags F]`;
+`--max_rows` caps the training papers (the split is made first, so the test set stays the same), and
+`--train_flags` passes any other `hf-hybrid train` flags (`"--recipe notebook"`, `"--wide_branch true"`).
 Both models see the same stratified, seeded 70/15/15 split of the same papers (hf-hybrid's own split,
 seed 42); both are scored on its test part: accuracy, macro-F1, cs.AI recall (the class the notebook
 struggled with), and the wall time each took.
 """
 
 import json
+import shlex
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from sklearn.svm import LinearSVC
 
 from hf_hybrid.data import load_papers
 from hf_hybrid.trainer import train_model
-from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
+from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments, parse_training_arguments
 
 
 def tfidf_svm_scores(splits) -> dict:
@@ -57,17 +59,20 @@ def most_confused_pair(matrix, names) -> dict:
 
 def run_accuracy(args) -> dict:
     """Trains and scores both models; `args` are `scripts/benchmark.py`'s (model size, epochs, seed, data)."""
-    data = DataArguments(train_file=str(args.data), max_train_samples=args.max_rows)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="hf_hybrid_accuracy_"))
     output_dir = Path(args.model_output_dir or workdir / "hf_hybrid_model")
-    model = ModelArguments(
-        embed_dim=args.embed_dim, num_filters=args.num_filters, kernel_sizes=args.kernel_sizes,
-        lstm_hidden=args.lstm_hidden, classifier_hidden_sizes=args.classifier_hidden_sizes,
-        vocab_size=args.max_vocab_size, min_frequency=args.min_freq,
+    flags = ["--train_file", str(args.data), "--output_dir", str(output_dir), "--seed", str(args.split_seed),
+             "--split_seed", str(args.split_seed),
+             "--disable_tqdm", str(not args.verbose), "--embed_dim", str(args.embed_dim),
+             "--num_filters", str(args.num_filters), "--kernel_sizes", *map(str, args.kernel_sizes),
+             "--lstm_hidden", str(args.lstm_hidden), "--classifier_hidden_sizes", *map(str, args.classifier_hidden_sizes),
+             "--vocab_size", str(args.max_vocab_size), "--min_frequency", str(args.min_freq)]
+    for flag in ("max_rows", "num_train_epochs", "resume_from_checkpoint"):
+        if getattr(args, flag) is not None:
+            flags += [f"--{'max_train_samples' if flag == 'max_rows' else flag}", str(getattr(args, flag))]
+    model, data, training = parse_training_arguments(
+        (ModelArguments, DataArguments, HybridTrainingArguments), flags + shlex.split(args.train_flags), prog="benchmark"
     )
-    training = HybridTrainingArguments(output_dir=str(output_dir), num_train_epochs=args.num_train_epochs,
-                                       seed=args.split_seed, disable_tqdm=not args.verbose,
-                                       resume_from_checkpoint=args.resume_from_checkpoint)
     started = time.perf_counter()
     report = train_model(model, data, training)
     history = json.loads((output_dir / "eval_results.json").read_text())
@@ -86,6 +91,7 @@ def run_accuracy(args) -> dict:
     for scores in (hybrid, baseline):
         scores["most_confused_pair"] = most_confused_pair(scores["confusion_matrix"], names)
     results = {"data": str(args.data), "test_papers": report["num_samples"], "label_names": names,
+               "train_flags": args.train_flags,
                "hf_hybrid": hybrid, "tfidf_linear_svm": baseline}
     print(accuracy_table(results))
     return results
@@ -94,7 +100,8 @@ def run_accuracy(args) -> dict:
 def accuracy_table(results: dict) -> str:
     rows = ["| model | test accuracy | macro-F1 | cs.AI recall | most confused pair (share of errors) | wall time |",
             "|---|---|---|---|---|---|"]
-    for name, key in (("hf-hybrid (defaults)", "hf_hybrid"), ("TF-IDF 1-2 grams + LinearSVC", "tfidf_linear_svm")):
+    hybrid = f"hf-hybrid ({results['train_flags'] or 'defaults'})"
+    for name, key in ((hybrid, "hf_hybrid"), ("TF-IDF 1-2 grams + LinearSVC", "tfidf_linear_svm")):
         scores = results[key]
         recall = "n/a" if scores["cs_ai_recall"] is None else f"{scores['cs_ai_recall']:.4f}"
         pair = scores["most_confused_pair"]

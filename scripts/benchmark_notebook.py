@@ -67,7 +67,7 @@ def run_notebook(args) -> dict:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=3)
 
     epochs, best_validation, epochs_without_best = [], -1.0, 0
-    for epoch in range(1, int(args.num_train_epochs) + 1):
+    for epoch in range(1, int(args.num_train_epochs or 20) + 1):
         epoch_started = time.perf_counter()
         model.train()
         correct = seen = 0

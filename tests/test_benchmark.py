@@ -118,17 +118,20 @@ def test_accuracy_mode_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
     output = tmp_path / "accuracy.json"
     result = subprocess.run(
         [sys.executable, str(BENCHMARK), "--mode", "accuracy", "--tiny", "--data", str(data), "--num_train_epochs",
-         "2", "--workdir", str(tmp_path / "work"), "--output_json", str(output)],
+         "2", "--workdir", str(tmp_path / "work"), "--output_json", str(output), "--train_flags", "--recipe notebook"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
+    training_args = json.loads((tmp_path / "work" / "hf_hybrid_model" / "training_args.json").read_text())
+    assert (training_args["recipe"], training_args["lr_scheduler_type"]) == ("notebook", "reduce_lr_on_plateau")
+    assert training_args["num_train_epochs"] == 2 and results["hf_hybrid"]["epochs_trained"] == 2
     assert results["test_papers"] == 14  # 15% of each class of 30, rounded by the stratified split
     for side in ("hf_hybrid", "tfidf_linear_svm"):
         scores = results[side]
         assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["cs_ai_recall"] <= 1 and scores["wall_time_s"] >= 0
     assert results["tfidf_linear_svm"]["accuracy"] > 0.8  # the made-up topics are easy for TF-IDF
-    assert "| hf-hybrid (defaults) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
+    assert "| hf-hybrid (--recipe notebook) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
     for side in ("hf_hybrid", "tfidf_linear_svm"):
         matrix = results[side]["confusion_matrix"]
         assert sum(map(sum, matrix)) == 14 and len(results[side]["most_confused_pair"]["pair"]) == 2

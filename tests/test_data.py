@@ -32,6 +32,9 @@ def test_default_split_is_stratified_70_15_15_and_seeded(papers_csv):
     assert other["test"]["title"] != splits["test"]["title"]
     all_titles = [t for split in splits.values() for t in split["title"]]
     assert len(all_titles) == 120
+    # --split_seed keeps the split of seed 1 whatever the training seed.
+    fixed = load_papers(DataArguments(train_file=str(papers_csv), split_seed=1), seed=2)
+    assert fixed["test"]["title"] == splits["test"]["title"] and fixed["train"]["title"] == splits["train"]["title"]
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet"])

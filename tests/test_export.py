@@ -6,6 +6,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from hf_hybrid import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.cli import main
 from hf_hybrid.export import export_onnx
 
@@ -83,3 +84,17 @@ def test_export_command(saved_model_dir, tmp_path, capsys):
     assert main(["export", "--model", str(saved_model_dir), "--output_dir", str(tmp_path / "out")]) == 0
     assert capsys.readouterr().out.strip().endswith("model.onnx")
     assert (tmp_path / "out" / "model.onnx").is_file()
+
+
+def test_the_wide_branch_exports_with_the_same_logits(make_tiny_config, tiny_tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = HybridCNNLSTMForSequenceClassification(make_tiny_config(wide_branch=True, wide_bigram_buckets=64)).eval()
+    with torch.no_grad():
+        model.wide.weight.normal_()
+        model.wide.idf.uniform_(1.0, 3.0)
+    export_onnx(model, tiny_tokenizer, tmp_path)
+    titles, abstracts = zip(*PAPERS)
+    with torch.inference_mode():
+        expected = model(**tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")).logits
+    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", tiny_tokenizer, PAPERS), expected.numpy(),
+                               atol=1e-5, rtol=1e-4)

@@ -369,3 +369,86 @@ def test_on_unpadded_papers_the_model_computes_the_notebooks_function():
     out = model.eval()(title_input_ids=titles, abstract_input_ids=abstracts, output_attentions=True)
     torch.testing.assert_close(out.logits, expected)
     torch.testing.assert_close(out.attentions[2], maps["fusion_weights"])
+
+
+# --- the optional wide branch: a linear classifier over TF-IDF-weighted words and word pairs ---
+
+
+def wide_model(make_tiny_config, seed=0, **overrides):
+    model = build(make_tiny_config(wide_branch=True, wide_bigram_buckets=64, **overrides), seed=seed)
+    with torch.no_grad():
+        model.wide.weight.normal_()
+        model.wide.idf.uniform_(1.0, 3.0)
+    return model
+
+
+def test_the_notebooks_model_has_no_wide_branch(tiny_model):
+    assert tiny_model.wide is None and not any(name.startswith("wide.") for name in tiny_model.state_dict())
+
+
+def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weights(make_tiny_config):
+    model = wide_model(make_tiny_config)
+    title, abstract = [5, 6, 5], [7, 8]
+    output = model(title_input_ids=torch.tensor([title]), abstract_input_ids=torch.tensor([abstract]))
+    vocab_size, buckets = model.config.vocab_size, 64
+    first, second = model.wide.PAIR_HASH
+    features = title + abstract
+    for words in (title, abstract):  # pairs never cross from the title into the abstract
+        features += [vocab_size + (a * first + b * second) % buckets for a, b in zip(words, words[1:])]
+    weights = torch.stack([model.wide.idf[f] for f in features])
+    weights = weights / weights.norm()
+    expected = sum(w * model.wide.weight[f] for w, f in zip(weights, features))
+    torch.testing.assert_close(output.wide_logits[0], expected)
+    model.wide = None
+    deep = model(title_input_ids=torch.tensor([title]), abstract_input_ids=torch.tensor([abstract])).logits
+    torch.testing.assert_close(output.logits, deep + output.wide_logits)
+
+
+def test_wide_logits_of_a_paper_do_not_depend_on_its_batch_or_on_empty_fields(make_tiny_config):
+    model = wide_model(make_tiny_config)
+    titles, title_mask = right_pad([[5, 6, 7], [9, 10, 11, 12, 13, 14]])
+    abstracts, abstract_mask = right_pad([[2, 3], [4, 5, 6, 7, 8, 9, 10]])
+    batched = model(title_input_ids=titles, abstract_input_ids=abstracts, title_attention_mask=title_mask,
+                    abstract_attention_mask=abstract_mask)
+    alone = model(title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.tensor([[2, 3]]))
+    torch.testing.assert_close(batched.wide_logits[:1], alone.wide_logits)
+    no_abstract = model(title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.zeros(1, 0, dtype=torch.long))
+    assert torch.isfinite(no_abstract.logits).all() and torch.isfinite(no_abstract.wide_logits).all()
+
+
+def test_document_frequencies_give_scikit_learns_smoothed_idf(make_tiny_config, tiny_tokenizer, tiny_corpus):
+    from datasets import Dataset
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from hf_hybrid.trainer import count_document_frequencies
+
+    titles, abstracts = tiny_corpus[:6], tiny_corpus[6:]
+    model = build(make_tiny_config(wide_branch=True, wide_bigram_buckets=1 << 20))
+    count_document_frequencies(model.wide, tiny_tokenizer, Dataset.from_dict({"title": titles, "abstract": abstracts}))
+    vocab = tiny_tokenizer.get_vocab()
+    documents = [tiny_tokenizer.split_words(t, "title") + tiny_tokenizer.split_words(a, "abstract")
+                 for t, a in zip(titles, abstracts)]
+    reference = TfidfVectorizer(analyzer=lambda words: words, smooth_idf=True).fit(documents)
+    for word, column in reference.vocabulary_.items():
+        assert model.wide.idf[vocab[word]].item() == pytest.approx(reference.idf_[column], rel=1e-6), word
+    assert model.wide.idf[vocab["<UNK>"]].item() == pytest.approx(math.log(7 / 1) + 1)  # seen in no paper
+    # "neural networks" is in the title and the abstract of one paper (and nowhere else): it counts once.
+    first, second = model.wide.PAIR_HASH
+    bucket = model.config.vocab_size + (vocab["neural"] * first + vocab["networks"] * second) % (1 << 20)
+    assert model.wide.idf[bucket].item() == pytest.approx(math.log(7 / 2) + 1)
+
+
+def test_wide_branch_survives_save_and_reload(make_tiny_config, tmp_path):
+    model = wide_model(make_tiny_config)
+    model.save_pretrained(tmp_path)
+    reloaded = HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert torch.equal(reloaded.wide.idf, model.wide.idf) and torch.equal(reloaded.wide.weight, model.wide.weight)
+    inputs = dict(title_input_ids=word_ids(2, 4), abstract_input_ids=word_ids(2, 9, seed=1))
+    torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, atol=1e-6, rtol=1e-6)
+
+
+def test_label_smoothing_smooths_the_loss(make_tiny_config):
+    smooth = build(make_tiny_config(label_smoothing=0.2))
+    inputs = dict(title_input_ids=word_ids(4, 3), abstract_input_ids=word_ids(4, 6, seed=1), labels=torch.tensor([0, 1, 2, 0]))
+    output = smooth(**inputs)
+    assert output.loss.item() == pytest.approx(F.cross_entropy(output.logits, inputs["labels"], label_smoothing=0.2).item())

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import pipeline
 
-from hf_hybrid import ArxivClassificationPipeline
+from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification
 
 LABELS = ["cs.AI", "cs.CL", "cs.CV"]
 PAPERS = [
@@ -155,3 +155,22 @@ def test_in_a_process_with_hf_hybrid_the_packages_pipeline_runs_without_remote_c
     assert type(local) is ArxivClassificationPipeline  # the package's class, not a copy from the folder
     assert local.task == "arxiv-classification"
     assert local(PAPERS[0]) == arxiv_classifier(PAPERS[0])
+
+
+def test_a_wide_model_says_how_much_of_the_decision_each_branch_carries(make_tiny_config, tiny_tokenizer):
+    torch.manual_seed(0)
+    model = HybridCNNLSTMForSequenceClassification(make_tiny_config(wide_branch=True, wide_bigram_buckets=64)).eval()
+    with torch.no_grad():
+        model.wide.weight.normal_()
+    result = ArxivClassificationPipeline(model=model, tokenizer=tiny_tokenizer)(PAPERS[0])
+    inputs = tiny_tokenizer(PAPERS[0]["title"], PAPERS[0]["abstract"], return_tensors="pt")
+    with torch.no_grad():
+        output = model(**inputs)
+    best = LABELS.index(result["label"])
+    wide = output.wide_logits[0]
+    assert result["branch_scores"]["wide"] == pytest.approx(wide.softmax(-1)[best].item(), rel=1e-5)
+    assert result["branch_scores"]["deep"] == pytest.approx((output.logits[0] - wide).softmax(-1)[best].item(), rel=1e-5)
+
+
+def test_a_model_without_wide_branch_reports_no_branch_scores(arxiv_classifier):
+    assert "branch_scores" not in arxiv_classifier(PAPERS[0])

@@ -1,19 +1,22 @@
 """Training through the `Trainer`: the recipe, the restored best epoch, and the output folder it leaves."""
 
+import contextlib
 import functools
+import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from papers import make_papers, write_papers_csv
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_hybrid.trainer as trainer_module
 from hf_hybrid.data import DataError, load_papers
-from hf_hybrid.trainer import resolve_class_weights, train_model
-from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
+from hf_hybrid.trainer import HybridTrainer, resolve_class_weights, train_model
+from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments, parse_training_arguments
 
 TINY_MODEL = dict(embed_dim=16, num_filters=8, lstm_hidden=8, lstm_layers=1, classifier_hidden_sizes=[16],
                   vocab_size=500, min_frequency=1)
@@ -21,9 +24,11 @@ PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
 
 def tiny_run(output_dir, train_file, **overrides):
-    # Small batches: BatchNorm's running statistics need a few dozen steps before evaluation can use them.
+    # Small batches: BatchNorm's running statistics need a few dozen steps before evaluation can use them, and
+    # tiny models start slowly: early stopping waits for all 6 epochs.
     settings = dict(output_dir=str(output_dir), num_train_epochs=6, per_device_train_batch_size=8,
-                    learning_rate=1e-2, seed=0, disable_tqdm=True, dataloader_pin_memory=False)
+                    learning_rate=1e-2, seed=0, disable_tqdm=True, dataloader_pin_memory=False,
+                    early_stopping_patience=6)
     settings.update(overrides)
     return HybridTrainingArguments(**settings)
 
@@ -38,13 +43,15 @@ def unbalanced_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, unbalanced_csv):
     output_dir = tmp_path_factory.mktemp("trained")
-    report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                         tiny_run(output_dir, unbalanced_csv))
-    return output_dir, report
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                             tiny_run(output_dir, unbalanced_csv))
+    return output_dir, report, printed.getvalue()
 
 
 def test_output_folder_is_complete_and_free_of_pickles(trained):
-    output_dir, _ = trained
+    output_dir = trained[0]
     names = {path.name for path in output_dir.iterdir()}
     expected = {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
@@ -60,7 +67,9 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
 
 
 def test_tiny_model_learns_the_made_up_topics(trained):
-    output_dir, report = trained
+    output_dir, report, printed = trained
+    assert f"Test accuracy {report['accuracy']:.4f}; the model card ({output_dir / 'README.md'}) says " \
+           f"{round(report['accuracy'], 4)}." in printed
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["test"]["accuracy"] == report["accuracy"] > 0.6
     assert set(results["test"]["per_class"]) == {"cs.AI", "cs.CL", "cs.CV"}
@@ -93,7 +102,7 @@ def test_model_card_has_model_index_metrics(trained):
 
 
 def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):
-    output_dir, _ = trained
+    output_dir = trained[0]
     tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
     model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
     assert tokenizer.max_title_length == 30 and model.config.id2label == {0: "cs.AI", 1: "cs.CL", 2: "cs.CV"}
@@ -112,11 +121,13 @@ def test_the_best_epoch_is_restored_not_the_last(tmp_path, unbalanced_csv, monke
 
     monkeypatch.setattr(trainer_module, "compute_metrics", falling_accuracy)
     data = DataArguments(train_file=str(unbalanced_csv))
+    plateau = dict(lr_scheduler_type="reduce_lr_on_plateau", warmup_steps=0)
     train_model(ModelArguments(**TINY_MODEL), data, tiny_run(
         tmp_path / "long", unbalanced_csv, num_train_epochs=6, early_stopping_patience=2,
-        lr_scheduler_kwargs={"mode": "max", "factor": 0.5, "patience": 0}))
+        lr_scheduler_kwargs={"mode": "max", "factor": 0.5, "patience": 0}, **plateau))
     calls.clear()
-    train_model(ModelArguments(**TINY_MODEL), data, tiny_run(tmp_path / "one_epoch", unbalanced_csv, num_train_epochs=1))
+    train_model(ModelArguments(**TINY_MODEL), data,
+                tiny_run(tmp_path / "one_epoch", unbalanced_csv, num_train_epochs=1, **plateau))
 
     results = json.loads((tmp_path / "long" / "eval_results.json").read_text())
     assert results["epochs_trained"] == 3.0
@@ -167,3 +178,93 @@ def test_class_weights_by_name_balanced_or_none():
         resolve_class_weights(["cs.XX=2"], labels, [0])
     with pytest.raises(DataError, match="is not a number"):
         resolve_class_weights(["cs.AI=heavy"], labels, [0])
+
+
+def optimizer_groups(model, training_args) -> tuple[torch.optim.Optimizer, dict[str, float]]:
+    trainer = HybridTrainer(model=model, args=training_args, eval_dataset=[])  # evaluation is never run here
+    optimizer = trainer.create_optimizer()
+    names = {id(parameter): name for name, parameter in model.named_parameters()}
+    return optimizer, {names[id(p)]: group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+
+
+def test_default_recipe_decays_weights_but_not_the_embedding_biases_or_norms(tiny_model, tmp_path):
+    optimizer, decay = optimizer_groups(tiny_model, HybridTrainingArguments(output_dir=str(tmp_path)))
+    assert type(optimizer) is torch.optim.AdamW and decay.keys() == dict(tiny_model.named_parameters()).keys()
+    spared = {name for name, weight_decay in decay.items() if weight_decay == 0.0}
+    norms = {f"{name}.{kind}" for name, module in tiny_model.named_modules()
+             if isinstance(module, torch.nn.BatchNorm1d) for kind in ("weight", "bias")}
+    biases = {name for name in decay if "bias" in name}
+    assert spared == {"hybrid.embedding.weight"} | norms | biases
+    assert "hybrid.abstract_encoder.convs.0.weight" in decay.keys() - spared
+    assert "hybrid.title_encoder.lstm.forward_layers.0.weight_ih_l0" in decay.keys() - spared
+    assert {decay[name] for name in decay.keys() - spared} == {0.01}
+
+
+def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(tiny_model, tmp_path):
+    types = (ModelArguments, DataArguments, HybridTrainingArguments)
+    model_args, _, notebook = parse_training_arguments(types, ["--recipe", "notebook", "--output_dir", str(tmp_path)],
+                                                       prog="test")
+    assert model_args.init_embeddings == "random"
+    assert (notebook.learning_rate, notebook.weight_decay, notebook.num_train_epochs) == (1e-3, 1e-4, 20.0)
+    assert notebook.lr_scheduler_type == "reduce_lr_on_plateau" and notebook.early_stopping_patience == 5
+    assert notebook.lr_scheduler_kwargs == {"mode": "max", "factor": 0.5, "patience": 3}
+    optimizer, decay = optimizer_groups(tiny_model, notebook)
+    assert type(optimizer) is torch.optim.Adam and set(decay.values()) == {1e-4}  # L2 on every parameter
+    trainer = HybridTrainer(model=tiny_model, args=notebook, eval_dataset=[])
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    assert isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+    _, _, explicit = parse_training_arguments(
+        types, ["--recipe", "notebook", "--num_train_epochs", "3", "--output_dir", str(tmp_path)], prog="test"
+    )
+    assert explicit.num_train_epochs == 3 and explicit.lr_scheduler_type == "reduce_lr_on_plateau"
+    model_args, _, default = parse_training_arguments(types, ["--output_dir", str(tmp_path)], prog="test")
+    assert (default.recipe, default.lr_scheduler_type, model_args.init_embeddings) == ("default", "linear", "word2vec")
+    trainer = HybridTrainer(model=tiny_model, args=default, eval_dataset=[])
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    rates = []
+    for _ in range(10):
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(1e-3)  # 5 warm-up steps of 100, then linear decay
+    assert rates[9] == pytest.approx(1e-3 * 95 / 95 * (100 - 9) / 95)
+
+
+def test_a_wide_model_learns_its_idf_from_the_training_split_and_reloads(tmp_path, unbalanced_csv):
+    output_dir = tmp_path / "wide"
+    train_model(ModelArguments(**TINY_MODEL, wide_branch=True, wide_bigram_buckets=256),
+                DataArguments(train_file=str(unbalanced_csv)), tiny_run(output_dir, unbalanced_csv, num_train_epochs=2))
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
+    train_papers = len(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["train"])
+    idf = model.wide.idf
+    vocab = tokenizer.get_vocab()
+    assert idf[vocab["<PAD>"]].item() == pytest.approx(np.log(1 + train_papers) + 1)  # in no paper
+    assert idf[vocab["we"]].item() < idf[vocab["planning"]].item()  # a common word weighs less than a topic word
+    assert model.wide.weight.abs().sum() > 0
+
+
+def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbalanced_csv, monkeypatch):
+    started, snapshots = {}, []
+    original_start, original_init = trainer_module.start_embedding, trainer_module.HybridTrainer.__init__
+
+    def remember_start(model, *args, **kwargs):
+        coverage = original_start(model, *args, **kwargs)
+        started.update(model=model, weight=model.get_input_embeddings().weight.detach().clone())
+        return coverage
+
+    class Snapshot(trainer_module.TrainerCallback):
+        def on_epoch_end(self, args, state, control, model=None, **kwargs):
+            snapshots.append(model.get_input_embeddings().weight.detach().clone())
+
+    def init_with_snapshot(self, *args, callbacks=None, **kwargs):
+        original_init(self, *args, callbacks=[*callbacks, Snapshot()], **kwargs)
+
+    monkeypatch.setattr(trainer_module, "start_embedding", remember_start)
+    monkeypatch.setattr(trainer_module.HybridTrainer, "__init__", init_with_snapshot)
+    train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                tiny_run(tmp_path / "frozen", unbalanced_csv, num_train_epochs=3, freeze_embedding_epochs=2))
+    assert torch.equal(snapshots[0], started["weight"]) and torch.equal(snapshots[1], started["weight"])
+    assert not torch.equal(snapshots[2], started["weight"])  # the third epoch trains it
+    assert all(parameter.requires_grad for parameter in started["model"].parameters())

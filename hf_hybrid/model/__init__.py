@@ -22,6 +22,7 @@ from .modeling_hybrid_cnn_lstm import (
     HybridCNNLSTMModel,
     HybridCNNLSTMModelOutput,
     HybridCNNLSTMPreTrainedModel,
+    HybridCNNLSTMSequenceClassifierOutput,
 )
 from .pipeline_arxiv_classification import ArxivClassificationPipeline
 from .tokenization_hybrid_cnn_lstm import HybridCNNLSTMTokenizer
@@ -52,5 +53,6 @@ __all__ = [
     "HybridCNNLSTMModel",
     "HybridCNNLSTMModelOutput",
     "HybridCNNLSTMPreTrainedModel",
+    "HybridCNNLSTMSequenceClassifierOutput",
     "HybridCNNLSTMTokenizer",
 ]

@@ -33,6 +33,11 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         max_title_length / max_abstract_length: words kept per field; the tokenizer truncates to them.
         pad_token_id: id of `<PAD>`; its embedding stays zero.
         class_weights: optional cross-entropy weight per label, in label-id order.
+        label_smoothing: share of each label's target spread over all labels in the loss (0: none).
+        wide_branch: add a "wide" linear classifier over the paper's words and hashed word pairs, weighted by
+            their inverse document frequency in the training split (as TF-IDF), whose logits add to the head's.
+            Off by default: the notebook's model has none.
+        wide_bigram_buckets: hash buckets of the wide branch's word pairs.
 
     Example:
 
@@ -45,6 +50,8 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     """
 
     model_type = MODEL_TYPE
+    # The wide branch's share of the logits is for explanations: the Trainer's predictions are the logits alone.
+    keys_to_ignore_at_inference = ["wide_logits"]
 
     vocab_size: int = 50000
     embed_dim: int = 300
@@ -60,6 +67,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     max_abstract_length: int = 200
     pad_token_id: int = 0
     class_weights: list[float] | None = None
+    label_smoothing: float = 0.0
+    wide_branch: bool = False
+    wide_bigram_buckets: int = 1_048_576
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -81,7 +91,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
 
     def _check_values(self):
         positive = ("vocab_size", "embed_dim", "num_filters", "lstm_hidden", "lstm_layers",
-                    "max_title_length", "max_abstract_length")
+                    "max_title_length", "max_abstract_length", "wide_bigram_buckets")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -92,10 +102,12 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             raise ValueError(f"`kernel_sizes` must be a non-empty list of positive widths, got {self.kernel_sizes}")
         if any(size <= 0 for size in self.classifier_hidden_sizes):
             raise ValueError(f"`classifier_hidden_sizes` must be positive, got {self.classifier_hidden_sizes}")
-        for name in ("dropout", "embedding_dropout", "output_dropout"):
+        for name in ("dropout", "embedding_dropout", "output_dropout", "label_smoothing"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
+        if not isinstance(self.wide_branch, bool):
+            raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"`pad_token_id` must be a word id below vocab_size, got {self.pad_token_id}")
         if self.class_weights is not None:

@@ -42,6 +42,18 @@ class HybridCNNLSTMModelOutput(ModelOutput):
     fusion_weights: torch.FloatTensor | None = None
 
 
+@dataclass
+class HybridCNNLSTMSequenceClassifierOutput(SequenceClassifierOutput):
+    r"""Output of [`HybridCNNLSTMForSequenceClassification`]: `SequenceClassifierOutput`, plus
+
+    Args:
+        wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
+            the wide branch's share of `logits` (with `config.wide_branch`).
+    """
+
+    wide_logits: torch.FloatTensor | None = None
+
+
 def attention_pool(features, scores, mask):
     """Softmax over the real positions of `scores`, then the weighted sum of `features`.
 
@@ -135,6 +147,44 @@ class GatedFusion(nn.Module):
         return torch.cat([title * weights[:, :1], abstract * weights[:, 1:]], dim=1), weights
 
 
+class BagOfNgrams(nn.Module):
+    """The optional "wide" branch: a linear classifier over a paper's words and hashed word pairs (title and
+    abstract together), each occurrence weighted by the feature's inverse document frequency in the training
+    split (`idf`, set by `set_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
+
+    Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words.
+    """
+
+    # Multipliers of the pair hash: word ids stay far below 2**31, so the products fit in int64.
+    PAIR_HASH = (1_000_003, 2_654_435_761)
+
+    def __init__(self, config: HybridCNNLSTMConfig):
+        super().__init__()
+        self.vocab_size = config.vocab_size
+        self.buckets = config.wide_bigram_buckets
+        self.weight = nn.Parameter(torch.zeros(config.vocab_size + config.wide_bigram_buckets, config.num_labels))
+        self.register_buffer("idf", torch.ones(config.vocab_size + config.wide_bigram_buckets))
+
+    def features(self, input_ids, mask):
+        """Each position's word id and the bucket of the pair it starts, with the mask of the real ones."""
+        first, second = self.PAIR_HASH
+        pairs = self.vocab_size + (input_ids[:, :-1] * first + input_ids[:, 1:] * second) % self.buckets
+        return torch.cat([input_ids, pairs], dim=1), torch.cat([mask, mask[:, :-1] & mask[:, 1:]], dim=1)
+
+    @torch.no_grad()
+    def set_document_frequencies(self, document_frequency, documents: int):
+        """Smoothed inverse document frequencies, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1."""
+        self.idf.copy_(torch.log((1.0 + documents) / (1.0 + document_frequency.to(self.idf))) + 1.0)
+
+    def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
+        title_ids, title_real = self.features(title_input_ids, title_mask)
+        abstract_ids, abstract_real = self.features(abstract_input_ids, abstract_mask)
+        ids, real = torch.cat([title_ids, abstract_ids], dim=1), torch.cat([title_real, abstract_real], dim=1)
+        weights = self.idf[ids] * real
+        weights = weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return torch.bmm(weights.unsqueeze(1), self.weight[ids]).squeeze(1)
+
+
 # The hyperparameters that set the shapes of each part's weights, to name them when saved weights do not fit.
 SHAPED_BY = {
     "embedding": ("vocab_size", "embed_dim"),
@@ -142,6 +192,7 @@ SHAPED_BY = {
     "abstract_encoder": ("embed_dim", "num_filters", "kernel_sizes"),
     "fusion": ("lstm_hidden", "num_filters", "kernel_sizes"),
     "classifier": ("lstm_hidden", "num_filters", "kernel_sizes", "classifier_hidden_sizes", "id2label"),
+    "wide": ("wide_branch", "vocab_size", "wide_bigram_buckets", "id2label"),
 }
 WEIGHTS_FILE = "model.safetensors"
 
@@ -198,10 +249,12 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
 
     def _check_loaded_weights(self, source, info, allow_mismatch):
         """Raises when weights the model needs were missing from the file or did not fit the config."""
-        children = dict(self.named_children())
         problems = [f"{key} missing" for key in sorted(info["missing_keys"])]
-        # A checkpoint's extra head is not a problem for the bare encoder; extra weights of its own parts are.
-        problems += [f"{key} unexpected" for key in sorted(info["unexpected_keys"]) if key.split(".")[0] in children]
+        # A classifier checkpoint's head (and wide branch) is not a problem for the bare encoder; any other extra
+        # weights mean that the config leaves out a part that was trained.
+        encoder_parts = dict(self.named_children()) if self.base_model is self else None
+        problems += [f"{key} unexpected" for key in sorted(info["unexpected_keys"])
+                     if encoder_parts is None or key.split(".")[0] in encoder_parts]
         if not allow_mismatch:
             problems += [
                 f"{key} is {tuple(saved)} in the file, {tuple(expected)} by the config"
@@ -236,6 +289,10 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
             bound = module.hidden_size**-0.5
             for parameter in module.parameters():
                 init.uniform_(parameter, -bound, bound)
+        elif isinstance(module, BagOfNgrams):
+            # A feature the training split never had contributes nothing.
+            init.zeros_(module.weight)
+            init.ones_(module.idf)
         else:
             super()._init_weights(module)
 
@@ -323,8 +380,10 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
 class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     r"""The encoder plus the notebook's BatchNorm/Dropout MLP head.
 
-    With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` when set. With
-    `output_attentions=True`, `attentions` is `(title_attention, abstract_attention, fusion_weights)`.
+    With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` and smoothed by
+    `config.label_smoothing`. With `output_attentions=True`, `attentions` is `(title_attention,
+    abstract_attention, fusion_weights)`. With `config.wide_branch`, the logits are the head's plus those of the
+    bag of words and word pairs (`wide_logits`).
 
     Example:
 
@@ -351,6 +410,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
             width = hidden
         layers += [nn.BatchNorm1d(width), nn.Dropout(config.output_dropout), nn.Linear(width, config.num_labels)]
         self.classifier = nn.Sequential(*layers)
+        self.wide = BagOfNgrams(config) if config.wide_branch else None
         self.post_init()
 
     def forward(
@@ -362,7 +422,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> HybridCNNLSTMSequenceClassifierOutput | tuple:
         encoded = self.hybrid(
             title_input_ids=title_input_ids,
             abstract_input_ids=abstract_input_ids,
@@ -370,18 +430,30 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
             abstract_attention_mask=abstract_attention_mask,
         )
         logits = self.classifier(encoded.fused_representation)
+        wide_logits = None
+        if self.wide is not None:
+            pad = self.config.pad_token_id
+            wide_logits = self.wide(
+                title_input_ids, _mask_or_default(title_input_ids, title_attention_mask, pad),
+                abstract_input_ids, _mask_or_default(abstract_input_ids, abstract_attention_mask, pad),
+            )
+            logits = logits + wide_logits
 
         loss = None
         if labels is not None:
             weight = None
             if self.config.class_weights is not None:
                 weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = nn.functional.cross_entropy(logits, labels.view(-1), weight=weight)
+            loss = nn.functional.cross_entropy(
+                logits, labels.view(-1), weight=weight, label_smoothing=self.config.label_smoothing
+            )
 
         if output_attentions is None:
             output_attentions = self.config.output_attentions
         attentions = None
         if output_attentions:
             attentions = (encoded.title_attention, encoded.abstract_attention, encoded.fusion_weights)
-        output = SequenceClassifierOutput(loss=loss, logits=logits, attentions=attentions)
+        output = HybridCNNLSTMSequenceClassifierOutput(
+            loss=loss, logits=logits, attentions=attentions, wide_logits=wide_logits
+        )
         return output if return_dict is not False else output.to_tuple()

@@ -16,7 +16,9 @@ class ArxivClassificationPipeline(Pipeline):
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
-    attended words of each field, with their attention weights.
+    attended words of each field, with their attention weights. A model with a wide branch
+    (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the deep part alone
+    and by the bag of words alone, i.e. how much of the decision each one carries.
 
     Example (with a model folder saved by hf-hybrid):
 
@@ -53,14 +55,14 @@ class ArxivClassificationPipeline(Pipeline):
     def _forward(self, inputs):
         words = {key: inputs.pop(key) for key in ("title_words", "abstract_words")}
         output = self.model(**inputs, output_attentions=True)
-        return {"logits": output.logits, "attentions": output.attentions, **words}
+        return {"logits": output.logits, "wide_logits": output.wide_logits, "attentions": output.attentions, **words}
 
     def postprocess(self, outputs, top_words=5):
         probabilities = outputs["logits"][0].float().softmax(dim=-1)
         title_attention, abstract_attention, fusion_weights = (a[0].float() for a in outputs["attentions"])
         labels = self.model.config.id2label
         best = int(probabilities.argmax())
-        return {
+        result = {
             "label": labels[best],
             "score": probabilities[best].item(),
             "scores": {labels[i]: p.item() for i, p in enumerate(probabilities)},
@@ -68,6 +70,11 @@ class ArxivClassificationPipeline(Pipeline):
             "title_words": _most_attended(outputs["title_words"], title_attention, top_words),
             "abstract_words": _most_attended(outputs["abstract_words"], abstract_attention, top_words),
         }
+        if outputs["wide_logits"] is not None:
+            wide = outputs["wide_logits"][0].float()
+            deep = outputs["logits"][0].float() - wide
+            result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
+        return result
 
 
 def _most_attended(words, attention, top_words):
