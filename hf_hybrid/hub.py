@@ -69,7 +69,7 @@ def push_model_folder(
 ) -> str:
     """Uploads a trained model folder to `repo_id` (created if needed), on branch `revision` if given.
 
-    Only weights, JSON, code, card, plots and reports go up: checkpoints and pickles stay local. A card
+    Only the files hf-hybrid writes go up (`PUSHED_FILES`); the log lists what else the folder holds. A card
     written without a repo id gets `repo_id` in its usage examples, in the pushed copy only. Returns the
     URL of the commit. The folder is never modified, so a failed push can simply be run again.
     """
