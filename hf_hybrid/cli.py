@@ -23,10 +23,13 @@ from .model import HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
 from .trainer import finetune_model, train_model
 from .training_args import (
+    AT_LEAST_ONE,
+    NOT_NEGATIVE,
     DataArguments,
     FinetuneArguments,
     HybridTrainingArguments,
     ModelArguments,
+    check_ranges,
     parse_training_arguments,
 )
 
@@ -69,6 +72,7 @@ def load_trained(model: str, revision: str | None = None):
         raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
     classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
+    tokenizer.check_fits(classifier.config)
     return tokenizer, classifier
 
 
@@ -80,6 +84,7 @@ def run_evaluate(argv: list[str]) -> None:
     parser.add_argument("--label_column", default="category")
     parser.add_argument("--output_file", help="also write the full report (per class, confusion matrix) here")
     args = parser.parse_args(argv)
+    check_ranges(args, {"batch_size": AT_LEAST_ONE})
     tokenizer, model = load_trained(args.model, args.revision)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
@@ -106,6 +111,7 @@ def run_predict(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
+    check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE})
     tokenizer, model = load_trained(args.model, args.revision)
     classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
     if args.input_file is None:
@@ -187,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         print(f"hf-hybrid {command}: error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"hf-hybrid {command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

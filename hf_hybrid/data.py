@@ -10,13 +10,17 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+
+from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
 READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 TEXT_COLUMNS = ("title", "abstract")
 LABEL_COLUMN = "labels"
+# A paper with fewer words than this (title and abstract together) is reported: it gives the model little to read.
+NEAR_EMPTY_WORDS = 5
 
 
 class DataError(ValueError):
@@ -34,7 +38,10 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
             raise DataError(f"{path}: no such file")
         if reader in ("csv", "json") and _has_no_rows(path, header_lines=1 if reader == "csv" else 0):
             raise DataError(f"{path}: has no rows")
-        options = {"delimiter": "\t"} if Path(path).suffix.lower() == ".tsv" else {}
+        # Only empty cells are missing: a title that reads "NA", "null", "None" or "nan" is text.
+        options = {"keep_default_na": False} if reader == "csv" else {}
+        if Path(path).suffix.lower() == ".tsv":
+            options["delimiter"] = "\t"
         source = path
         load = lambda: load_dataset(reader, data_files=path, split="train", **options)  # noqa: E731
     else:
@@ -44,6 +51,9 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
         table = load()
     except Exception as error:  # datasets raises many types; the user needs the cause in one line
         cause = error.__cause__ or error
+        if isinstance(cause, UnicodeDecodeError):
+            raise DataError(f"{source}: is not UTF-8 text (it holds byte {cause.object[cause.start]:#x}): "
+                            "save it as UTF-8") from error
         raise DataError(f"{source}: could not be read ({type(cause).__name__}: {cause})") from error
     if len(table) == 0:
         raise DataError(f"{source}: has no rows")
@@ -66,16 +76,21 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
     missing = [column for column in wanted if column not in table.column_names]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
+    # Lists, objects or bytes where text belongs would become their Python spelling, read as words.
+    not_text = [f"{column} ({table.features[column]})" for column in wanted if not _holds_text(table, column)]
+    if not_text:
+        raise DataError(f"{source}: column(s) {', '.join(not_text)} should hold text, one value per paper")
     table = table.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
 
     def clean(batch):
         return {
             "title": [str(text or "").strip() for text in batch["title"]],
             "abstract": [str(text or "").strip() for text in batch["abstract"]],
-            "label_name": [None if label is None else str(label).strip() for label in batch["label_name"]],
+            "label_name": [None if label is None else " ".join(str(label).split()) for label in batch["label_name"]],
         }
 
-    table = table.map(clean, batched=True, desc="Cleaning")
+    text = Features({name: Value("string") for name in ("title", "abstract", "label_name")})
+    table = table.map(clean, batched=True, features=text, desc="Cleaning")
     kept = table.filter(
         lambda batch: [bool(t or a) and bool(l) for t, a, l in zip(batch["title"], batch["abstract"], batch["label_name"])],
         batched=True,
@@ -86,6 +101,15 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
     if len(kept) == 0:
         raise DataError(f"{source}: no paper has a title or an abstract and a label")
     return kept
+
+
+def _holds_text(table: Dataset, column: str) -> bool:
+    """Whether every value of `column` is text, a number or missing (a column of mixed types is checked value
+    by value)."""
+    feature = table.features[column]
+    if isinstance(feature, Value):
+        return feature.dtype != "binary"
+    return all(value is None or isinstance(value, (str, int, float)) for value in table[column])
 
 
 def encode_labels(table: Dataset, label_names: list[str], source: str = "data") -> Dataset:
@@ -121,8 +145,69 @@ def stratified_split(table: Dataset, held_out: dict[str, float], seed: int) -> D
     return DatasetDict(train=table, **splits)
 
 
+class PaperSplits(DatasetDict):
+    """The splits of `load_papers`, with `cleaning`: what cleaning found and removed, for the reports."""
+
+    cleaning: dict = {}
+
+
+def unify_label_case(tables: dict[str, Dataset]) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """Labels that differ only in case (`cs.AI`, `CS.AI`) are one class, spelled as its most frequent
+    spelling; returns the tables and the spellings replaced ({old: new})."""
+    counts = Counter(name for table in tables.values() for name in table["label_name"])
+    spelling = {}
+    for name, _ in counts.most_common():
+        spelling.setdefault(name.casefold(), name)
+    renamed = {name: spelling[name.casefold()] for name in sorted(counts) if spelling[name.casefold()] != name}
+    if not renamed:
+        return tables, renamed
+    logger.warning("labels that differ only in case are one class: %s",
+                   ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items()))
+
+    def respell(batch):
+        return {"label_name": [spelling[name.casefold()] for name in batch["label_name"]]}
+
+    return {name: table.map(respell, batched=True, desc="Unifying labels") for name, table in tables.items()}, renamed
+
+
+def remove_duplicates(train: Dataset, held_out: dict[str, Dataset], source: str) -> tuple[Dataset, dict]:
+    """Drops the training papers whose words (title and abstract, normalised as the tokenizer does) repeat an
+    earlier paper's, or a paper's of a given validation or test file, so that no paper is both trained and
+    tested on; counts them, and the near-empty papers, in the returned report."""
+    normalizer = build_word_tokenizer({}).normalizer
+
+    def key(title, abstract):
+        return tuple(" ".join(normalizer.normalize_str(text).split()) for text in (title, abstract))
+
+    held_out_keys = {key(t, a) for table in held_out.values() for t, a in zip(table["title"], table["abstract"])}
+    first_label, keep = {}, []
+    report = {"duplicates_removed": 0, "duplicates_with_another_label": 0, "also_in_validation_or_test_file": 0,
+              "near_empty_papers": sum(len(" ".join(k).split()) < NEAR_EMPTY_WORDS for k in held_out_keys)}
+    for index, (title, abstract, label) in enumerate(zip(train["title"], train["abstract"], train["label_name"])):
+        paper = key(title, abstract)
+        if paper in held_out_keys:
+            report["also_in_validation_or_test_file"] += 1
+        elif paper in first_label:
+            report["duplicates_removed"] += 1
+            report["duplicates_with_another_label"] += first_label[paper] != label
+        else:
+            first_label[paper] = label
+            keep.append(index)
+            report["near_empty_papers"] += len(" ".join(paper).split()) < NEAR_EMPTY_WORDS
+    removed = report["duplicates_removed"] + report["also_in_validation_or_test_file"]
+    log = logger.warning if removed or report["near_empty_papers"] else logger.info
+    log("%s: removed %d duplicate paper(s) (%d of them labelled differently) and %d also in the validation or test "
+        "file; %d paper(s) have fewer than %d words", source, report["duplicates_removed"],
+        report["duplicates_with_another_label"], report["also_in_validation_or_test_file"],
+        report["near_empty_papers"], NEAR_EMPTY_WORDS)
+    return (train.select(keep) if removed else train), report
+
+
 def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None) -> DatasetDict:
     """Reads, cleans, labels and splits the papers described by `DataArguments`.
+
+    Cleaning: labels that differ only in case are merged, exact duplicates are removed before splitting
+    (see `remove_duplicates`); what it did is in the returned splits' `cleaning`.
 
     `label_names` fixes the label ids (fine-tuning a model on its own labels); otherwise they are the
     sorted class names of the training table (restricted to `data_args.labels` when given). The split is
@@ -141,6 +226,8 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
         for name, path in (("validation", data_args.validation_file), ("test", data_args.test_file))
         if path is not None
     }
+    tables, renamed = unify_label_case({"train": train, **extra})
+    train, extra = tables.pop("train"), tables
     if data_args.labels:
         wanted = set(data_args.labels)
         train = train.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True,
@@ -154,12 +241,16 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     if len(label_names) < 2:
         raise DataError(f"{source}: a classifier needs at least 2 classes, found {label_names}")
 
+    train, cleaning = remove_duplicates(train, extra, source)
+    cleaning["labels_merged_by_case"] = renamed
     train = encode_labels(train, label_names, source)
     extra = {name: encode_labels(table, label_names, name) for name, table in extra.items()}
     sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
     split_seed = seed if data_args.split_seed is None else data_args.split_seed
-    splits = stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, split_seed)
+    splits = PaperSplits(stratified_split(train, {name: size for name, size in sizes.items() if name not in extra},
+                                          split_seed))
     splits.update(extra)
+    splits.cleaning = cleaning
     if data_args.max_train_samples is not None:
         kept = min(data_args.max_train_samples, len(splits["train"]))
         splits["train"] = splits["train"].shuffle(seed=seed).select(range(kept))

@@ -4,20 +4,29 @@ Loading from the Hub needs nothing here: `from_pretrained(repo_id, trust_remote_
 Every failure becomes a `HubError` whose message fits on one line and says what to do.
 """
 
+import fnmatch
+import logging
 import shlex
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
-from huggingface_hub.utils import filter_repo_objects, validate_repo_id
+from huggingface_hub.utils import validate_repo_id
 
 from .model_card import CARD_PLACEHOLDER
 
-# What a model repo receives: weights, configs and reports (JSON), code, card, plots, report text, ONNX.
-PUSHED_PATTERNS = ["*.json", "*.safetensors", "*.py", "README.md", "*.png", "*.txt", "*.onnx"]
-# Never pushed: Trainer checkpoints, anything pickled, and tool folders (git, the Hub client's upload cache).
-NEVER_PUSHED = [
-    "checkpoint-*/**", "runs/**", "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", ".git/**", ".cache/**",
+logger = logging.getLogger(__name__)
+
+# What a model repo receives: the files hf-hybrid writes into a model folder (training, `save_pretrained`,
+# `hf-hybrid export`), by name, and nothing else: not checkpoints, pickles, dotfiles or a user's own files.
+PUSHED_FILES = [
+    "config.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json",
+    "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+    "pipeline_arxiv_classification.py",
+    "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
+    "training_history.png", "confusion_matrix.png", "attention.png",
+    "model.onnx", "model_int8.onnx",
 ]
 
 
@@ -60,7 +69,7 @@ def push_model_folder(
 ) -> str:
     """Uploads a trained model folder to `repo_id` (created if needed), on branch `revision` if given.
 
-    Only weights, JSON, code, card, plots and reports go up: checkpoints and pickles stay local. A card
+    Only the files hf-hybrid writes go up (`PUSHED_FILES`); the log lists what else the folder holds. A card
     written without a repo id gets `repo_id` in its usage examples, in the pushed copy only. Returns the
     URL of the commit. The folder is never modified, so a failed push can simply be run again.
     """
@@ -94,13 +103,26 @@ def push_model_folder(
 
 
 def pushed_files(folder: str | Path) -> list[str]:
-    """The paths (relative, with `/`) of the files of `folder` that `push_model_folder` uploads."""
-    folder = Path(folder)
-    paths = sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
-    return list(filter_repo_objects(paths, allow_patterns=PUSHED_PATTERNS, ignore_patterns=NEVER_PUSHED))
+    """The names of the files of `folder` that `push_model_folder` uploads: those named in `PUSHED_FILES`
+    that are files of the folder itself (a link is followed only to a file of the same folder)."""
+    folder = Path(folder).resolve()
+    return sorted(
+        path.name for path in folder.iterdir()
+        if any(fnmatch.fnmatchcase(path.name, pattern) for pattern in PUSHED_FILES)
+        and path.resolve().is_file() and path.resolve().parent == folder
+    )
+
+
+def unpushed_entries(folder: str | Path) -> list[str]:
+    """What else `folder` holds (folders end in `/`): what a push leaves out."""
+    pushed = set(pushed_files(folder))
+    return sorted(path.name + "/" * path.is_dir() for path in Path(folder).iterdir() if path.name not in pushed)
 
 
 def _operations(folder: Path, repo_id: str) -> list[CommitOperationAdd]:
+    left_out = unpushed_entries(folder)
+    if left_out:
+        logger.info("not pushed (not written by hf-hybrid, or a link out of the folder): %s", ", ".join(left_out))
     operations = []
     for path in pushed_files(folder):
         content = folder / path

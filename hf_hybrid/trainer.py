@@ -9,6 +9,7 @@ model folder: weights, tokenizer, code, metrics, report, plots and model card.
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .data import DataError, load_papers, tokenize_papers, training_texts
 from .evaluation import compute_metrics, evaluation_report, metrics_table, predict_logits, report_text
 from .hub import check_hub_access, push_model_folder
 from .model import (
+    MODEL_TYPE,
     ArxivClassificationPipeline,
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
@@ -46,6 +48,14 @@ logger = logging.getLogger(__name__)
 EVAL_RESULTS_FILE = "eval_results.json"
 REPORT_FILE = "classification_report.txt"
 TRAINING_ARGS_FILE = "training_args.json"
+STAGING_SUFFIX = ".partial"
+
+
+def staging_dir(output_dir: str | Path) -> Path:
+    """Where a run writes (checkpoints included) until it has finished: `<output_dir>.partial`, beside
+    `output_dir`, which it replaces only then, so that a failed or interrupted run leaves the model there intact."""
+    output_dir = Path(os.path.abspath(output_dir))
+    return output_dir.with_name(output_dir.name + STAGING_SUFFIX)
 
 
 class HybridTrainer(Trainer):
@@ -271,14 +281,47 @@ def adam_with_l2(learning_rate: float, weight_decay: float):
 
 def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None,
                    embedding_start: dict | None = None) -> dict:
-    """Trains `model` on the splits, restores its best epoch and leaves the complete output folder."""
-    output_dir = Path(training_args.output_dir)
+    """Trains `model` on the splits, restores its best epoch and leaves the complete output folder.
+
+    Everything is written to `staging_dir(output_dir)` first and moved into `output_dir` at the very end;
+    if anything fails before, `output_dir` is left as it was and the log says where the checkpoints are.
+    """
+    staging = staging_dir(training_args.output_dir)
+    try:
+        report = _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
+                                 embedding_start)
+    except BaseException as error:
+        last = _last_complete_checkpoint(staging)
+        resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
+        logger.error("the run did not finish (%s): %s is unchanged; its partial files are in %s%s",
+                     type(error).__name__, training_args.output_dir, staging, resume)
+        raise
+    if training_args.push_to_hub and _is_main_process(training_args):
+        url = push_model_folder(training_args.output_dir, training_args.hub_model_id,
+                                private=bool(training_args.hub_private_repo), revision=training_args.hub_revision,
+                                token=training_args.hub_token)
+        logger.info("pushed to %s", url)
+    return report
+
+
+def _last_complete_checkpoint(staging: Path) -> Path | None:
+    """The latest checkpoint that was saved whole (the Trainer writes its state last): one to resume from."""
+    complete = [path for path in staging.glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    return max(complete, key=lambda path: int(path.name.rpartition("-")[2]), default=None)
+
+
+def _is_main_process(training_args) -> bool:
+    return training_args.process_index == 0
+
+
+def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
+                    embedding_start) -> dict:
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(splits, tokenizer)
     trainer = HybridTrainer(
         model=model,
         # Our own push at the end sends only safe files; the Trainer's would also send its pickles.
-        args=dataclasses.replace(training_args, push_to_hub=False),
+        args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging)),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
@@ -301,11 +344,13 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
     report = evaluation_report(test["labels"], logits, label_names)
     print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
 
+    output_dir = staging
     ArxivClassificationPipeline(model=model, tokenizer=tokenizer).save_pretrained(output_dir)
     results = {
         "test": report,
         "best_validation_accuracy": trainer.state.best_metric,
         "epochs_trained": trainer.state.epoch,
+        "data_cleaning": getattr(splits, "cleaning", None),
         "embedding_start": embedding_start,
         "log_history": trainer.state.log_history,
     }
@@ -327,30 +372,56 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
     # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
-    logger.info("saved the model, metrics, plots and card to %s", output_dir)
+    _replace_folder(Path(training_args.output_dir), staging)
+    logger.info("saved the model, metrics, plots and card to %s", training_args.output_dir)
     card = Path(training_args.output_dir) / "README.md"
     print(f"Test accuracy {report['accuracy']:.4f}; the model card ({card}) says "
           f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
-
-    if training_args.push_to_hub:
-        url = push_model_folder(output_dir, training_args.hub_model_id, private=bool(training_args.hub_private_repo),
-                                revision=training_args.hub_revision, token=training_args.hub_token)
-        logger.info("pushed to %s", url)
     return report
 
 
+def _replace_folder(output_dir: Path, finished: Path) -> None:
+    """Puts the finished run's folder at `output_dir`, in place of the model there, if any."""
+    previous = output_dir.with_name(output_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if output_dir.exists():
+        output_dir.rename(previous)
+    finished.rename(output_dir)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _is_model_folder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _check_output_and_hub(training_args):
+    """Checks, before anything is read or written, that the run may replace `output_dir` and push; then
+    clears the partial files of an earlier run that did not finish, unless this run resumes it."""
     if not training_args.output_dir:
         raise DataError("--output_dir is required")
+    output_dir = Path(training_args.output_dir)
+    if output_dir.exists() and not (output_dir.is_dir() and (not any(output_dir.iterdir()) or _is_model_folder(output_dir))):
+        raise DataError(
+            f"--output_dir {output_dir} holds files that are not an hf-hybrid model, which a finished run would "
+            "replace: choose a new or empty folder"
+        )
     if training_args.push_to_hub:
         if not training_args.hub_model_id:
             raise DataError("--push_to_hub needs --hub_model_id (e.g. your-name/arxiv-hybrid)")
         check_hub_access(training_args.hub_model_id, training_args.hub_token)
+    staging = staging_dir(output_dir)
+    if _is_main_process(training_args) and staging.exists() and not training_args.resume_from_checkpoint:
+        logger.warning("removing %s, the partial files of an earlier run that did not finish", staging)
+        shutil.rmtree(staging)
 
 
 def _shared_tokenizer(train, model_args, training_args) -> HybridCNNLSTMTokenizer:
     """Learns the vocabulary from the training split on the main process; other processes load it."""
-    output_dir = Path(training_args.output_dir)
+    staging = staging_dir(training_args.output_dir)
     with training_args.main_process_first(desc="learning the vocabulary"):
         if training_args.process_index == 0:
             tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(
@@ -360,11 +431,12 @@ def _shared_tokenizer(train, model_args, training_args) -> HybridCNNLSTMTokenize
                 max_title_length=model_args.max_title_length,
                 max_abstract_length=model_args.max_abstract_length,
             )
-            output_dir.mkdir(parents=True, exist_ok=True)
-            tokenizer.save_pretrained(output_dir)
+            if training_args.world_size > 1:  # the other processes load it from there
+                staging.mkdir(parents=True, exist_ok=True)
+                tokenizer.save_pretrained(staging)
             logger.info("vocabulary: %d words learned from %d training papers", len(tokenizer), len(train))
         else:
-            tokenizer = HybridCNNLSTMTokenizer.from_pretrained(output_dir)
+            tokenizer = HybridCNNLSTMTokenizer.from_pretrained(staging)
     return tokenizer
 
 

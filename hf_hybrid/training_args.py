@@ -5,6 +5,7 @@
 recipe, and `--recipe notebook` swaps in the research notebook's (see `RECIPES`).
 """
 
+import math
 from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
@@ -27,6 +28,44 @@ RECIPES = {
         "early_stopping_patience": 5,
     },
 }
+
+# What each numeric option can mean, as (test, what the error says it must be). Every option of this module
+# with a range is listed in the `RANGES` of its dataclass and checked when the arguments are parsed, before
+# any file is read or written; an option given as None (where allowed) is not checked.
+POSITIVE = (lambda value: value > 0, "greater than 0")
+NOT_NEGATIVE = (lambda value: value >= 0, "0 or more")
+AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
+PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
+FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
+ALL_POSITIVE = (lambda values: all(value > 0 for value in values), "a list of numbers greater than 0")
+SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
+
+
+def check_ranges(arguments, ranges: dict) -> None:
+    """Raises `ValueError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
+    for name, (test, meaning) in ranges.items():
+        value = getattr(arguments, name)
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value) or not test(value):
+            raise ValueError(f"--{name} must be {meaning}, got {value!r}")
+
+
+def check_class_weights(spec: list[str]) -> None:
+    """The syntax of `--class_weights`: `balanced` or `none` alone, or LABEL=WEIGHT pairs with weights of 0 or
+    more (the labels themselves are checked against the data)."""
+    if spec in (["balanced"], ["none"], []):
+        return
+    for item in spec:
+        name, separator, value = item.rpartition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not separator or not name or not math.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"--class_weights {item!r}: expected 'balanced', 'none', or LABEL=WEIGHT with a weight of 0 or more"
+            )
 
 
 @dataclass
@@ -67,6 +106,28 @@ class ModelArguments:
         },
     )
 
+    RANGES = {
+        "vocab_size": (lambda value: value >= 3, "at least 3 (<PAD>, <UNK> and one word)"),
+        "min_frequency": AT_LEAST_ONE,
+        "embed_dim": POSITIVE,
+        "num_filters": POSITIVE,
+        "kernel_sizes": (lambda values: bool(values) and ALL_POSITIVE[0](values), "one or more widths greater than 0"),
+        "lstm_hidden": POSITIVE,
+        "lstm_layers": POSITIVE,
+        "dropout": PROBABILITY,
+        "embedding_dropout": PROBABILITY,
+        "output_dropout": PROBABILITY,
+        "classifier_hidden_sizes": ALL_POSITIVE,
+        "max_title_length": POSITIVE,
+        "max_abstract_length": POSITIVE,
+        "label_smoothing": PROBABILITY,
+        "wide_bigram_buckets": POSITIVE,
+    }
+
+    def __post_init__(self):
+        check_ranges(self, self.RANGES)
+        check_class_weights(self.class_weights)
+
 
 @dataclass
 class DataArguments:
@@ -89,6 +150,17 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training papers."})
 
+    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_ONE,
+              "split_seed": SEED}
+
+    def __post_init__(self):
+        check_ranges(self, self.RANGES)
+        held_out = (self.validation_file is None) * self.validation_size + (self.test_file is None) * self.test_size
+        if held_out >= 1:
+            raise ValueError(
+                f"--validation_size {self.validation_size} and --test_size {self.test_size} leave no training papers"
+            )
+
 
 @dataclass
 class FinetuneArguments:
@@ -100,6 +172,9 @@ class FinetuneArguments:
         default_factory=lambda: ["balanced"],
         metadata={"help": "As for training: 'balanced', 'none', or label=weight pairs."},
     )
+
+    def __post_init__(self):
+        check_class_weights(self.class_weights)
 
 
 @dataclass
@@ -147,6 +222,48 @@ class HybridTrainingArguments(TrainingArguments):
         metadata={"help": "Epochs during which the word embedding keeps the vectors it started from (0: none)."},
     )
     report_to: None | str | list[str] = "none"
+
+    RANGES = {
+        "per_device_train_batch_size": AT_LEAST_ONE,
+        "per_device_eval_batch_size": AT_LEAST_ONE,
+        "gradient_accumulation_steps": AT_LEAST_ONE,
+        "learning_rate": POSITIVE,
+        "weight_decay": NOT_NEGATIVE,
+        "max_grad_norm": NOT_NEGATIVE,
+        "label_smoothing_factor": PROBABILITY,
+        "early_stopping_patience": AT_LEAST_ONE,
+        "save_total_limit": AT_LEAST_ONE,
+        "seed": SEED,
+        "data_seed": SEED,
+        "dataloader_num_workers": NOT_NEGATIVE,
+        "logging_steps": POSITIVE,
+        "eval_steps": POSITIVE,
+        "save_steps": POSITIVE,
+        "warmup_steps": NOT_NEGATIVE,
+        "freeze_embedding_epochs": NOT_NEGATIVE,
+    }
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_ranges(self, self.RANGES)
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
+        if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
+            raise ValueError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
+        if self.lr_scheduler_type == "reduce_lr_on_plateau":
+            self._check_plateau_kwargs()
+
+    def _check_plateau_kwargs(self):
+        # Kwargs given on the command line replace the default dict whole: without "mode" the scheduler
+        # would minimise the validation accuracy.
+        kwargs = dict(self.lr_scheduler_kwargs or {})
+        kwargs.setdefault("mode", "max" if self.greater_is_better is not False else "min")
+        factor, patience = kwargs.get("factor", 0.1), kwargs.get("patience", 10)
+        if not isinstance(factor, (int, float)) or not 0 < factor < 1:
+            raise ValueError(f"--lr_scheduler_kwargs: the plateau factor must be between 0 and 1, got {factor!r}")
+        if not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
+        self.lr_scheduler_kwargs = kwargs
 
 
 def parse_training_arguments(dataclass_types, argv: list[str], prog: str) -> tuple:

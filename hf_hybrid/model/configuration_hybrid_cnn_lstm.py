@@ -73,12 +73,21 @@ class HybridCNNLSTMConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        self.kernel_sizes = [int(size) for size in self.kernel_sizes]
-        self.classifier_hidden_sizes = [int(size) for size in self.classifier_hidden_sizes]
+        self.kernel_sizes = _integer_list("kernel_sizes", self.kernel_sizes)
+        self.classifier_hidden_sizes = _integer_list("classifier_hidden_sizes", self.classifier_hidden_sizes)
         if self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
         self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
         self._check_values()
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        # `transformers` answers a folder or repo without config.json with an empty dict, which would
+        # silently become the default (untrained-size) configuration.
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if not config_dict:
+            raise OSError(f"{pretrained_model_name_or_path} has no config.json: re-download or re-save the model")
+        return config_dict, kwargs
 
     def _check_values(self):
         positive = ("vocab_size", "embed_dim", "num_filters", "lstm_hidden", "lstm_layers",
@@ -93,17 +102,19 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             raise ValueError(f"`kernel_sizes` must be a non-empty list of positive widths, got {self.kernel_sizes}")
         if any(size <= 0 for size in self.classifier_hidden_sizes):
             raise ValueError(f"`classifier_hidden_sizes` must be positive, got {self.classifier_hidden_sizes}")
-        for name in ("dropout", "embedding_dropout", "output_dropout"):
+        for name in ("dropout", "embedding_dropout", "output_dropout", "label_smoothing"):
             value = getattr(self, name)
-            if not 0 <= value < 1:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"`label_smoothing` must be in [0, 1), got {self.label_smoothing!r}")
         if not isinstance(self.wide_branch, bool):
             raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"`pad_token_id` must be a word id below vocab_size, got {self.pad_token_id}")
         if self.class_weights is not None:
+            if not isinstance(self.class_weights, (list, tuple)) or not all(
+                isinstance(weight, (int, float)) and not isinstance(weight, bool) for weight in self.class_weights
+            ):
+                raise ValueError(f"`class_weights` must be a list of numbers, got {self.class_weights!r}")
             self.class_weights = [float(weight) for weight in self.class_weights]
             if len(self.class_weights) != self.num_labels:
                 raise ValueError(
@@ -111,3 +122,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                 )
             if any(weight < 0 for weight in self.class_weights) or sum(self.class_weights) == 0:
                 raise ValueError(f"`class_weights` must be non-negative and not all zero, got {self.class_weights}")
+
+
+def _integer_list(name, values):
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"`{name}` must be a list of integers, got {values!r}")
+    return list(values)

@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import ModelOutput
+from transformers.utils import logging as transformers_logging
 
 from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
 
@@ -184,12 +185,91 @@ class BagOfNgrams(nn.Module):
         return torch.bmm(weights.unsqueeze(1), self.weight[ids]).squeeze(1)
 
 
+# The hyperparameters that set the shapes of each part's weights, to name them when saved weights do not fit.
+SHAPED_BY = {
+    "embedding": ("vocab_size", "embed_dim"),
+    "title_encoder": ("embed_dim", "lstm_hidden", "lstm_layers"),
+    "abstract_encoder": ("embed_dim", "num_filters", "kernel_sizes"),
+    "fusion": ("lstm_hidden", "num_filters", "kernel_sizes"),
+    "classifier": ("lstm_hidden", "num_filters", "kernel_sizes", "classifier_hidden_sizes", "id2label"),
+    "wide": ("wide_branch", "vocab_size", "wide_bigram_buckets", "id2label"),
+}
+WEIGHTS_FILE = "model.safetensors"
+
+
+class _HeldRecords:
+    """A logging filter that holds back the records of a load (its report table) until the load is known to be
+    sound."""
+
+    def __init__(self):
+        self.records = []
+
+    def filter(self, record):
+        self.records.append(record)
+        return False
+
+
 class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
     config_class = HybridCNNLSTMConfig
     base_model_prefix = "hybrid"
     main_input_name = "title_input_ids"
     # The loss is a mean over the batch; the Trainer scales it for gradient accumulation itself.
     accepts_loss_kwargs = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, which refuses weights that do not fit the config instead of
+        initialising the misfits at random, and says which file to fetch again when the weights are damaged.
+
+        `ignore_mismatched_sizes=True` still lets weights of another shape be re-initialised (a new head).
+        """
+        allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
+        with_info = kwargs.pop("output_loading_info", False)
+        loading_logger = transformers_logging.get_logger("transformers.modeling_utils")
+        held = _HeldRecords()
+        loading_logger.addFilter(held)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, ignore_mismatched_sizes=True, output_loading_info=True,
+                **kwargs,
+            )
+        except Exception as error:
+            if type(error).__module__.startswith("safetensors"):
+                raise OSError(
+                    f"{pretrained_model_name_or_path}: {WEIGHTS_FILE} is truncated or corrupt ({error}): "
+                    "download it again or re-save the model"
+                ) from error
+            raise
+        finally:
+            loading_logger.removeFilter(held)
+        model._check_loaded_weights(pretrained_model_name_or_path, info, allow_mismatch)
+        for record in held.records:
+            loading_logger.handle(record)
+        return (model, info) if with_info else model
+
+    def _check_loaded_weights(self, source, info, allow_mismatch):
+        """Raises when weights the model needs were missing from the file or did not fit the config."""
+        problems = [f"{key} missing" for key in sorted(info["missing_keys"])]
+        # A classifier checkpoint's head (and wide branch) is not a problem for the bare encoder; any other extra
+        # weights mean that the config leaves out a part that was trained.
+        encoder_parts = dict(self.named_children()) if self.base_model is self else None
+        problems += [f"{key} unexpected" for key in sorted(info["unexpected_keys"])
+                     if encoder_parts is None or key.split(".")[0] in encoder_parts]
+        if not allow_mismatch:
+            problems += [
+                f"{key} is {tuple(saved)} in the file, {tuple(expected)} by the config"
+                for key, saved, expected in sorted(info["mismatched_keys"])
+            ]
+        if problems:
+            parts = {problem.removeprefix(f"{self.base_model_prefix}.").split(".")[0] for problem in problems}
+            # The fields that shape every mismatched part are the likely culprits; else any of them.
+            shaping = [set(SHAPED_BY.get(part, ())) for part in parts]
+            fields = sorted(set.intersection(*shaping) or set.union(*shaping))
+            shown = "; ".join(problems[:2]) + (f"; and {len(problems) - 2} more" if len(problems) > 2 else "")
+            raise OSError(
+                f"{source}: the weights in {WEIGHTS_FILE} do not match config.json ({shown}); "
+                f"check {', '.join(fields) or 'the config'} in config.json, or re-save the model"
+            )
 
     def _init_weights(self, module):
         """The notebook's scheme: Xavier for linear layers, Kaiming for convolutions, PyTorch's defaults elsewhere."""

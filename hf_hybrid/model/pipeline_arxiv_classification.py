@@ -30,7 +30,16 @@ class ArxivClassificationPipeline(Pipeline):
     ```
     """
 
+    # A tokenizer that fails to load is an error, not a pipeline without one.
+    _load_tokenizer = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tokenizer.check_fits(self.model.config)
+
     def _sanitize_parameters(self, top_words=None, **kwargs):
+        if top_words is not None and (not isinstance(top_words, int) or isinstance(top_words, bool) or top_words < 0):
+            raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
         postprocess = {} if top_words is None else {"top_words": top_words}
         return {}, {}, postprocess
 

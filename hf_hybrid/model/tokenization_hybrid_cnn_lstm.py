@@ -78,6 +78,10 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         for name, value in (("max_title_length", max_title_length), ("max_abstract_length", max_abstract_length)):
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+        if vocab is None and kwargs.get("name_or_path"):
+            # Loaded from a folder or repo without tokenizer.json: every word would become <UNK>. (Not an
+            # OSError: `transformers` replaces those with a message that does not name the file.)
+            raise ValueError(f"{kwargs['name_or_path']} has no tokenizer.json: re-download or re-save the model")
         self.max_title_length = max_title_length
         self.max_abstract_length = max_abstract_length
         # Loading from `tokenizer.json` hands the base class the file, which then replaces this backend.
@@ -118,6 +122,15 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         )
         backend.train_from_iterator(texts, trainer=trainer)
         return cls(vocab=backend.get_vocab(), **kwargs)
+
+    def check_fits(self, config) -> None:
+        """Raises `ValueError` unless this tokenizer's word ids are the rows of the embedding of a model with
+        `config`: a tokenizer and weights of different models would classify nonsense without a word."""
+        if len(self) != config.vocab_size:
+            raise ValueError(
+                f"the tokenizer has {len(self)} words but the model's embedding has {config.vocab_size} "
+                "(vocab_size in config.json): they come from different models; re-download or re-save the model"
+            )
 
     def _max_length(self, field: str) -> int:
         return self.max_title_length if field == "title" else self.max_abstract_length

@@ -1,0 +1,453 @@
+"""What a tired user or a malicious file does to hf-hybrid: each case gets the correct result, or a one-line error
+(exit status 1, no traceback) that names what is wrong, and never a silently wrong or damaged model."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from papers import write_papers_csv
+from safetensors.torch import load_file, save_file
+from transformers import pipeline
+
+from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+from hf_hybrid.cli import main
+from hf_hybrid.trainer import staging_dir
+
+TINY_FLAGS = ["--embed_dim", "8", "--num_filters", "4", "--lstm_hidden", "4", "--lstm_layers", "1",
+              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1",
+              "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--seed", "0",
+              "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+PAPER = {"title": "Segmentation of video scenes", "abstract": "We detect pixels in camera images with depth."}
+
+
+def refused(capsys, argv: list[str]) -> str:
+    """Runs the CLI in this process and returns its error line, after checking that there is exactly one,
+    with exit status 1 and no traceback."""
+    status = main([str(arg) for arg in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("hf-hybrid ")]
+    assert status == 1 and "Traceback" not in err and len(lines) == 1, f"exit {status}:\n{err[-3000:]}"
+    return lines[0]
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def papers_csv(tmp_path_factory) -> Path:
+    return write_papers_csv(tmp_path_factory.mktemp("papers") / "papers.csv", n_per_class=20, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, papers_csv) -> Path:
+    """A tiny model trained by `hf-hybrid train`. Do not modify: copy it."""
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    assert main(["train", "--train_file", str(papers_csv), "--output_dir", str(folder), "--num_train_epochs", "2",
+                 *TINY_FLAGS]) == 0
+    return folder
+
+
+@pytest.fixture
+def trained_copy(trained, tmp_path) -> Path:
+    return Path(shutil.copytree(trained, tmp_path / "model"))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# A broken or inconsistent model folder: refused by the CLI and by the shipped code (Auto* classes, pipeline)
+# ------------------------------------------------------------------------------------------------------------
+
+def _edit_config(**changes):
+    def edit(folder):
+        config = json.loads((folder / "config.json").read_text())
+        config.update(changes)
+        (folder / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+def _truncate_weights(folder):
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _drop_tensor(folder):
+    tensors = load_file(folder / "model.safetensors")
+    del tensors["hybrid.fusion.title_score.bias"]
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def _tokenizer_of_another_model(folder):
+    other = HybridCNNLSTMTokenizer.train_from_iterator(["only three words", "words words"], min_frequency=1)
+    (folder / "tokenizer.json").write_text(other.backend_tokenizer.to_str())
+
+
+BROKEN_FOLDERS = {
+    # name: (what is done to the folder, what the one-line error must say)
+    "no tokenizer.json": (lambda f: (f / "tokenizer.json").unlink(), ["has no tokenizer.json"]),
+    "no config.json": (lambda f: (f / "config.json").unlink(), ["config.json"]),
+    "config.json not JSON": (lambda f: (f / "config.json").write_text("{'vocab_size': 10"), ["config.json"]),
+    "no weights": (lambda f: (f / "model.safetensors").unlink(), ["model.safetensors"]),
+    "truncated weights": (_truncate_weights, ["model.safetensors is truncated or corrupt", "download it again"]),
+    "a tensor missing": (_drop_tensor, ["hybrid.fusion.title_score.bias missing"]),
+    "kernel_sizes differ": (_edit_config(kernel_sizes=[3, 4]),
+                            ["hybrid.abstract_encoder.convs.2.bias unexpected", "check kernel_sizes"]),
+    # Only extra weights, no shape mismatch: `transformers` alone would load this and drop the second layer.
+    "lstm_layers differ": (_edit_config(lstm_layers=2, dropout=0.0),
+                           ["title_encoder.lstm.backward_layers.1.bias_hh_l0 missing", "lstm_layers"]),
+    "embed_dim differs": (_edit_config(embed_dim=10), ["(4, 8, 3) in the file, (4, 10, 3) by the config", "embed_dim"]),
+    "dropout is a string": (_edit_config(dropout="0.5"), ["`dropout` must be in [0, 1), got '0.5'"]),
+    "kernel_sizes is a string": (_edit_config(kernel_sizes="3,4,5"), ["`kernel_sizes` must be a list of integers"]),
+    "tokenizer of another model": (_tokenizer_of_another_model, ["the tokenizer has 5 words but the model's embedding"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_FOLDERS))
+def test_a_broken_model_folder_is_refused_in_one_line_by_the_cli_and_the_shipped_code(case, trained_copy, capsys):
+    damage, expected = BROKEN_FOLDERS[case]
+    damage(trained_copy)
+    line = refused(capsys, ["predict", "--model", trained_copy, "--title", PAPER["title"], "--abstract", "x"])
+    assert line.startswith("hf-hybrid predict: error: ")
+    for text in expected:
+        assert text in line
+
+    # Auto* / pipeline users, through the code shipped in the folder: an error that says the same (transformers
+    # words a missing config.json itself: without it, the folder's code is unknown).
+    with pytest.raises(Exception) as raised:
+        pipeline("arxiv-classification", model=str(trained_copy), trust_remote_code=True)(PAPER)
+    assert all(text in str(raised.value) for text in (["config.json"] if "config.json" in case else expected))
+
+
+def test_the_bare_encoder_still_loads_from_a_classifier_folder(trained):
+    """A checkpoint's head is not the encoder's: AutoModel gets the encoder weights and ignores the head."""
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(trained, trust_remote_code=True)
+    classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(trained)
+    torch.testing.assert_close(encoder.embedding.weight, classifier.hybrid.embedding.weight)
+
+
+def test_damaged_weights_give_one_line_and_no_traceback_from_the_installed_command(trained_copy):
+    _truncate_weights(trained_copy)
+    result = subprocess.run([Path(sys.executable).parent / "hf-hybrid", "predict", "--model", trained_copy,
+                             "--title", "x", "--abstract", "y"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hf-hybrid")]
+    assert errors == [f"hf-hybrid predict: error: {trained_copy}: model.safetensors is truncated or corrupt "
+                      "(Error while deserializing header: incomplete metadata, file not fully covered): "
+                      "download it again or re-save the model"]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Training output: all or nothing
+# ------------------------------------------------------------------------------------------------------------
+
+def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_intact(trained_copy, papers_csv,
+                                                                                      capsys):
+    before = folder_bytes(trained_copy)
+    # A smaller vocabulary than the model's: a tokenizer written now would make its weights read the wrong words.
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", trained_copy, *TINY_FLAGS,
+                            "--vocab_size", "20", "--class_weights", "cs.XX=2"])
+    assert "cs.XX" in line
+    assert folder_bytes(trained_copy) == before
+
+
+def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_its_checkpoint(
+        trained_copy, papers_csv, capsys, caplog, monkeypatch):
+    import hf_hybrid.trainer
+
+    before = folder_bytes(trained_copy)
+    args = ["train", "--train_file", papers_csv, "--output_dir", trained_copy, *TINY_FLAGS, "--num_train_epochs", "2",
+            "--seed", "1"]
+
+    def broken_plot(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(hf_hybrid.trainer, "plot_confusion_matrix", broken_plot)
+    assert refused(capsys, args) == "hf-hybrid train: error: No space left on device"
+    assert folder_bytes(trained_copy) == before
+    staging = staging_dir(trained_copy)
+    [checkpoint] = staging.glob("checkpoint-*")
+    assert (f"the run did not finish (OSError): {trained_copy} is unchanged; its partial files are in {staging}; "
+            f"resume with --resume_from_checkpoint {checkpoint}") in caplog.text
+
+    monkeypatch.undo()
+    assert main([str(arg) for arg in args] + ["--resume_from_checkpoint", str(checkpoint)]) == 0
+    assert not staging.exists()
+    after = folder_bytes(trained_copy)
+    assert after.keys() == before.keys() and after["model.safetensors"] != before["model.safetensors"]
+    assert json.loads(after["training_args.json"])["seed"] == 1
+
+
+def test_an_output_dir_of_other_files_is_refused_before_anything_is_written(tmp_path, papers_csv, capsys):
+    (tmp_path / "thesis.tex").write_text("years of work")
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path, *TINY_FLAGS])
+    assert "holds files that are not an hf-hybrid model" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["thesis.tex"] and not staging_dir(tmp_path).exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Options outside their meaning: refused with the flag named, before anything is read or written
+# ------------------------------------------------------------------------------------------------------------
+
+BAD_TRAINING_OPTIONS = [
+    (["--num_train_epochs", "0"], "--num_train_epochs must be greater than 0, got 0.0"),
+    (["--num_train_epochs", "-2"], "--num_train_epochs must be greater than 0"),
+    (["--num_train_epochs", "nan"], "--num_train_epochs must be greater than 0"),
+    (["--max_steps", "0"], "--max_steps must be greater than 0"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be 1 or more"),
+    (["--per_device_eval_batch_size", "-1"], "--per_device_eval_batch_size must be 1 or more"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be 1 or more"),
+    (["--learning_rate", "0"], "--learning_rate must be greater than 0"),
+    (["--weight_decay", "-0.1"], "--weight_decay must be 0 or more"),
+    (["--max_grad_norm", "-1"], "--max_grad_norm must be 0 or more"),
+    (["--early_stopping_patience", "0"], "--early_stopping_patience must be 1 or more"),
+    (["--save_total_limit", "0"], "--save_total_limit must be 1 or more"),
+    (["--seed", "-1"], "--seed must be 0 or more"),
+    (["--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", '{"factor": 2}'],
+     "the plateau factor must be between 0 and 1"),
+    (["--recipe", "notebook", "--lr_scheduler_kwargs", '{"factor": 0}'], "the plateau factor must be between 0 and 1"),
+    (["--freeze_embedding_epochs", "-1"], "--freeze_embedding_epochs must be 0 or more"),
+    (["--label_smoothing", "1"], "--label_smoothing must be at least 0 and below 1"),
+    (["--wide_branch", "true", "--wide_bigram_buckets", "0"], "--wide_bigram_buckets must be greater than 0"),
+    (["--split_seed", "-1"], "--split_seed must be 0 or more"),
+    (["--vocab_size", "2"], "--vocab_size must be at least 3"),
+    (["--min_frequency", "0"], "--min_frequency must be 1 or more"),
+    (["--embed_dim", "0"], "--embed_dim must be greater than 0"),
+    (["--kernel_sizes", "3", "0"], "--kernel_sizes must be one or more widths greater than 0"),
+    (["--lstm_layers", "0"], "--lstm_layers must be greater than 0"),
+    (["--dropout", "1.5"], "--dropout must be at least 0 and below 1"),
+    (["--embedding_dropout", "-0.1"], "--embedding_dropout must be at least 0 and below 1"),
+    (["--classifier_hidden_sizes", "16", "-4"], "--classifier_hidden_sizes must be a list of numbers greater than 0"),
+    (["--max_title_length", "0"], "--max_title_length must be greater than 0"),
+    (["--class_weights", "cs.AI=-1"], "--class_weights 'cs.AI=-1'"),
+    (["--class_weights", "cs.AI=heavy"], "--class_weights 'cs.AI=heavy'"),
+    (["--validation_size", "0"], "--validation_size must be between 0 and 1"),
+    (["--test_size", "0.5", "--validation_size", "0.5"], "leave no training papers"),
+    (["--max_train_samples", "0"], "--max_train_samples must be 1 or more"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_TRAINING_OPTIONS, ids=[" ".join(f) for f, _ in BAD_TRAINING_OPTIONS])
+def test_a_training_option_outside_its_meaning_is_refused_before_anything_is_written(flags, message, papers_csv,
+                                                                                     tmp_path, capsys):
+    output_dir = tmp_path / "out"
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS, *flags])
+    assert line.startswith("hf-hybrid train: error: ") and message in line
+    assert not output_dir.exists() and not staging_dir(output_dir).exists()
+
+
+def test_finetuning_refuses_bad_options_too(trained, papers_csv, tmp_path, capsys):
+    line = refused(capsys, ["finetune", "--model", trained, "--train_file", papers_csv, "--output_dir",
+                            tmp_path / "out", "--num_train_epochs", "0"])
+    assert line == "hf-hybrid finetune: error: --num_train_epochs must be greater than 0, got 0.0"
+
+
+@pytest.mark.parametrize("flags, message", [(["--top_words", "-1"], "--top_words must be 0 or more, got -1"),
+                                            (["--batch_size", "0"], "--batch_size must be 1 or more, got 0")])
+def test_predict_refuses_negative_counts(flags, message, trained, capsys):
+    line = refused(capsys, ["predict", "--model", trained, "--title", "x", "--abstract", "y", *flags])
+    assert line == f"hf-hybrid predict: error: {message}"
+
+
+def test_the_pipeline_refuses_a_negative_top_words(trained):
+    classify = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True)
+    with pytest.raises(ValueError, match="`top_words` must be a whole number of words, 0 or more, got -1"):
+        classify(PAPER, top_words=-1)
+    assert classify(PAPER, top_words=0)["title_words"] == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Data hygiene
+# ------------------------------------------------------------------------------------------------------------
+
+def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_bytes(text.getvalue().encode(encoding))
+    return path
+
+
+def test_literal_missing_value_words_stay_text(tmp_path):
+    from hf_hybrid.data import prepare_table, read_table
+
+    words = ["NA", "null", "None", "N/A", "nan", "NaN", "#N/A", "NULL"]
+    rows = [{"title": word, "abstract": word, "category": "cs.AI"} for word in words]
+    table = prepare_table(read_table(str(_write_csv(tmp_path / "papers.csv", rows))), "title", "abstract", "category")
+    assert table["title"] == words and table["abstract"] == words
+
+
+def test_predicting_a_file_keeps_a_title_that_reads_none(trained, tmp_path, capsys):
+    papers = _write_csv(tmp_path / "papers.csv", [{"title": "None", "abstract": "nan"}])
+    assert main(["predict", "--model", str(trained), "--input_file", str(papers)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [w["word"] for w in result["title_words"]] == ["none"]
+    assert [w["word"] for w in result["abstract_words"]] == ["nan"]
+
+
+def test_duplicates_are_removed_before_splitting_and_reported(tmp_path, capsys, caplog):
+    from papers import make_papers
+
+    from hf_hybrid.data import load_papers
+    from hf_hybrid.training_args import DataArguments
+
+    papers = make_papers(n_per_class=20, seed=3)
+    # The same papers again as a tired user's merge would give them: other case, punctuation and spacing.
+    copies = [{"title": p["title"].upper() + "!", "abstract": "  " + p["abstract"].replace(" ", "  "),
+               "category": p["category"]} for p in papers[:12]]
+    copies[0]["category"] = next(c for c in ("cs.AI", "cs.CL") if c != papers[0]["category"])
+    mixed_case = [{**p, "category": " " + p["category"].upper() + " "} for p in make_papers(n_per_class=2, seed=4)]
+    near_empty = [{"title": "Graphs", "abstract": "", "category": "cs.AI"}]
+    path = _write_csv(tmp_path / "papers.csv", papers + copies + mixed_case + near_empty)
+
+    splits = load_papers(DataArguments(train_file=str(path)), seed=0)
+    assert splits["train"].features["labels"].names == ["cs.AI", "cs.CL", "cs.CV"]
+    assert splits.cleaning == {"duplicates_removed": 12, "duplicates_with_another_label": 1,
+                               "also_in_validation_or_test_file": 0, "near_empty_papers": 1,
+                               "labels_merged_by_case": {"CS.AI": "cs.AI", "CS.CL": "cs.CL", "CS.CV": "cs.CV"}}
+    seen = {}
+    for name, split in splits.items():
+        for title, abstract in zip(split["title"], split["abstract"]):
+            key = (" ".join(title.lower().strip("!").split()), " ".join(abstract.split()))
+            assert key not in seen, f"a paper is in both {seen.get(key)} and {name}"
+            seen[key] = name
+    assert "removed 12 duplicate paper(s) (1 of them labelled differently)" in caplog.text
+
+    output_dir = tmp_path / "out"
+    assert main(["train", "--train_file", str(path), "--output_dir", str(output_dir), "--num_train_epochs", "1",
+                 *TINY_FLAGS]) == 0
+    assert json.loads((output_dir / "eval_results.json").read_text())["data_cleaning"] == splits.cleaning
+
+
+def test_training_papers_that_are_also_in_the_test_file_are_removed(tmp_path):
+    from papers import make_papers
+
+    from hf_hybrid.data import load_papers
+    from hf_hybrid.training_args import DataArguments
+
+    papers = make_papers(n_per_class=20, seed=5)
+    train = _write_csv(tmp_path / "train.csv", papers)
+    test = _write_csv(tmp_path / "test.csv", papers[:6])
+    splits = load_papers(DataArguments(train_file=str(train), test_file=str(test)), seed=0)
+    assert splits.cleaning["also_in_validation_or_test_file"] == 6
+    assert len(splits["train"]) + len(splits["validation"]) == len(papers) - 6
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("latin1.csv", "title,abstract,category\nSchrödinger,é,cs.AI\n".encode("latin-1"),
+     "is not UTF-8 text (it holds byte 0xf6): save it as UTF-8"),
+    ("utf16.csv", "title,abstract,category\nNets,deep,cs.AI\n".encode("utf-16"), "is not UTF-8 text"),
+    ("lists.jsonl", b'{"title": ["deep", "nets"], "abstract": "x", "category": "cs.AI"}\n',
+     "column(s) title (List(Value('string'))) should hold text"),
+    ("objects.jsonl", b'{"title": "t", "abstract": {"text": "x"}, "category": "cs.AI"}\n', "column(s) abstract"),
+    ("labels.jsonl", b'{"title": "t", "abstract": "x", "category": ["cs.AI", "cs.CL"]}\n', "column(s) category"),
+])
+def test_files_that_are_not_utf8_text_or_hold_the_wrong_json_types_are_refused(name, content, message, tmp_path,
+                                                                                 capsys):
+    path = tmp_path / name
+    path.write_bytes(content)
+    line = refused(capsys, ["train", "--train_file", path, "--output_dir", tmp_path / "out"])
+    assert message in line
+
+
+def test_numbers_in_a_text_column_are_read_as_text(tmp_path):
+    from hf_hybrid.data import prepare_table, read_table
+
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"title": "Deep nets", "abstract": "x", "category": "cs.AI"}\n'
+                    '{"title": 1984, "abstract": "y", "category": "cs.CL"}\n')
+    assert prepare_table(read_table(str(path)), "title", "abstract", "category")["title"] == ["Deep nets", "1984"]
+
+
+def test_a_huge_abstract_gives_the_result_of_its_first_words(trained):
+    classify = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True)
+    head = "planning agents reasoning over images " * 40
+    huge = classify({"title": PAPER["title"], "abstract": head + "pixels " * 1_000_000})
+    cut = classify({"title": PAPER["title"], "abstract": head})
+    assert huge == cut
+
+
+def test_concurrent_predictions_on_one_pipeline_equal_serial_ones(trained):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from papers import make_papers
+
+    classify = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True)
+    papers = [{"title": p["title"], "abstract": p["abstract"]} for p in make_papers(n_per_class=8, seed=6)]
+    serial = [classify(paper, top_words=3) for paper in papers]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        threaded = list(pool.map(lambda paper: classify(paper, top_words=3), papers * 3))
+    assert threaded == serial * 3
+    chunks = [papers[:8], papers[8:16], papers[16:]] * 2
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        batches = list(pool.map(lambda chunk: classify(chunk, batch_size=4), chunks))
+    assert batches == [classify(chunk, batch_size=4) for chunk in chunks]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The push: only what hf-hybrid wrote, from the folder itself
+# ------------------------------------------------------------------------------------------------------------
+
+def test_the_push_sends_only_hf_hybrid_files_of_the_folder_itself(trained_copy, tmp_path, caplog):
+    import logging
+
+    from hf_hybrid.hub import _operations
+
+    written = sorted(p.name for p in trained_copy.iterdir())
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secrets.json").write_text('{"token": "hf_secret"}')
+    (trained_copy / "eval_results.json").unlink()
+    (trained_copy / "eval_results.json").symlink_to(outside / "secrets.json")
+    (trained_copy / "attention.png").rename(trained_copy / "real_attention.png")
+    (trained_copy / "attention.png").symlink_to("real_attention.png")  # a link that stays in the folder is fine
+    (trained_copy / "drafts").mkdir()
+    (trained_copy / "drafts" / "config.json").write_text("{}")
+    (trained_copy / ".env").write_text("HF_TOKEN=hf_secret")
+    (trained_copy / "my_notes.txt").write_text("private")
+    (trained_copy / "helper.py").write_text("import os")
+
+    with caplog.at_level(logging.INFO, logger="hf_hybrid.hub"):
+        operations = {op.path_in_repo: op.path_or_fileobj for op in _operations(trained_copy, "someone/model")}
+    assert sorted(operations) == [name for name in written if name != "eval_results.json"]
+    assert b"hf_secret" not in b"".join(Path(f).read_bytes() for f in operations.values() if isinstance(f, str))
+    assert ("not pushed (not written by hf-hybrid, or a link out of the folder): .env, drafts/, eval_results.json, "
+            "helper.py, my_notes.txt, real_attention.png") in caplog.text
+
+
+def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, papers_csv):
+    import signal
+    import time
+
+    before = folder_bytes(trained_copy)
+    staging = staging_dir(trained_copy)
+    argv = [Path(sys.executable).parent / "hf-hybrid", "train", "--train_file", papers_csv, "--output_dir",
+            trained_copy, *TINY_FLAGS, "--num_train_epochs", "200", "--early_stopping_patience", "1000"]
+    process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list(staging.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    advice = re.search(re.escape(f"{trained_copy} is unchanged; its partial files are in {staging}; ")
+                       + r"resume with --resume_from_checkpoint (\S+)", stderr)
+    assert advice, stderr[-3000:]
+    assert stderr.rstrip().endswith("hf-hybrid train: interrupted")
+    assert folder_bytes(trained_copy) == before
+
+    checkpoint = Path(advice[1])
+    resumed = subprocess.run([str(arg) for arg in argv[:-4]] + ["--num_train_epochs", str(
+        json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] + 1), "--resume_from_checkpoint",
+        str(checkpoint)], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not staging.exists() and folder_bytes(trained_copy).keys() == before.keys()
