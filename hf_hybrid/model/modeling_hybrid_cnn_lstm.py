@@ -211,6 +211,77 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embedding = value
 
+    _folded_abstract_encoder = None
+
+    def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
+        r"""Precomputes the abstract convolutions as word tables, for fast CPU inference; returns the model.
+
+        The embedding, each convolution and its BatchNorm (running statistics) are folded into one table
+        per kernel width and offset, so a convolution output costs a few row look-ups instead of
+        `embed_dim * num_filters` multiply-adds per word and offset. Outputs (logits, attention maps,
+        fusion weights) stay those of the unfolded model: exactly in float32 up to summation order, to
+        bf16 rounding with `dtype=torch.bfloat16` (half the memory). The tables take
+        `sum(kernel_sizes) * (vocab_size + 1) * num_filters` values (614 MB in float32 at the default
+        size) and are never saved.
+
+        The tables are used in eval mode under `torch.no_grad()` / `torch.inference_mode()` (as pipelines
+        and `hf-hybrid` run); with autograd on, the model runs unfolded, so gradients reach every weight.
+        `model.train()` discards them (fold again after training), and a forward pass after the folded
+        weights changed in place (`load_state_dict`, an optimizer step) raises instead of using stale
+        tables; folding again recomputes them.
+
+        Example:
+
+        ```python
+        >>> import torch
+        >>> from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMModel
+        >>> model = HybridCNNLSTMModel(HybridCNNLSTMConfig(vocab_size=100, embed_dim=8, num_filters=4,
+        ...                                                lstm_hidden=4, classifier_hidden_sizes=[8])).eval()
+        >>> inputs = {"title_input_ids": torch.tensor([[5, 6]]), "abstract_input_ids": torch.tensor([[7, 8, 9]])}
+        >>> with torch.no_grad():
+        ...     plain = model(**inputs).fused_representation
+        ...     fast = model.fold_for_inference()(**inputs).fused_representation
+        >>> torch.allclose(plain, fast, atol=1e-6)
+        True
+        ```
+        """
+        if self.training:
+            raise RuntimeError(
+                "fold_for_inference() folds BatchNorm's running statistics and skips dropout, which only "
+                "inference does: call model.eval() first"
+            )
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype, None)
+        if dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"fold_for_inference() keeps its tables in torch.float32 or torch.bfloat16, not {dtype}")
+        folded = self._folded_abstract_encoder
+        if folded is None or folded.dtype != dtype or not folded.is_current():
+            self._folded_abstract_encoder = None  # frees the old tables before the new ones are built
+            with torch.no_grad():
+                self._folded_abstract_encoder = FoldedAbstractEncoder(self.embedding, self.abstract_encoder, dtype)
+        return self
+
+    @property
+    def folded_for_inference(self) -> torch.dtype | None:
+        """The dtype of the tables of `fold_for_inference()`, or `None` when the model is not folded."""
+        return None if self._folded_abstract_encoder is None else self._folded_abstract_encoder.dtype
+
+    def train(self, mode: bool = True):
+        if mode:
+            self._folded_abstract_encoder = None
+        return super().train(mode)
+
+    def _encode_abstract(self, input_ids, mask):
+        folded = self._folded_abstract_encoder
+        if folded is None or torch.is_grad_enabled():
+            return self.abstract_encoder(self._embed(input_ids, mask), mask)
+        if not folded.is_current():
+            raise RuntimeError(
+                "the model's embedding, convolution or BatchNorm weights changed after fold_for_inference(): "
+                "call model.fold_for_inference() again"
+            )
+        return folded(input_ids, mask)
+
     def _embed(self, input_ids, mask):
         # Zeroing padded positions makes a convolution at the edge of the text see what it sees unbatched.
         return self.embedding_dropout(self.embedding(input_ids)) * mask.unsqueeze(-1)
@@ -230,9 +301,7 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         abstract_input_ids, abstract_mask = _at_least_one_position(abstract_input_ids, abstract_mask, pad)
 
         title, title_attention = self.title_encoder(self._embed(title_input_ids, title_mask), title_mask)
-        abstract, abstract_attention = self.abstract_encoder(
-            self._embed(abstract_input_ids, abstract_mask), abstract_mask
-        )
+        abstract, abstract_attention = self._encode_abstract(abstract_input_ids, abstract_mask)
         fused, fusion_weights = self.fusion(title, abstract)
         output = HybridCNNLSTMModelOutput(
             fused_representation=fused,
@@ -276,6 +345,17 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         self.classifier = nn.Sequential(*layers)
         self.post_init()
 
+    def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
+        """Folds the encoder for fast CPU inference and returns the model: see
+        [`HybridCNNLSTMModel.fold_for_inference`]."""
+        self.hybrid.fold_for_inference(dtype)
+        return self
+
+    @property
+    def folded_for_inference(self) -> torch.dtype | None:
+        """The dtype of the encoder's folded tables, or `None` when the model is not folded."""
+        return self.hybrid.folded_for_inference
+
     def forward(
         self,
         title_input_ids: torch.LongTensor,
@@ -308,3 +388,70 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
             attentions = (encoded.title_attention, encoded.abstract_attention, encoded.fusion_weights)
         output = SequenceClassifierOutput(loss=loss, logits=logits, attentions=attentions)
         return output if return_dict is not False else output.to_tuple()
+
+
+class FoldedAbstractEncoder:
+    """The abstract branch at inference, with the embedding folded into the convolutions.
+
+    In eval mode the branch is linear up to each ReLU: embedding lookup, convolution, BatchNorm with its
+    running statistics. So for each kernel width and offset `j`, the embedding matrix times the kernel's
+    slice at `j`, scaled by BatchNorm, is a table with one row of `num_filters` values per word, and a
+    convolution output is a bias plus the sum of `width` looked-up rows: one `embedding_bag` per width
+    instead of `embed_dim * num_filters * width` multiply-adds per position. Each width's table holds
+    `width` blocks of `vocab_size + 1` rows; the extra row, all zeros, stands for padding.
+
+    It is derived data, not a module: it is never saved, and it remembers which tensors (and which
+    in-place versions of them) it was computed from, so that a forward pass after the weights changed
+    fails instead of silently using stale tables.
+    """
+
+    def __init__(self, embedding: nn.Embedding, encoder: AbstractEncoder, dtype: torch.dtype):
+        self.encoder = encoder
+        self.dtype = dtype
+        self.vocab_size = embedding.num_embeddings
+        self.sources = [embedding.weight]
+        self.tables, self.biases, self.widths = [], [], []
+        vectors = embedding.weight.float()
+        for conv, norm in zip(encoder.convs, encoder.norms):
+            self.sources += [t for t in (conv.weight, conv.bias, norm.weight, norm.bias,
+                                         norm.running_mean, norm.running_var) if t is not None]
+            scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+            if norm.weight is not None:
+                scale = scale * norm.weight.float()
+            shift = -norm.running_mean.float() * scale
+            if norm.bias is not None:
+                shift = shift + norm.bias.float()
+            bias = shift if conv.bias is None else conv.bias.float() * scale + shift
+            # (width, vocab, filters): offset j's slice of the kernel applied to every word, BatchNorm-scaled.
+            table = torch.einsum("vd,fdj->jvf", vectors, conv.weight.float()) * scale
+            table = nn.functional.pad(table, (0, 0, 0, 1))
+            self.tables.append(table.reshape(-1, table.shape[-1]).to(dtype).contiguous())
+            self.biases.append(bias)
+            self.widths.append(conv.kernel_size[0])
+        self.fingerprint = self._fingerprint()
+
+    def _fingerprint(self):
+        return [(id(t), t._version, t.device, t.dtype) for t in self.sources]
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(table.numel() * table.element_size() for table in self.tables)
+
+    def is_current(self) -> bool:
+        return self._fingerprint() == self.fingerprint
+
+    def __call__(self, input_ids, mask):
+        if input_ids.numel() and int(input_ids.max()) >= self.vocab_size:
+            raise IndexError(f"abstract_input_ids holds an id >= vocab_size ({self.vocab_size})")
+        padding_row = self.vocab_size
+        ids = input_ids.masked_fill(~mask, padding_row)
+        maps = []
+        for width, table, bias in zip(self.widths, self.tables, self.biases):
+            # The same padding as AbstractEncoder: outputs as long as the text, zeros beyond its edges.
+            padded = nn.functional.pad(ids, ((width - 1) // 2, width // 2), value=padding_row)
+            offsets = torch.arange(width, device=ids.device) * (self.vocab_size + 1)
+            bags = (padded.unfold(1, width, 1) + offsets).reshape(-1, width)
+            summed = nn.functional.embedding_bag(bags, table, mode="sum").float()
+            maps.append(torch.relu_(summed.add_(bias)).view(*ids.shape, -1))
+        features = torch.cat(maps, dim=-1)
+        return attention_pool(features, self.encoder.attention(features).squeeze(-1), mask)
