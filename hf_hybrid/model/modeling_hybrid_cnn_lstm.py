@@ -258,7 +258,7 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         if folded is None or folded.dtype != dtype or not folded.is_current():
             self._folded_abstract_encoder = None  # frees the old tables before the new ones are built
             with torch.no_grad():
-                self._folded_abstract_encoder = FoldedAbstractEncoder(self.embedding, self.abstract_encoder, dtype)
+                self._folded_abstract_encoder = FoldedAbstractEncoder(self, dtype)
         return self
 
     @property
@@ -401,20 +401,20 @@ class FoldedAbstractEncoder:
     `width` blocks of `vocab_size + 1` rows; the extra row, all zeros, stands for padding.
 
     It is derived data, not a module: it is never saved, and it remembers which tensors (and which
-    in-place versions of them) it was computed from, so that a forward pass after the weights changed
-    fails instead of silently using stale tables.
+    in-place versions of them) it was computed from, so that a forward pass after the model's weights
+    changed or were replaced fails instead of silently using stale tables.
     """
 
-    def __init__(self, embedding: nn.Embedding, encoder: AbstractEncoder, dtype: torch.dtype):
-        self.encoder = encoder
+    def __init__(self, model: "HybridCNNLSTMModel", dtype: torch.dtype):
+        self.model = model
         self.dtype = dtype
-        self.vocab_size = embedding.num_embeddings
-        self.sources = [embedding.weight]
+        self.vocab_size = model.embedding.num_embeddings
+        # Holding the source tensors keeps their ids from being reused by replacements.
+        self.sources = self._source_tensors()
+        self.fingerprint = self._fingerprint()
         self.tables, self.biases, self.widths = [], [], []
-        vectors = embedding.weight.float()
-        for conv, norm in zip(encoder.convs, encoder.norms):
-            self.sources += [t for t in (conv.weight, conv.bias, norm.weight, norm.bias,
-                                         norm.running_mean, norm.running_var) if t is not None]
+        vectors = model.embedding.weight.float()
+        for conv, norm in zip(model.abstract_encoder.convs, model.abstract_encoder.norms):
             scale = torch.rsqrt(norm.running_var.float() + norm.eps)
             if norm.weight is not None:
                 scale = scale * norm.weight.float()
@@ -428,10 +428,15 @@ class FoldedAbstractEncoder:
             self.tables.append(table.reshape(-1, table.shape[-1]).to(dtype).contiguous())
             self.biases.append(bias)
             self.widths.append(conv.kernel_size[0])
-        self.fingerprint = self._fingerprint()
+
+    def _source_tensors(self):
+        tensors = [self.model.embedding.weight]
+        for conv, norm in zip(self.model.abstract_encoder.convs, self.model.abstract_encoder.norms):
+            tensors += [conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        return [tensor for tensor in tensors if tensor is not None]
 
     def _fingerprint(self):
-        return [(id(t), t._version, t.device, t.dtype) for t in self.sources]
+        return [(id(t), t._version, t.device, t.dtype) for t in self._source_tensors()]
 
     @property
     def num_bytes(self) -> int:
@@ -454,4 +459,4 @@ class FoldedAbstractEncoder:
             summed = nn.functional.embedding_bag(bags, table, mode="sum").float()
             maps.append(torch.relu_(summed.add_(bias)).view(*ids.shape, -1))
         features = torch.cat(maps, dim=-1)
-        return attention_pool(features, self.encoder.attention(features).squeeze(-1), mask)
+        return attention_pool(features, self.model.abstract_encoder.attention(features).squeeze(-1), mask)

@@ -16,7 +16,9 @@ class ArxivClassificationPipeline(Pipeline):
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
-    attended words of each field, with their attention weights.
+    attended words of each field, with their attention weights. `fold_for_inference=True` (or a dtype,
+    `"bfloat16"`) runs the model's `fold_for_inference()` fast path: the same results, several times faster
+    on CPU.
 
     Example (with a model folder saved by hf-hybrid):
 
@@ -28,7 +30,10 @@ class ArxivClassificationPipeline(Pipeline):
     ```
     """
 
-    def _sanitize_parameters(self, top_words=None, **kwargs):
+    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, **kwargs):
+        if fold_for_inference:
+            # The model's fast CPU path; True means float32 tables, or name the dtype ("bfloat16").
+            self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
         postprocess = {} if top_words is None else {"top_words": top_words}
         return {}, {}, postprocess
 
