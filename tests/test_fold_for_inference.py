@@ -97,9 +97,9 @@ def test_bfloat16_tables_halve_the_memory_and_stay_close(make_tiny_config):
     title = padded_batch([3, 6], config.vocab_size, seed=9)
     abstract = padded_batch([16, 7], config.vocab_size, seed=10)
     assert_same_outputs(model, title, abstract, dtype=torch.bfloat16, atol=0.05)
-    bf16_bytes = model.hybrid._folded_abstract_encoder.num_bytes
+    bf16_bytes = model.hybrid._folded_encoders.num_bytes
     model.fold_for_inference(torch.float32)
-    assert model.hybrid._folded_abstract_encoder.num_bytes == 2 * bf16_bytes
+    assert model.hybrid._folded_encoders.num_bytes == 2 * bf16_bytes
     assert bf16_bytes == 2 * sum(config.kernel_sizes) * (config.vocab_size + 1) * config.num_filters
 
 

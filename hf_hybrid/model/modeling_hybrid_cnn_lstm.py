@@ -211,14 +211,15 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embedding = value
 
-    _folded_abstract_encoder = None
+    _folded_encoders = None
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
         r"""Precomputes the abstract convolutions as word tables, for fast CPU inference; returns the model.
 
         The embedding, each convolution and its BatchNorm (running statistics) are folded into one table
         per kernel width and offset, so a convolution output costs a few row look-ups instead of
-        `embed_dim * num_filters` multiply-adds per word and offset. Outputs (logits, attention maps,
+        `embed_dim * num_filters` multiply-adds per word and offset; and the title LSTMs skip the padding
+        of batched titles (packed sequences). Outputs (logits, attention maps,
         fusion weights) stay those of the unfolded model: exactly in float32 up to summation order, to
         bf16 rounding with `dtype=torch.bfloat16` (half the memory). The tables take
         `sum(kernel_sizes) * (vocab_size + 1) * num_filters` values (614 MB in float32 at the default
@@ -254,33 +255,34 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
             dtype = getattr(torch, dtype, None)
         if dtype not in (torch.float32, torch.bfloat16):
             raise ValueError(f"fold_for_inference() keeps its tables in torch.float32 or torch.bfloat16, not {dtype}")
-        folded = self._folded_abstract_encoder
+        folded = self._folded_encoders
         if folded is None or folded.dtype != dtype or not folded.is_current():
-            self._folded_abstract_encoder = None  # frees the old tables before the new ones are built
+            self._folded_encoders = None  # frees the old tables before the new ones are built
             with torch.no_grad():
-                self._folded_abstract_encoder = FoldedAbstractEncoder(self, dtype)
+                self._folded_encoders = FoldedEncoders(self, dtype)
         return self
 
     @property
     def folded_for_inference(self) -> torch.dtype | None:
         """The dtype of the tables of `fold_for_inference()`, or `None` when the model is not folded."""
-        return None if self._folded_abstract_encoder is None else self._folded_abstract_encoder.dtype
+        return None if self._folded_encoders is None else self._folded_encoders.dtype
 
     def train(self, mode: bool = True):
         if mode:
-            self._folded_abstract_encoder = None
+            self._folded_encoders = None
         return super().train(mode)
 
-    def _encode_abstract(self, input_ids, mask):
-        folded = self._folded_abstract_encoder
+    def _folded_path(self):
+        """The folded encoder when it applies to this forward pass (inference without autograd), else None."""
+        folded = self._folded_encoders
         if folded is None or torch.is_grad_enabled():
-            return self.abstract_encoder(self._embed(input_ids, mask), mask)
+            return None
         if not folded.is_current():
             raise RuntimeError(
                 "the model's embedding, convolution or BatchNorm weights changed after fold_for_inference(): "
                 "call model.fold_for_inference() again"
             )
-        return folded(input_ids, mask)
+        return folded
 
     def _embed(self, input_ids, mask):
         # Zeroing padded positions makes a convolution at the edge of the text see what it sees unbatched.
@@ -300,8 +302,15 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         title_input_ids, title_mask = _at_least_one_position(title_input_ids, title_mask, pad)
         abstract_input_ids, abstract_mask = _at_least_one_position(abstract_input_ids, abstract_mask, pad)
 
-        title, title_attention = self.title_encoder(self._embed(title_input_ids, title_mask), title_mask)
-        abstract, abstract_attention = self._encode_abstract(abstract_input_ids, abstract_mask)
+        folded = self._folded_path()
+        title_encoder = self.title_encoder if folded is None else folded.encode_title
+        title, title_attention = title_encoder(self._embed(title_input_ids, title_mask), title_mask)
+        if folded is None:
+            abstract, abstract_attention = self.abstract_encoder(
+                self._embed(abstract_input_ids, abstract_mask), abstract_mask
+            )
+        else:
+            abstract, abstract_attention = folded(abstract_input_ids, abstract_mask)
         fused, fusion_weights = self.fusion(title, abstract)
         output = HybridCNNLSTMModelOutput(
             fused_representation=fused,
@@ -390,8 +399,8 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class FoldedAbstractEncoder:
-    """The abstract branch at inference, with the embedding folded into the convolutions.
+class FoldedEncoders:
+    """Both branches at inference: the embedding folded into the convolutions, titles packed for the LSTMs.
 
     In eval mode the branch is linear up to each ReLU: embedding lookup, convolution, BatchNorm with its
     running statistics. So for each kernel width and offset `j`, the embedding matrix times the kernel's
@@ -445,6 +454,34 @@ class FoldedAbstractEncoder:
     def is_current(self) -> bool:
         return self._fingerprint() == self.fingerprint
 
+    def encode_title(self, embeddings, mask):
+        """TitleEncoder's output, with the LSTMs skipping the padding of batches of titles of unequal lengths.
+
+        Packed sequences give each title's states exactly, and zeros instead of unused values on padding
+        (which attention ignores): about half the LSTM work on typical batches.
+        """
+        encoder = self.model.title_encoder
+        lengths = mask.sum(dim=1)
+        if bool((lengths == mask.shape[1]).all()):
+            return encoder(embeddings, mask)
+        bilstm = encoder.lstm
+        positions = torch.arange(mask.shape[1], device=mask.device)
+        reverse_index = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
+        # An empty title keeps one (masked) position, as the unfolded LSTMs read it.
+        packed_lengths = lengths.clamp(min=1).cpu()
+        sequences = embeddings
+        for forward_lstm, backward_lstm in zip(bilstm.forward_layers, bilstm.backward_layers):
+            states = [
+                nn.utils.rnn.pad_packed_sequence(
+                    lstm(nn.utils.rnn.pack_padded_sequence(
+                        inputs, packed_lengths, batch_first=True, enforce_sorted=False))[0],
+                    batch_first=True, total_length=mask.shape[1])[0]
+                for lstm, inputs in ((forward_lstm, sequences),
+                                     (backward_lstm, reverse_within_length(sequences, reverse_index)))
+            ]
+            sequences = torch.cat([states[0], reverse_within_length(states[1], reverse_index)], dim=-1)
+        return attention_pool(sequences, encoder.attention(sequences).squeeze(-1), mask)
+
     def __call__(self, input_ids, mask):
         if input_ids.numel() and int(input_ids.max()) >= self.vocab_size:
             raise IndexError(f"abstract_input_ids holds an id >= vocab_size ({self.vocab_size})")
@@ -458,5 +495,9 @@ class FoldedAbstractEncoder:
             bags = (padded.unfold(1, width, 1) + offsets).reshape(-1, width)
             summed = nn.functional.embedding_bag(bags, table, mode="sum").float()
             maps.append(torch.relu_(summed.add_(bias)).view(*ids.shape, -1))
-        features = torch.cat(maps, dim=-1)
-        return attention_pool(features, self.model.abstract_encoder.attention(features).squeeze(-1), mask)
+        # The attention scores and summaries of the concatenated maps, without concatenating them (a large copy).
+        attention = self.model.abstract_encoder.attention
+        parts = attention.weight.split([m.shape[-1] for m in maps], dim=1)
+        scores = sum(nn.functional.linear(m, part) for m, part in zip(maps, parts)).squeeze(-1) + attention.bias
+        pooled = [attention_pool(m, scores, mask) for m in maps]
+        return torch.cat([summary for summary, _ in pooled], dim=-1), pooled[0][1]
