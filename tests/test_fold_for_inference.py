@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import with_trained_batch_norms
 from transformers import pipeline
 
 from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMModel
@@ -10,18 +11,12 @@ PAD = 0
 
 
 def trained_like(config, seed=0):
-    """A random model whose BatchNorms have non-trivial statistics and affines, as after training."""
+    """A random model whose BatchNorms and convolution biases are non-trivial, as after training."""
     torch.manual_seed(seed)
-    model = HybridCNNLSTMForSequenceClassification(config)
+    model = with_trained_batch_norms(HybridCNNLSTMForSequenceClassification(config))
     with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm1d):
-                module.running_mean.normal_(0.0, 0.5)
-                module.running_var.uniform_(0.5, 2.0)
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.3)
-            elif isinstance(module, torch.nn.Conv1d):
-                module.bias.normal_(0.0, 0.3)
+        for conv in model.hybrid.abstract_encoder.convs:
+            conv.bias.normal_(0.0, 0.3)
     return model.eval()
 
 
