@@ -219,9 +219,9 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         The embedding, each convolution and its BatchNorm (running statistics) are folded into one table
         per kernel width and offset, so a convolution output costs a few row look-ups instead of
         `embed_dim * num_filters` multiply-adds per word and offset; and the title LSTMs skip the padding
-        of batched titles (packed sequences). Outputs (logits, attention maps,
-        fusion weights) stay those of the unfolded model: exactly in float32 up to summation order, to
-        bf16 rounding with `dtype=torch.bfloat16` (half the memory). The tables take
+        of batched titles (packed sequences). Outputs (logits, attention maps, fusion weights) stay those
+        of the unfolded model: exactly in float32 up to summation order, to bf16 rounding with
+        `dtype=torch.bfloat16` (half the memory). The tables take
         `sum(kernel_sizes) * (vocab_size + 1) * num_filters` values (614 MB in float32 at the default
         size) and are never saved.
 
