@@ -39,6 +39,10 @@ compares their test accuracy, macro-F1, cs.AI recall and wall time (see `scripts
 PyTorch on the test split: accuracy, agreement of predictions (the parity check), batch throughput and
 single-paper latency (see `scripts/benchmark_onnx.py`).
 
+`--mode fast --model DIR` compares plain PyTorch, `fold_for_inference()` (float32 and bfloat16 tables) and
+ONNX Runtime with the notebook's model at the same size: batch and single-paper speed, load time, peak RSS,
+and each engine's parity with PyTorch on the test split (see `scripts/benchmark_fast.py`).
+
 `--mode profile` runs `--train_steps` of hf-hybrid's training steps under `torch.profiler` and shows where the
 time goes, by part of the model and by operator (see `scripts/benchmark_profile.py`).
 
@@ -134,6 +138,10 @@ def parse_args(argv=None):
 
     onnx = parser.add_argument_group("onnx mode (also uses --split_seed, --batch_size, --latency_calls, --max_rows)")
     onnx.add_argument("--model", type=Path, default=None, help="folder of a trained hf-hybrid model to export")
+
+    fast = parser.add_argument_group("fast mode (also uses --model, --split_seed, --batch_size, --infer_batches, "
+                                      "--latency_calls, --max_rows)")
+    fast.add_argument("--profile", action="store_true", help="also profile the float32 folded engine")
 
     replay = parser.add_argument_group("notebook mode (also uses --num_train_epochs, --split_seed, --batch_size)")
     replay.add_argument("--notebook_vocabulary", choices=["all_papers", "training_split"], default="all_papers",
@@ -864,6 +872,15 @@ def run_profile(args):
     return 0
 
 
+def run_fast(args):
+    from benchmark_fast import run_fast as compare_engines
+
+    report = compare_engines(args)
+    if args.output_json:
+        args.output_json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
 def run_notebook(args):
     from benchmark_notebook import run_notebook as replay_notebook
 
@@ -875,7 +892,7 @@ def run_notebook(args):
 
 
 MODES = {"perf": run_perf, "accuracy": run_accuracy, "onnx": run_onnx, "profile": run_profile,
-         "notebook": run_notebook}
+         "notebook": run_notebook, "fast": run_fast}
 
 if __name__ == "__main__":
     sys.exit(main())

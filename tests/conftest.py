@@ -100,7 +100,11 @@ def saved_model(make_tiny_config) -> HybridCNNLSTMForSequenceClassification:
     tests comparing a reloaded model with this one notice any state that is not saved or restored.
     """
     torch.manual_seed(0)
-    model = HybridCNNLSTMForSequenceClassification(make_tiny_config())
+    return with_trained_batch_norms(HybridCNNLSTMForSequenceClassification(make_tiny_config())).eval()
+
+
+def with_trained_batch_norms(model):
+    """`model` with non-trivial BatchNorm statistics and affine parameters, as after training (random)."""
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm1d):
@@ -108,7 +112,7 @@ def saved_model(make_tiny_config) -> HybridCNNLSTMForSequenceClassification:
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)
-    return model.eval()
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -164,6 +164,33 @@ def test_onnx_mode_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path
     assert "| onnx_fp32 |" in table and "| onnx_int8 |" in table and "PASS" in table
 
 
+@pytest.mark.timeout(600)
+def test_fast_mode_reports_every_engine_side_by_side_with_parity(tmp_path, saved_model_dir, capsys):
+    from conftest import TINY_LABELS
+    from papers import write_papers_csv
+
+    data = write_papers_csv(tmp_path / "papers.csv", n_per_class=40, labels=tuple(TINY_LABELS.values()))
+    output = tmp_path / "fast.json"
+    assert benchmark.main(["--mode", "fast", "--model", str(saved_model_dir), "--data", str(data), "--batch_size",
+                           "8", "--infer_batches", "2", "--latency_calls", "4", "--latency_warmup", "1", "--profile",
+                           "--workdir", str(tmp_path / "work"), "--output_json", str(output)]) == 0
+
+    report = json.loads(output.read_text())
+    assert report["test_papers"] == 18
+    engines = report["engines"]
+    assert list(engines) == ["notebook", "pytorch", "folded_fp32", "folded_bf16", "onnx_fp32"]
+    for name in ("folded_fp32", "onnx_fp32"):
+        assert engines[name]["max_abs_logit_difference"] < 1e-4 and engines[name]["parity_passed"] is True
+    assert engines["folded_bf16"]["parity_passed"] == (engines["folded_bf16"]["agreement_with_pytorch"] >= 0.999)
+    for entry in engines.values():
+        assert entry["batch_papers_per_s"] > 0 and entry["text_batch_papers_per_s"] > 0
+        assert 0 < entry["latency_p50_ms"] <= entry["latency_p95_ms"] and entry["load_s"] > 0
+        assert entry["peak_rss_mib"] > 0
+    assert set(engines["folded_fp32"]["profile"]) == {"batch of 64", "one paper through the pipeline"}
+    table = capsys.readouterr().out
+    assert "CPU flags:" in table and "| folded_fp32 |" in table and "PASS" in table
+
+
 def test_onnx_mode_needs_a_model():
     with pytest.raises(SystemExit, match="--model"):
         benchmark.main(["--mode", "onnx"])

@@ -68,6 +68,23 @@ def test_predict_one_paper_and_a_file(trained_dir, files, tmp_path, capsys):
     assert sum(line["label"] == label for line, label in zip(lines, truth)) > 18
 
 
+def test_predict_and_evaluate_with_fold_for_inference_give_the_same_results(trained_dir, files, tmp_path, capsys):
+    results = {}
+    for flags in ([], ["--fold_for_inference"], ["--fold_for_inference", "bfloat16"]):
+        output = tmp_path / f"predictions{len(flags)}.jsonl"
+        assert main(["predict", "--model", str(trained_dir), "--input_file", str(files["test"]),
+                     "--output_file", str(output), *flags]) == 0
+        assert main(["evaluate", "--model", str(trained_dir), "--test_file", str(files["test"]), *flags]) == 0
+        results[len(flags)] = ([json.loads(line) for line in output.read_text().splitlines()],
+                               json.loads(capsys.readouterr().out))
+    (plain, plain_metrics), (fast, fast_metrics), (bf16, _) = results[0], results[1], results[2]
+    assert fast_metrics == plain_metrics
+    assert [line["label"] for line in fast] == [line["label"] for line in plain]
+    for fast_line, plain_line in zip(fast, plain):
+        assert fast_line["scores"] == pytest.approx(plain_line["scores"], abs=1e-5)
+    assert sum(b["label"] == p["label"] for b, p in zip(bf16, plain)) >= 29
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [

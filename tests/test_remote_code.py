@@ -50,6 +50,7 @@ FRESH_PROCESS = without_hf_hybrid(
     encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     with torch.no_grad():
         logits = model(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
+        folded_logits = model.fold_for_inference()(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
     classify = pipeline(model=folder, trust_remote_code=True)
     print(json.dumps({
         **hf_hybrid_absence(),
@@ -62,6 +63,9 @@ FRESH_PROCESS = without_hf_hybrid(
         },
         "max_lengths": [tokenizer.max_title_length, tokenizer.max_abstract_length],
         "logits": logits.tolist(),
+        "folded_logits": folded_logits.tolist(),
+        "folded_pipeline_result": pipeline(model=folder, trust_remote_code=True, fold_for_inference=True)(
+            {"title": titles[0], "abstract": abstracts[0]}),
         "encoder_embedding": encoder.embedding.weight.tolist(),
         "pipeline_result": classify({"title": titles[0], "abstract": abstracts[0]}),
     }))
@@ -126,6 +130,14 @@ def test_fresh_process_gives_bitwise_identical_logits(fresh_process, saved_model
     logits = torch.tensor(fresh_process["logits"], dtype=torch.float32)
     torch.testing.assert_close(logits, expected, atol=0, rtol=0)
     torch.testing.assert_close(logits, original, atol=1e-6, rtol=1e-6)
+
+
+def test_fresh_process_folds_the_model_for_inference_with_the_same_results(fresh_process):
+    torch.testing.assert_close(torch.tensor(fresh_process["folded_logits"]), torch.tensor(fresh_process["logits"]),
+                               atol=1e-5, rtol=0)
+    folded, plain = fresh_process["folded_pipeline_result"], fresh_process["pipeline_result"]
+    assert folded["label"] == plain["label"]
+    assert folded["scores"] == pytest.approx(plain["scores"], abs=1e-5)
 
 
 def test_fresh_process_encoder_has_the_saved_embedding(fresh_process, saved_model):

@@ -18,7 +18,9 @@ class ArxivClassificationPipeline(Pipeline):
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
     attended words of each field, with their attention weights. A model with a wide branch
     (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the deep part alone
-    and by the bag of words alone, i.e. how much of the decision each one carries.
+    and by the bag of words alone, i.e. how much of the decision each one carries. `fold_for_inference=True`
+    (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path: the same results, several
+    times faster on CPU.
 
     Example (with a model folder saved by hf-hybrid):
 
@@ -37,9 +39,12 @@ class ArxivClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.tokenizer.check_fits(self.model.config)
 
-    def _sanitize_parameters(self, top_words=None, **kwargs):
+    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, **kwargs):
         if top_words is not None and (not isinstance(top_words, int) or isinstance(top_words, bool) or top_words < 0):
             raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
+        if fold_for_inference:
+            # The model's fast CPU path; True means float32 tables, or name the dtype ("bfloat16").
+            self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
         postprocess = {} if top_words is None else {"top_words": top_words}
         return {}, {}, postprocess
 
