@@ -16,7 +16,8 @@ class ArxivClassificationPipeline(Pipeline):
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
-    attended words of each field, with their attention weights.
+    attended words of each field, with their attention weights and their position in the field (a word
+    index: `top_words` as large as the field's maximum length gives them all, to put back in order).
 
     Example (with a model folder saved by hf-hybrid):
 
@@ -64,4 +65,4 @@ class ArxivClassificationPipeline(Pipeline):
 def _most_attended(words, attention, top_words):
     weights = attention[: len(words)]
     order = torch.argsort(weights, descending=True)[:top_words]
-    return [{"word": words[i], "attention": weights[i].item()} for i in order.tolist()]
+    return [{"word": words[i], "attention": weights[i].item(), "position": i} for i in order.tolist()]
