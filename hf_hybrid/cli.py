@@ -1,4 +1,4 @@
-"""The `hf-hybrid` command: train, finetune, evaluate, predict, push.
+"""The `hf-hybrid` command: train, finetune, evaluate, predict, push, export, demo.
 
 `hf-hybrid train` and `scripts/train.py` share one `HfArgumentParser` over `ModelArguments`,
 `DataArguments` and `TrainingArguments`, so every `TrainingArguments` flag works. Errors are one
@@ -17,7 +17,7 @@ from transformers.utils import logging as transformers_logging
 from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
 from .export import export_onnx
 from .evaluation import evaluation_report, predict_logits
-from .hub import HubError, push_model_folder
+from .hub import HubError, pinned_commit, push_model_folder
 from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from .model import HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
@@ -40,6 +40,7 @@ COMMANDS = {
     "predict": "classify one paper (--title/--abstract) or a file of them (--input_file)",
     "push": "upload a trained model folder to the Hugging Face Hub",
     "export": "write an ONNX model (optionally int8-quantized) that ONNX Runtime runs",
+    "demo": "open a model in a Gradio web page, or write a Hub Space for it (--write_space)",
 }
 
 
@@ -170,6 +171,29 @@ def run_export(argv: list[str]) -> None:
     print(export_onnx(model, tokenizer, output_dir, quantize=args.quantize))
 
 
+def run_demo(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid demo", description=COMMANDS["demo"])
+    parser.add_argument("--model", required=True, help="a model folder or Hub repo id (a repo id for --write_space)")
+    parser.add_argument("--revision", help="branch, tag or commit of the Hub repo (a Space pins it to its commit)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    parser.add_argument("--write_space", metavar="DIR", help="write a Hub Space for the pushed model here instead")
+    args = parser.parse_args(argv)
+    from . import demo  # Gradio is an optional extra: only this command needs it
+
+    demo.require_gradio()
+    if args.write_space:
+        if Path(args.model).exists():
+            raise DataError(f"{args.model} is a local folder: a Space loads the model from the Hub, give its repo id")
+        commit = pinned_commit(args.model, args.revision)
+        labels = HybridCNNLSTMConfig.from_pretrained(args.model, revision=commit).id2label.values()
+        print(demo.write_space(args.write_space, args.model, commit, list(labels)))
+        return
+    tokenizer, model = load_trained(args.model, args.revision)
+    page = demo.build_demo(ArxivClassificationPipeline(model=model, tokenizer=tokenizer))
+    page.launch(server_name=args.host, server_port=args.port)
+
+
 RUNNERS = {
     "train": run_train,
     "finetune": run_finetune,
@@ -177,6 +201,7 @@ RUNNERS = {
     "predict": run_predict,
     "push": run_push,
     "export": run_export,
+    "demo": run_demo,
 }
 
 

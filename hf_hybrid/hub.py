@@ -102,6 +102,15 @@ def push_model_folder(
     return commit.commit_url
 
 
+def pinned_commit(repo_id: str, revision: str | None = None, token: str | None = None) -> str:
+    """The commit sha that `revision` (a branch, tag or commit; default: main) of the model `repo_id` is at."""
+    _validate(repo_id)
+    try:
+        return HfApi(token=token).model_info(repo_id, revision=revision).sha
+    except Exception as error:  # not found, refused or unreachable: the message says which
+        raise HubError(f"cannot find {repo_id}{f' at {revision}' if revision else ''} on the Hub: {_first_line(error)}") from error
+
+
 def pushed_files(folder: str | Path) -> list[str]:
     """The names of the files of `folder` that `push_model_folder` uploads: those named in `PUSHED_FILES`
     that are files of the folder itself (a link is followed only to a file of the same folder)."""

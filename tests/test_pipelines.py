@@ -108,6 +108,22 @@ def test_most_attended_words_are_the_inputs_sorted_by_the_models_attention(
     assert result["fusion_weights"]["title"] == pytest.approx(fusion[0, 0].item(), abs=1e-6)
 
 
+def test_each_attended_word_gives_its_position_in_the_field(arxiv_classifier, saved_model, tiny_tokenizer):
+    paper = {"title": "deep networks deep networks", "abstract": "attention attention language models attention"}
+    result = arxiv_classifier(paper, top_words=100)
+    inputs = tiny_tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
+    with torch.no_grad():
+        title_attention, abstract_attention, _ = saved_model(**inputs, output_attentions=True).attentions
+
+    for field, attention in (("title", title_attention[0]), ("abstract", abstract_attention[0])):
+        words = tiny_tokenizer.split_words(paper[field], field)
+        listed = result[f"{field}_words"]
+        assert sorted(item["position"] for item in listed) == list(range(len(words)))
+        for item in listed:  # repeated words too: each position has its own weight
+            assert item["word"] == words[item["position"]]
+            assert item["attention"] == pytest.approx(attention[item["position"]].item(), abs=1e-6)
+
+
 def test_top_words_limits_the_words_of_each_field(arxiv_classifier):
     default = arxiv_classifier(PAPERS[0])
     assert len(default["title_words"]) == 5 and len(default["abstract_words"]) == 5

@@ -16,11 +16,12 @@ class ArxivClassificationPipeline(Pipeline):
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
-    attended words of each field, with their attention weights. A model with a wide branch
-    (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the deep part alone
-    and by the bag of words alone, i.e. how much of the decision each one carries. `fold_for_inference=True`
-    (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path: the same results, several
-    times faster on CPU.
+    attended words of each field, with their attention weights and their position in the field (a word
+    index: `top_words` as large as the field's maximum length gives them all, to put back in order). A model
+    with a wide branch (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the
+    deep part alone and by the bag of words alone, i.e. how much of the decision each one carries.
+    `fold_for_inference=True` (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path:
+    the same results, several times faster on CPU.
 
     Example (with a model folder saved by hf-hybrid):
 
@@ -85,4 +86,4 @@ class ArxivClassificationPipeline(Pipeline):
 def _most_attended(words, attention, top_words):
     weights = attention[: len(words)]
     order = torch.argsort(weights, descending=True)[:top_words]
-    return [{"word": words[i], "attention": weights[i].item()} for i in order.tolist()]
+    return [{"word": words[i], "attention": weights[i].item(), "position": i} for i in order.tolist()]
