@@ -28,6 +28,13 @@ def probabilities(model, tokenizer, paper):
         return model(**inputs).logits[0].softmax(dim=-1)
 
 
+def attentions(model, tokenizer, paper):
+    """(title attention, abstract attention, fusion weights) of the model for one paper, without any pipeline."""
+    inputs = tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
+    with torch.no_grad():
+        return model(**inputs, output_attentions=True).attentions
+
+
 # --- text-classification (stock pipeline) ---
 
 
@@ -93,9 +100,7 @@ def test_most_attended_words_are_the_inputs_sorted_by_the_models_attention(
 ):
     paper = PAPERS[1]  # "zebra" is not in the vocabulary
     result = arxiv_classifier(paper, top_words=100)
-    inputs = tiny_tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
-    with torch.no_grad():
-        title_attention, abstract_attention, fusion = saved_model(**inputs, output_attentions=True).attentions
+    title_attention, abstract_attention, fusion = attentions(saved_model, tiny_tokenizer, paper)
 
     for field, attention in (("title", title_attention[0]), ("abstract", abstract_attention[0])):
         words = tiny_tokenizer.split_words(paper[field], field)
@@ -111,9 +116,7 @@ def test_most_attended_words_are_the_inputs_sorted_by_the_models_attention(
 def test_each_attended_word_gives_its_position_in_the_field(arxiv_classifier, saved_model, tiny_tokenizer):
     paper = {"title": "deep networks deep networks", "abstract": "attention attention language models attention"}
     result = arxiv_classifier(paper, top_words=100)
-    inputs = tiny_tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
-    with torch.no_grad():
-        title_attention, abstract_attention, _ = saved_model(**inputs, output_attentions=True).attentions
+    title_attention, abstract_attention, _ = attentions(saved_model, tiny_tokenizer, paper)
 
     for field, attention in (("title", title_attention[0]), ("abstract", abstract_attention[0])):
         words = tiny_tokenizer.split_words(paper[field], field)
