@@ -835,7 +835,8 @@ def worker_train_hf(spec, sampling="random"):
         model=model, args=training_args, train_dataset=dataset, processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[timer],
-        optimizer_cls_and_kwargs=adam_with_l2(learning_rate=1e-3, weight_decay=1e-4),  # as hf-hybrid's training
+        # the notebook's optimizer, as --recipe notebook trains: the same arithmetic on both sides
+        optimizer_cls_and_kwargs=adam_with_l2(learning_rate=1e-3, weight_decay=1e-4),
     )
     trainer.train()
     durations = step_durations(timer.times, spec["warmup_steps"])
