@@ -93,6 +93,21 @@ class HybridTrainer(Trainer):
             return adam_with_l2(args.learning_rate, args.weight_decay)
         return Trainer.get_optimizer_cls_and_kwargs(args, model)
 
+    def create_optimizer(self, model=None):
+        """The `Trainer`'s optimizer, with the wide branch's weights in groups of their own at
+        `--wide_learning_rate` (the scheduler then scales every group alike)."""
+        optimizer = super().create_optimizer(model)
+        wide = getattr(self.model, "wide", None)
+        if wide is None or self.args.wide_learning_rate is None:
+            return optimizer
+        wide_parameters = set(wide.parameters())
+        for group in list(optimizer.param_groups):
+            own = [p for p in group["params"] if p in wide_parameters]
+            if own:
+                group["params"] = [p for p in group["params"] if p not in wide_parameters]
+                optimizer.add_param_group({**group, "params": own, "lr": self.args.wide_learning_rate})
+        return optimizer
+
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """The notebook's Adam decays every parameter (as L2). hf-hybrid's AdamW spares the embedding, the biases
         and the norms: decay would pull the vector of a word that a batch lacks towards zero at every step, so a

@@ -221,6 +221,11 @@ class HybridTrainingArguments(TrainingArguments):
         default=0,
         metadata={"help": "Epochs during which the word embedding keeps the vectors it started from (0: none)."},
     )
+    wide_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Peak learning rate of the wide branch (default: --learning_rate). Its weights start at "
+                  "zero and most of its features are rare, so it needs a larger one than the deep part."},
+    )
     report_to: None | str | list[str] = "none"
 
     RANGES = {
@@ -241,6 +246,7 @@ class HybridTrainingArguments(TrainingArguments):
         "save_steps": POSITIVE,
         "warmup_steps": NOT_NEGATIVE,
         "freeze_embedding_epochs": NOT_NEGATIVE,
+        "wide_learning_rate": POSITIVE,
     }
 
     def __post_init__(self):

@@ -214,6 +214,7 @@ BAD_TRAINING_OPTIONS = [
     (["--freeze_embedding_epochs", "-1"], "--freeze_embedding_epochs must be 0 or more"),
     (["--label_smoothing", "1"], "--label_smoothing must be at least 0 and below 1"),
     (["--wide_branch", "true", "--wide_bigram_buckets", "0"], "--wide_bigram_buckets must be greater than 0"),
+    (["--wide_branch", "true", "--wide_learning_rate", "0"], "--wide_learning_rate must be greater than 0"),
     (["--split_seed", "-1"], "--split_seed must be 0 or more"),
     (["--vocab_size", "2"], "--vocab_size must be at least 3"),
     (["--min_frequency", "0"], "--min_frequency must be 1 or more"),

@@ -15,6 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_hybrid.trainer as trainer_module
 from hf_hybrid.data import DataError, load_papers
+from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.trainer import HybridTrainer, resolve_class_weights, train_model
 from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments, parse_training_arguments
 
@@ -198,6 +199,24 @@ def test_default_recipe_decays_weights_but_not_the_embedding_biases_or_norms(tin
     assert "hybrid.abstract_encoder.convs.0.weight" in decay.keys() - spared
     assert "hybrid.title_encoder.lstm.forward_layers.0.weight_ih_l0" in decay.keys() - spared
     assert {decay[name] for name in decay.keys() - spared} == {0.01}
+
+
+def test_the_wide_branch_trains_at_its_own_learning_rate_on_the_same_schedule(make_tiny_config, tmp_path):
+    model = HybridCNNLSTMForSequenceClassification(make_tiny_config(wide_branch=True, wide_bigram_buckets=64))
+    args = HybridTrainingArguments(output_dir=str(tmp_path), wide_learning_rate=0.02)
+    trainer = HybridTrainer(model=model, args=args, eval_dataset=[])
+    trainer.create_optimizer_and_scheduler(num_training_steps=100)
+    rates = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert len(rates) == len(list(model.parameters()))  # every parameter in exactly one group
+    assert rates[id(model.wide.weight)] == 0.0 and rates[id(model.hybrid.embedding.weight)] == 0.0  # warm-up
+    for _ in range(50):
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    rates = {id(p): group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert rates[id(model.wide.weight)] == pytest.approx(0.02 * 50 / 95)
+    assert rates[id(model.hybrid.embedding.weight)] == pytest.approx(1e-3 * 50 / 95)
+    _, decay = optimizer_groups(model, args)
+    assert decay["wide.weight"] == 0.01
 
 
 def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(tiny_model, tmp_path):
