@@ -88,7 +88,8 @@ class ModelArguments:
     label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the model's own loss."})
     wide_branch: bool = field(
         default=False,
-        metadata={"help": "Add a linear branch over TF-IDF-weighted words and hashed word pairs (logits summed)."},
+        metadata={"help": "Add a linear classifier over TF-IDF-weighted words and hashed word pairs, trained beside the "
+                         "deep one on its own loss; the model predicts with the product of their probabilities."},
     )
     wide_bigram_buckets: int = field(default=1_048_576, metadata={"help": "Hash buckets of the wide branch's pairs."})
     init_embeddings: str = field(

@@ -398,10 +398,24 @@ def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weight
     weights = torch.stack([model.wide.idf[f] for f in features])
     weights = weights / weights.norm()
     expected = sum(w * model.wide.weight[f] for w, f in zip(weights, features))
-    torch.testing.assert_close(output.wide_logits[0], expected)
-    model.wide = None
-    deep = model(title_input_ids=torch.tensor([title]), abstract_input_ids=torch.tensor([abstract])).logits
-    torch.testing.assert_close(output.logits, deep + output.wide_logits)
+    torch.testing.assert_close(output.wide_logits[0], expected.log_softmax(-1))
+
+
+def test_a_wide_model_predicts_with_both_branches_and_trains_each_on_its_own_loss(make_tiny_config):
+    model = wide_model(make_tiny_config, class_weights=[2.0, 1.0, 0.5], label_smoothing=0.1)
+    inputs = {"title_input_ids": torch.tensor([[5, 6, 5], [9, 4, 3]]), "abstract_input_ids": torch.tensor([[7, 8], [2, 2]])}
+    labels = torch.tensor([1, 2])
+    output = model(**inputs, labels=labels)
+    wide, model.wide = model.wide, None
+    deep = model(**inputs, labels=labels)
+    # the product of the two branches' probabilities, as log-probabilities up to a constant per paper
+    torch.testing.assert_close(output.logits, deep.logits.log_softmax(-1) + output.wide_logits)
+    weight = torch.tensor([2.0, 1.0, 0.5])
+    wide_loss = torch.nn.functional.cross_entropy(output.wide_logits, labels, weight=weight, label_smoothing=0.1)
+    torch.testing.assert_close(output.loss, deep.loss + wide_loss)
+    model.wide = wide
+    output.loss.backward()
+    assert model.wide.weight.grad.abs().sum() > 0 and model.classifier[-1].weight.grad.abs().sum() > 0
 
 
 def test_wide_logits_of_a_paper_do_not_depend_on_its_batch_or_on_empty_fields(make_tiny_config):

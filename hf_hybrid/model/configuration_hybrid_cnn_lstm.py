@@ -35,7 +35,8 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         class_weights: optional cross-entropy weight per label, in label-id order.
         label_smoothing: share of each label's target spread over all labels in the loss (0: none).
         wide_branch: add a "wide" linear classifier over the paper's words and hashed word pairs, weighted by
-            their inverse document frequency in the training split (as TF-IDF), whose logits add to the head's.
+            their inverse document frequency in the training split (as TF-IDF). Each branch learns on its own loss;
+            the model predicts with the product of their probabilities.
             Off by default: the notebook's model has none.
         wide_bigram_buckets: hash buckets of the wide branch's word pairs.
 

@@ -48,7 +48,8 @@ class HybridCNNLSTMSequenceClassifierOutput(SequenceClassifierOutput):
 
     Args:
         wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
-            the wide branch's share of `logits` (with `config.wide_branch`).
+            the wide branch's log-probabilities (with `config.wide_branch`); `logits` is then the deep
+            part's log-probabilities plus these.
     """
 
     wide_logits: torch.FloatTensor | None = None
@@ -460,8 +461,9 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
 
     With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` and smoothed by
     `config.label_smoothing`. With `output_attentions=True`, `attentions` is `(title_attention,
-    abstract_attention, fusion_weights)`. With `config.wide_branch`, the logits are the head's plus those of the
-    bag of words and word pairs (`wide_logits`).
+    abstract_attention, fusion_weights)`. With `config.wide_branch`, the model is two classifiers that predict
+    together: `logits` is the head's log-probabilities plus those of the bag of words and word pairs
+    (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two losses.
 
     Example:
 
@@ -490,6 +492,14 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         self.classifier = nn.Sequential(*layers)
         self.wide = BagOfNgrams(config) if config.wide_branch else None
         self.post_init()
+
+    def _loss(self, logits, labels):
+        weight = None
+        if self.config.class_weights is not None:
+            weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
+        return nn.functional.cross_entropy(
+            logits, labels.view(-1), weight=weight, label_smoothing=self.config.label_smoothing
+        )
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
         """Folds the encoder for fast CPU inference and returns the model: see
@@ -525,17 +535,18 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
             wide_logits = self.wide(
                 title_input_ids, _mask_or_default(title_input_ids, title_attention_mask, pad),
                 abstract_input_ids, _mask_or_default(abstract_input_ids, abstract_attention_mask, pad),
-            )
-            logits = logits + wide_logits
+            ).log_softmax(dim=-1)
 
         loss = None
         if labels is not None:
-            weight = None
-            if self.config.class_weights is not None:
-                weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-            loss = nn.functional.cross_entropy(
-                logits, labels.view(-1), weight=weight, label_smoothing=self.config.label_smoothing
-            )
+            loss = self._loss(logits, labels)
+            if wide_logits is not None:
+                # Each branch learns on its own loss. Trained on their sum instead, the wide branch fits the
+                # training papers first and leaves the deep one less to learn from.
+                loss = loss + self._loss(wide_logits, labels)
+        if wide_logits is not None:
+            # The two classifiers predict together: the product of their probabilities.
+            logits = logits.log_softmax(dim=-1) + wide_logits
 
         if output_attentions is None:
             output_attentions = self.config.output_attentions

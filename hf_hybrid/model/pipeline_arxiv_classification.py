@@ -19,7 +19,7 @@ class ArxivClassificationPipeline(Pipeline):
     attended words of each field, with their attention weights and their position in the field (a word
     index: `top_words` as large as the field's maximum length gives them all, to put back in order). A model
     with a wide branch (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the
-    deep part alone and by the bag of words alone, i.e. how much of the decision each one carries.
+    deep part alone and by the bag of words alone (the model predicts with the product of the two).
     `fold_for_inference=True` (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path:
     the same results, several times faster on CPU.
 
