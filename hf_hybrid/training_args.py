@@ -5,10 +5,19 @@
 recipe, and `--recipe notebook` swaps in the research notebook's (see `RECIPES`).
 """
 
+import dataclasses
 import math
+import re
+import typing
 from dataclasses import dataclass, field
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
+
+from .model import HybridCNNLSTMConfig
+
+# Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
+MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
 
 DEFAULT_RECIPE = "default"
 NOTEBOOK_RECIPE = "notebook"
@@ -68,29 +77,55 @@ def check_class_weights(spec: list[str]) -> None:
             )
 
 
-@dataclass
-class ModelArguments:
-    """The architecture and the vocabulary of a new model (ignored when fine-tuning, which keeps both)."""
+# Hyperparameters of the config that are not flags: the tokenizer's padding id, and the class weights, which the
+# `--class_weights` flag of `ModelArguments` gives by label name.
+NOT_FLAGS = ("pad_token_id", "class_weights")
 
-    vocab_size: int = field(default=50000, metadata={"help": "Most frequent training words kept, <PAD>/<UNK> included."})
+
+def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    """One `make_dataclass` field per hyperparameter of `HybridCNNLSTMConfig` (but `NOT_FLAGS`), with the config's
+    default and the line of its docstring as help."""
+    helps = documented_arguments(HybridCNNLSTMConfig.__doc__)
+    fields = []
+    for name in MODEL_HYPERPARAMETERS:
+        if name in NOT_FLAGS:
+            continue
+        default, annotation = getattr(HybridCNNLSTMConfig, name), HybridCNNLSTMConfig.__annotations__[name]
+        # A sequence the config takes as a list or a tuple is a list of values on the command line.
+        annotation = next((arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is list), annotation)
+        value = (dataclasses.field(default_factory=lambda default=default: list(default))
+                 if isinstance(default, (list, tuple)) else dataclasses.field(default=default))
+        value.metadata = {"help": helps[name][0].upper() + helps[name][1:]}
+        fields.append((name, annotation, value))
+    return fields
+
+
+def documented_arguments(docstring: str) -> dict[str, str]:
+    """{name: help} from the `Args:` section of a docstring (`name: text`, or `a / b: text` for both)."""
+    helps, names = {}, []
+    section = docstring.split("Args:\n", 1)[1].split("\n\n", 1)[0]
+    for line in section.splitlines():
+        entry = re.match(r"\s{8}(\w+(?: / \w+)*): (.*)", line)
+        if entry:
+            names = entry[1].split(" / ")
+            helps.update(dict.fromkeys(names, entry[2]))
+        else:
+            helps.update({name: f"{helps[name]} {line.strip()}" for name in names})
+    return helps
+
+
+# The config's hyperparameters as dataclass fields: `ModelArguments` inherits them, flags and defaults included.
+ConfigArguments = dataclasses.make_dataclass("ConfigArguments", _config_fields())
+
+
+@dataclass
+class ModelArguments(ConfigArguments):
+    """The architecture and the vocabulary of a new model (ignored when fine-tuning, which keeps both): every
+    hyperparameter of `HybridCNNLSTMConfig` as a flag with the config's default, plus how the vocabulary, the
+    embedding and the class weights are made from the training split (`--vocab_size` is the largest vocabulary
+    kept; the model's is the one learned)."""
+
     min_frequency: int = field(default=2, metadata={"help": "Words seen fewer times in training become <UNK>."})
-    embed_dim: int = field(default=300, metadata={"help": "Size of the word embedding shared by both branches."})
-    num_filters: int = field(default=256, metadata={"help": "Channels of each abstract convolution."})
-    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5], metadata={"help": "Convolution widths."})
-    lstm_hidden: int = field(default=256, metadata={"help": "Hidden size of each direction of the title BiLSTM."})
-    lstm_layers: int = field(default=2, metadata={"help": "Stacked BiLSTM layers."})
-    dropout: float = field(default=0.5, metadata={"help": "Dropout between LSTM layers and in the head."})
-    embedding_dropout: float = field(default=0.25, metadata={"help": "Dropout on word embeddings."})
-    output_dropout: float = field(default=0.4, metadata={"help": "Dropout before the output layer."})
-    classifier_hidden_sizes: list[int] = field(default_factory=lambda: [512, 256], metadata={"help": "Head widths."})
-    max_title_length: int = field(default=30, metadata={"help": "Title words kept."})
-    max_abstract_length: int = field(default=200, metadata={"help": "Abstract words kept."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the model's own loss."})
-    wide_branch: bool = field(
-        default=False,
-        metadata={"help": "Add a linear branch over TF-IDF-weighted words and hashed word pairs (logits summed)."},
-    )
-    wide_bigram_buckets: int = field(default=1_048_576, metadata={"help": "Hash buckets of the wide branch's pairs."})
     init_embeddings: str = field(
         default="word2vec",
         metadata={
@@ -127,6 +162,11 @@ class ModelArguments:
     def __post_init__(self):
         check_ranges(self, self.RANGES)
         check_class_weights(self.class_weights)
+
+    def config_values(self) -> dict:
+        """The hyperparameters of the config given by these arguments (but `vocab_size`: the model's is the
+        size of the vocabulary learned)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ConfigArguments) if f.name != "vocab_size"}
 
 
 @dataclass
@@ -227,6 +267,10 @@ class HybridTrainingArguments(TrainingArguments):
                   "zero and most of its features are rare, so it needs a larger one than the deep part."},
     )
     report_to: None | str | list[str] = "none"
+    # Pinned memory only speeds up copies to a GPU; without one, PyTorch warns on every data loader.
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pin the data loaders' memory (default: with CUDA)."}
+    )
 
     RANGES = {
         "per_device_train_batch_size": AT_LEAST_ONE,
