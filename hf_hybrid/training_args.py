@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from .errors import UserError
 from .model import HybridCNNLSTMConfig
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
@@ -51,13 +52,13 @@ SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
 
 
 def check_ranges(arguments, ranges: dict) -> None:
-    """Raises `ValueError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
+    """Raises `UserError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
     for name, (test, meaning) in ranges.items():
         value = getattr(arguments, name)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value) or not test(value):
-            raise ValueError(f"--{name} must be {meaning}, got {value!r}")
+            raise UserError(f"--{name} must be {meaning}, got {value!r}")
 
 
 def check_class_weights(spec: list[str]) -> None:
@@ -72,7 +73,7 @@ def check_class_weights(spec: list[str]) -> None:
         except ValueError:
             weight = math.nan
         if not separator or not name or not math.isfinite(weight) or weight < 0:
-            raise ValueError(
+            raise UserError(
                 f"--class_weights {item!r}: expected 'balanced', 'none', or LABEL=WEIGHT with a weight of 0 or more"
             )
 
@@ -197,7 +198,7 @@ class DataArguments:
         check_ranges(self, self.RANGES)
         held_out = (self.validation_file is None) * self.validation_size + (self.test_file is None) * self.test_size
         if held_out >= 1:
-            raise ValueError(
+            raise UserError(
                 f"--validation_size {self.validation_size} and --test_size {self.test_size} leave no training papers"
             )
 
@@ -297,9 +298,9 @@ class HybridTrainingArguments(TrainingArguments):
         super().__post_init__()
         check_ranges(self, self.RANGES)
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
+            raise UserError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
         if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
-            raise ValueError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
+            raise UserError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
         if self.lr_scheduler_type == "reduce_lr_on_plateau":
             self._check_plateau_kwargs()
 
@@ -310,9 +311,9 @@ class HybridTrainingArguments(TrainingArguments):
         kwargs.setdefault("mode", "max" if self.greater_is_better is not False else "min")
         factor, patience = kwargs.get("factor", 0.1), kwargs.get("patience", 10)
         if not isinstance(factor, (int, float)) or not 0 < factor < 1:
-            raise ValueError(f"--lr_scheduler_kwargs: the plateau factor must be between 0 and 1, got {factor!r}")
+            raise UserError(f"--lr_scheduler_kwargs: the plateau factor must be between 0 and 1, got {factor!r}")
         if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
+            raise UserError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
         self.lr_scheduler_kwargs = kwargs
 
 
@@ -321,4 +322,9 @@ def parse_training_arguments(dataclass_types, argv: list[str], prog: str) -> tup
     parser = HfArgumentParser(dataclass_types, prog=prog)
     known, _ = parser.parse_known_args(argv)
     parser.set_defaults(**{name: value for name, value in RECIPES[known.recipe].items() if hasattr(known, name)})
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except UserError:
+        raise
+    except ValueError as error:  # `TrainingArguments`' own checks of what the flags ask for
+        raise UserError(str(error)) from error
