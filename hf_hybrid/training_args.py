@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
+from .model.tokenization_hybrid_cnn_lstm import MIN_FREQUENCY
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
 MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
@@ -126,7 +127,9 @@ class ModelArguments(ConfigArguments):
     embedding and the class weights are made from the training split (`--vocab_size` is the largest vocabulary
     kept; the model's is the one learned)."""
 
-    min_frequency: int = field(default=2, metadata={"help": "Words seen fewer times in training become <UNK>."})
+    min_frequency: int = field(
+        default=MIN_FREQUENCY, metadata={"help": "Words seen fewer times in training become <UNK>."}
+    )
     init_embeddings: str = field(
         default="word2vec",
         metadata={

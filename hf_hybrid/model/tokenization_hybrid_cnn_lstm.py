@@ -6,7 +6,8 @@ outside ``[a-z0-9]``, whitespace and ``-`` replaced by a space, then split on wh
 maximum length, into exactly the tensors the model's ``forward`` takes.
 
 This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
-``transformers`` (and the ``tokenizers`` library that ``transformers`` itself depends on).
+``transformers`` (and the ``tokenizers`` library that ``transformers`` itself depends on) and its sibling
+configuration file, whose defaults it shares.
 """
 
 from collections.abc import Iterable
@@ -16,11 +17,15 @@ from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 from transformers import BatchEncoding, TokenizersBackend
 
+from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
+
 PAD_TOKEN = "<PAD>"
 UNK_TOKEN = "<UNK>"
 FIELDS = ("title", "abstract")
 # After lower-casing, every character that is not part of a word becomes a space.
 NON_WORD_CHARACTER = r"[^a-z0-9\s\-]"
+# Words seen fewer times than this in the training texts become <UNK>, unless `train_from_iterator` is told otherwise.
+MIN_FREQUENCY = 2
 
 
 def build_word_tokenizer(vocab: dict[str, int], unk_token: str = UNK_TOKEN) -> Tokenizer:
@@ -70,8 +75,8 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         vocab: dict[str, int] | None = None,
         unk_token: str = UNK_TOKEN,
         pad_token: str = PAD_TOKEN,
-        max_title_length: int = 30,
-        max_abstract_length: int = 200,
+        max_title_length: int = HybridCNNLSTMConfig.max_title_length,
+        max_abstract_length: int = HybridCNNLSTMConfig.max_abstract_length,
         **kwargs,
     ):
         for name, value in (("max_title_length", max_title_length), ("max_abstract_length", max_abstract_length)):
@@ -97,8 +102,8 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
     def train_from_iterator(
         cls,
         texts: Iterable[str],
-        vocab_size: int = 50000,
-        min_frequency: int = 2,
+        vocab_size: int = HybridCNNLSTMConfig.vocab_size,
+        min_frequency: int = MIN_FREQUENCY,
         show_progress: bool = False,
         **kwargs,
     ) -> "HybridCNNLSTMTokenizer":
