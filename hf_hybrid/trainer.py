@@ -295,9 +295,9 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
             tokenized = tokenize_papers(splits, tokenizer)
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        report, text = test_and_report(trainer, tokenized["test"])
         if not trainer.is_world_process_zero():
             return {}
-        report, text = test_and_report(trainer, tokenized["test"])
         facts = {
             "best_validation_accuracy": trainer.state.best_metric,
             "epochs_trained": trainer.state.epoch,
@@ -350,11 +350,13 @@ def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> 
 
 
 def test_and_report(trainer, test) -> tuple[dict, str]:
-    """Predicts the test split with the trained (best) model and prints its metrics; returns the full report and
-    scikit-learn's text report."""
+    """Predicts the test split with the trained (best) model, on every process (each predicts its share), and
+    prints its metrics; returns the full report and scikit-learn's text report (on the main process)."""
     config = trainer.model.config
     label_names = [config.id2label[i] for i in range(config.num_labels)]
     prediction = trainer.predict(test, metric_key_prefix="test")
+    if not trainer.is_world_process_zero():
+        return {}, ""
     trainer.save_metrics("test", prediction.metrics)
     report = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
     print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
