@@ -12,6 +12,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 
+from .errors import UserError
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ LABEL_COLUMN = "labels"
 NEAR_EMPTY_WORDS = 5
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The papers cannot be used as given; the message says why in one line."""
 
 

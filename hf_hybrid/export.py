@@ -39,10 +39,16 @@ class _LogitsOnly(torch.nn.Module):
 
 
 def _forget_cached_lstm_kernels():
-    """With dynamic shapes, `torch.onnx.export` swaps in a loop-based LSTM kernel for the duration of the
-    export, but the operator's dispatch cache keeps the kernel its first export resolved: from the second
-    export in a process on, the LSTM is traced step by step and the title length is frozen (torch 2.13).
-    Emptying that cache makes every export resolve the kernel afresh."""
+    """Makes this export resolve the LSTM's kernel afresh, so that its title length stays dynamic.
+
+    With dynamic shapes, `torch.onnx.export` installs a while-loop LSTM kernel for the capture
+    (`torch.export._patches._register_rnn_while_loop_decomposition`, torch 2.13) by writing the operator's
+    `py_kernels` directly, not through `OpOverload.py_impl`, which is what empties the operator's
+    `_dispatch_cache`. The kernel cached by the first export in a process therefore stays: from the second export
+    on, the LSTM is traced step by step and the title length of the example is frozen into the graph
+    (`test_a_second_export_in_the_same_process_keeps_the_lengths_dynamic` fails without this). No upstream issue
+    names this cache; https://github.com/pytorch/pytorch/issues/191855 is the same patch freezing the length on
+    a first export (fixed by pytorch/pytorch#193192). Remove this once torch clears the cache itself."""
     for overload in (torch.ops.aten.lstm.input, torch.ops.aten.lstm.data):
         cache = getattr(overload, "_dispatch_cache", None)
         if cache is not None:

@@ -13,7 +13,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
-from .model_card import CARD_PLACEHOLDER
+from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ PUSHED_FILES = [
     "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
     "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
+    "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
     "training_history.png", "confusion_matrix.png", "attention.png",
     "model.onnx", "model_int8.onnx",
 ]
@@ -69,9 +70,9 @@ def push_model_folder(
 ) -> str:
     """Uploads a trained model folder to `repo_id` (created if needed), on branch `revision` if given.
 
-    Only the files hf-hybrid writes go up (`PUSHED_FILES`); the log lists what else the folder holds. A card
-    written without a repo id gets `repo_id` in its usage examples, in the pushed copy only. Returns the
-    URL of the commit. The folder is never modified, so a failed push can simply be run again.
+    Only the files hf-hybrid writes go up (`PUSHED_FILES`); the log lists what else the folder holds. The card
+    goes up as it is when it was written for `repo_id`; for any other repo, the push sends a card written whole
+    for that repo from the folder's facts (`ModelCardFacts`). Returns the URL of the commit. The folder is never modified, so a failed push can simply be run again.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
@@ -133,12 +134,13 @@ def _operations(folder: Path, repo_id: str) -> list[CommitOperationAdd]:
     if left_out:
         logger.info("not pushed (not written by hf-hybrid, or a link out of the folder): %s", ", ".join(left_out))
     operations = []
-    for path in pushed_files(folder):
+    pushed = pushed_files(folder)
+    for path in pushed:
         content = folder / path
-        if path == "README.md":
-            card = content.read_text(encoding="utf-8")
-            if CARD_PLACEHOLDER in card:
-                content = card.replace(CARD_PLACEHOLDER, repo_id).encode("utf-8")
+        if path == CARD_FILE and {EVAL_RESULTS_FILE, TRAINING_ARGS_FILE} <= set(pushed):
+            facts = ModelCardFacts.from_folder(folder)
+            if facts.repo_id != repo_id:
+                content = str(build_model_card(facts, repo_id)).encode("utf-8")
         operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=content))
     return operations
 

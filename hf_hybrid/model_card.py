@@ -1,27 +1,64 @@
 """The model card (`README.md`) of a trained model folder, with `model-index` metrics the Hub can read.
 
-The template is the project's top-level `model_card.md`.
+Every fact of a card is in one `ModelCardFacts`, read back from the files a training run saves (the config,
+`eval_results.json`, `training_args.json`), so a card written at the end of training and one written for a push
+to another repo say the same things. The template is the project's top-level `model_card.md`.
 """
 
+import dataclasses
+import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluation import metrics_table
+from .model import HybridCNNLSTMConfig
 from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+from .training_args import MODEL_HYPERPARAMETERS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
-# The repo id in the usage examples of a card written before the model has one; a push fills it in.
+CARD_FILE = "README.md"
+EVAL_RESULTS_FILE = "eval_results.json"
+TRAINING_ARGS_FILE = "training_args.json"
+# The repo id in the usage examples of a card written before the model has one.
 CARD_PLACEHOLDER = "path/to/this/folder"
-CARD_HYPERPARAMETERS = (
-    "embed_dim", "num_filters", "kernel_sizes", "lstm_hidden", "lstm_layers", "dropout", "embedding_dropout",
-    "output_dropout", "classifier_hidden_sizes", "max_title_length", "max_abstract_length", "vocab_size",
-)
+# The model's hyperparameters in the card's table: all of the config's but those the card shows otherwise.
+CARD_HYPERPARAMETERS = tuple(name for name in MODEL_HYPERPARAMETERS if name not in ("pad_token_id", "class_weights"))
 TRAINING_HYPERPARAMETERS = (
-    "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "weight_decay",
-    "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "early_stopping_patience",
-    "freeze_embedding_epochs", "seed",
+    "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "wide_learning_rate",
+    "weight_decay", "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
+    "early_stopping_patience", "freeze_embedding_epochs", "seed",
 )
+
+
+@dataclasses.dataclass
+class ModelCardFacts:
+    """What a card says about a trained model: its config, what it was trained on and how, and what it scored.
+
+    `eval_results` is the content of the folder's `eval_results.json` (the test report, the best validation
+    accuracy, where the embedding started, the data and the base model), `training_settings` that of
+    `training_args.json`.
+    """
+
+    config: HybridCNNLSTMConfig
+    eval_results: dict
+    training_settings: dict
+    plots: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> "ModelCardFacts":
+        folder = Path(folder)
+        return cls(
+            config=HybridCNNLSTMConfig.from_pretrained(folder),
+            eval_results=json.loads((folder / EVAL_RESULTS_FILE).read_text()),
+            training_settings=json.loads((folder / TRAINING_ARGS_FILE).read_text()),
+            plots=[name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT) if (folder / name).exists()],
+        )
+
+    @property
+    def repo_id(self) -> str | None:
+        """The repo the model was trained for (`--hub_model_id`), if any."""
+        return self.training_settings.get("hub_model_id")
 
 
 def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str = "test") -> list[EvalResult]:
@@ -38,19 +75,13 @@ def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str 
     ]
 
 
-def build_model_card(
-    config,
-    report: dict,
-    training_settings: dict,
-    dataset_name: str,
-    dataset_type: str,
-    repo_id: str | None = None,
-    best_validation_accuracy: float | None = None,
-    base_model: str | None = None,
-    folder: Path | None = None,
-    embedding_start: dict | None = None,
-) -> ModelCard:
-    """Fills the template from the model's config, its test report and the training settings."""
+def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> ModelCard:
+    """The whole card, rendered from `facts` and the template, with `repo_id` (default: the repo the model was
+    trained for) in its usage examples."""
+    config, results, settings = facts.config, facts.eval_results, facts.training_settings
+    repo_id = repo_id or facts.repo_id
+    report, base_model = results["test"], results.get("base_model")
+    dataset_name, dataset_type = results["dataset_name"], results["dataset_type"]
     model_name = repo_id.split("/")[-1] if repo_id else "hybrid-cnn-lstm"
     labels = [config.id2label[i] for i in range(config.num_labels)]
     card_data = ModelCardData(
@@ -70,29 +101,31 @@ def build_model_card(
         ", ".join(f"{label} {weight:.3g}" for label, weight in zip(labels, weights)) if weights else "none (uniform)"
     )
     rows = [f"| {name} | {getattr(config, name)} |" for name in CARD_HYPERPARAMETERS]
-    rows += [f"| {name} | {training_settings[name]} |" for name in TRAINING_HYPERPARAMETERS if name in training_settings]
-    plots = [name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT) if folder is None or (folder / name).exists()]
+    rows += [f"| {name} | {settings[name]} |" for name in TRAINING_HYPERPARAMETERS if settings.get(name) is not None]
     if base_model:
         origin = (f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model}), keeping its vocabulary: "
                   "words that the base model never saw map to `<UNK>`.")
     else:
         origin = "Trained from scratch, vocabulary included."
+    best = results.get("best_validation_accuracy")
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
         model_name=model_name,
         repo_id=repo_id or CARD_PLACEHOLDER,
         origin=origin,
+        lstm_layers=config.lstm_layers,
         kernel_sizes=", ".join(map(str, config.kernel_sizes)),
+        wide_branch=config.wide_branch,
         label_list=", ".join(f"`{label}`" for label in labels),
         dataset_name=dataset_name,
         test_samples=report["num_samples"],
         metrics_table=metrics_table(report),
-        best_validation_accuracy="n/a" if best_validation_accuracy is None else f"{best_validation_accuracy:.4f}",
-        plots="\n\n".join(f"![{name}]({name})" for name in plots),
+        best_validation_accuracy="n/a" if best is None else f"{best:.4f}",
+        plots="\n\n".join(f"![{name}]({name})" for name in facts.plots),
         hyperparameter_rows="\n".join(rows),
         class_weights=class_weights,
-        embedding_start=describe_embedding_start(embedding_start, base_model),
+        embedding_start=describe_embedding_start(results.get("embedding_start"), base_model),
         vocab_size=config.vocab_size,
         max_title_length=config.max_title_length,
         max_abstract_length=config.max_abstract_length,

@@ -62,7 +62,9 @@ def plot_attention(model, tokenizer, title: str, abstract: str, path: Path, max_
     model.eval()
     inputs = tokenizer(title, abstract, return_tensors="pt").to(next(model.parameters()).device)
     output = model(**inputs, output_attentions=True)
-    title_attention, abstract_attention, fusion = (a[0].float().cpu().numpy() for a in output.attentions)
+    title_attention, abstract_attention, fusion = (
+        output[name][0].float().cpu().numpy() for name in ("title_attention", "abstract_attention", "fusion_weights")
+    )
     predicted = model.config.id2label[int(output.logits.argmax())]
     title_words = tokenizer.split_words(title, "title")
     abstract_words = tokenizer.split_words(abstract, "abstract")[:max_abstract_words]

@@ -21,7 +21,7 @@ from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
 from .data import DataError, load_papers, tokenize_papers, training_texts
-from .evaluation import compute_metrics, evaluation_report, metrics_table, predict_logits, report_text
+from .evaluation import compute_metrics, evaluation_report, metrics_table, report_text
 from .hub import check_hub_access, push_model_folder
 from .model import (
     MODEL_TYPE,
@@ -30,7 +30,7 @@ from .model import (
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMTokenizer,
 )
-from .model_card import build_model_card
+from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
 from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, plot_attention, plot_confusion_matrix, plot_history
 from .training_args import NOTEBOOK_RECIPE
 from .word_vectors import (
@@ -45,9 +45,7 @@ from .word_vectors import (
 
 logger = logging.getLogger(__name__)
 
-EVAL_RESULTS_FILE = "eval_results.json"
 REPORT_FILE = "classification_report.txt"
-TRAINING_ARGS_FILE = "training_args.json"
 STAGING_SUFFIX = ".partial"
 
 
@@ -164,11 +162,13 @@ def resolve_class_weights(spec: list[str], label_names: list[str], train_labels)
 
 
 def dataset_description(data_args) -> tuple[str, str]:
-    """(name, type) of the training data, for the model card's `model-index`."""
+    """(name, type) of the training data, for the model card's `model-index`: a Hub dataset's id is both; a file
+    is named by its stem and has the type of its format (`csv`, `json`, `parquet`), which the Hub reads as no
+    dataset of its own."""
     if data_args.dataset_name:
         return data_args.dataset_name, data_args.dataset_name
-    stem = Path(data_args.train_file).stem
-    return stem, stem
+    path = Path(data_args.train_file)
+    return path.stem, path.suffix.lstrip(".").lower() or "file"
 
 
 def train_model(model_args, data_args, training_args) -> dict:
@@ -190,21 +190,8 @@ def train_model(model_args, data_args, training_args) -> dict:
     label_names = splits["train"].features["labels"].names
     tokenizer = _shared_tokenizer(splits["train"], model_args, training_args)
     config = HybridCNNLSTMConfig(
+        **model_args.config_values(),
         vocab_size=len(tokenizer),
-        embed_dim=model_args.embed_dim,
-        num_filters=model_args.num_filters,
-        kernel_sizes=model_args.kernel_sizes,
-        lstm_hidden=model_args.lstm_hidden,
-        lstm_layers=model_args.lstm_layers,
-        dropout=model_args.dropout,
-        embedding_dropout=model_args.embedding_dropout,
-        output_dropout=model_args.output_dropout,
-        classifier_hidden_sizes=model_args.classifier_hidden_sizes,
-        max_title_length=model_args.max_title_length,
-        max_abstract_length=model_args.max_abstract_length,
-        label_smoothing=model_args.label_smoothing,
-        wide_branch=model_args.wide_branch,
-        wide_bigram_buckets=model_args.wide_bigram_buckets,
         pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(label_names)),
         class_weights=resolve_class_weights(model_args.class_weights, label_names, splits["train"]["labels"]),
@@ -296,22 +283,37 @@ def adam_with_l2(learning_rate: float, weight_decay: float):
 
 def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None,
                    embedding_start: dict | None = None) -> dict:
-    """Trains `model` on the splits, restores its best epoch and leaves the complete output folder.
+    """Trains `model` on the splits, restores its best epoch, tests it and leaves the complete output folder
+    (then pushes it with `--push_to_hub`); returns the test report.
 
     Everything is written to `staging_dir(output_dir)` first and moved into `output_dir` at the very end;
     if anything fails before, `output_dir` is left as it was and the log says where the checkpoints are.
     """
     staging = staging_dir(training_args.output_dir)
     try:
-        report = _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
-                                 embedding_start)
+        with training_args.main_process_first(desc="tokenizing"):
+            tokenized = tokenize_papers(splits, tokenizer)
+        trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        report, text = test_and_report(trainer, tokenized["test"])
+        if not trainer.is_world_process_zero():
+            return {}
+        facts = {
+            "best_validation_accuracy": trainer.state.best_metric,
+            "epochs_trained": trainer.state.epoch,
+            "data_cleaning": getattr(splits, "cleaning", None),
+            "embedding_start": embedding_start,
+            "base_model": base_model,
+            **dict(zip(("dataset_name", "dataset_type"), dataset_description(data_args))),
+        }
+        save_model_folder(trainer, train_result, report, text, facts, splits["test"][0], training_args)
     except BaseException as error:
         last = _last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
         logger.error("the run did not finish (%s): %s is unchanged; its partial files are in %s%s",
                      type(error).__name__, training_args.output_dir, staging, resume)
         raise
-    if training_args.push_to_hub and _is_main_process(training_args):
+    if training_args.push_to_hub:
         url = push_model_folder(training_args.output_dir, training_args.hub_model_id,
                                 private=bool(training_args.hub_private_repo), revision=training_args.hub_revision,
                                 token=training_args.hub_token)
@@ -329,11 +331,9 @@ def _is_main_process(training_args) -> bool:
     return training_args.process_index == 0
 
 
-def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging, base_model,
-                    embedding_start) -> dict:
-    with training_args.main_process_first(desc="tokenizing"):
-        tokenized = tokenize_papers(splits, tokenizer)
-    trainer = HybridTrainer(
+def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> HybridTrainer:
+    """The `HybridTrainer` of a run: writing into `staging`, early stopping, the embedding frozen as asked."""
+    return HybridTrainer(
         model=model,
         # Our own push at the end sends only safe files; the Trainer's would also send its pickles.
         args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging)),
@@ -347,52 +347,50 @@ def _fit_and_report(model, tokenizer, splits, data_args, training_args, staging,
             FreezeEmbeddingCallback(training_args.freeze_embedding_epochs),
         ],
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+
+
+def test_and_report(trainer, test) -> tuple[dict, str]:
+    """Predicts the test split with the trained (best) model, on every process (each predicts its share), and
+    prints its metrics; returns the full report and scikit-learn's text report (on the main process)."""
+    config = trainer.model.config
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
+    prediction = trainer.predict(test, metric_key_prefix="test")
     if not trainer.is_world_process_zero():
-        return {}
-
-    model = trainer.model
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    test = tokenized["test"]
-    logits = predict_logits(model, tokenizer, test, batch_size=training_args.per_device_eval_batch_size,
-                            description="Testing")
-    report = evaluation_report(test["labels"], logits, label_names)
+        return {}, ""
+    trainer.save_metrics("test", prediction.metrics)
+    report = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
     print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
+    return report, report_text(prediction.label_ids, prediction.predictions, label_names)
 
-    output_dir = staging
+
+def save_model_folder(trainer, train_result, report: dict, text: str, facts: dict, example: dict,
+                      training_args) -> None:
+    """Writes the model, its metrics, reports, plots and card into the trainer's output folder (the staging
+    folder), drops the checkpoints and puts the folder in place of `training_args.output_dir`.
+
+    `text` is the text report; `facts` what the card says beyond the config and the report (see
+    `ModelCardFacts`); `example` the test paper whose attention is plotted."""
+    model, tokenizer, output_dir = trainer.model, trainer.processing_class, Path(trainer.args.output_dir)
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     ArxivClassificationPipeline(model=model, tokenizer=tokenizer).save_pretrained(output_dir)
-    results = {
-        "test": report,
-        "best_validation_accuracy": trainer.state.best_metric,
-        "epochs_trained": trainer.state.epoch,
-        "data_cleaning": getattr(splits, "cleaning", None),
-        "embedding_start": embedding_start,
-        "log_history": trainer.state.log_history,
-    }
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+    results = {"test": report, **facts, "log_history": trainer.state.log_history}
     (output_dir / EVAL_RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    (output_dir / REPORT_FILE).write_text(report_text(test["labels"], logits, label_names))
+    (output_dir / REPORT_FILE).write_text(text)
     (output_dir / TRAINING_ARGS_FILE).write_text(training_args.to_json_string())
     plot_history(trainer.state.log_history, output_dir / HISTORY_PLOT)
     plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
-    example = splits["test"][0]
     plot_attention(model, tokenizer, example["title"], example["abstract"], output_dir / ATTENTION_PLOT)
-
-    dataset_name, dataset_type = dataset_description(data_args)
-    settings = {**training_args.to_dict(), "early_stopping_patience": training_args.early_stopping_patience}
-    build_model_card(
-        model.config, report, settings, dataset_name, dataset_type,
-        repo_id=training_args.hub_model_id, best_validation_accuracy=trainer.state.best_metric,
-        base_model=base_model, folder=output_dir, embedding_start=embedding_start,
-    ).save(output_dir / "README.md")
+    build_model_card(ModelCardFacts.from_folder(output_dir)).save(output_dir / CARD_FILE)
     # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
     for checkpoint in output_dir.glob("checkpoint-*"):
         shutil.rmtree(checkpoint)
-    _replace_folder(Path(training_args.output_dir), staging)
+    _replace_folder(Path(training_args.output_dir), output_dir)
     logger.info("saved the model, metrics, plots and card to %s", training_args.output_dir)
-    card = Path(training_args.output_dir) / "README.md"
+    card = Path(training_args.output_dir) / CARD_FILE
     print(f"Test accuracy {report['accuracy']:.4f}; the model card ({card}) says "
           f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
-    return report
 
 
 def _replace_folder(output_dir: Path, finished: Path) -> None:

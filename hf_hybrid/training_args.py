@@ -5,10 +5,21 @@
 recipe, and `--recipe notebook` swaps in the research notebook's (see `RECIPES`).
 """
 
+import dataclasses
 import math
+import re
+import typing
 from dataclasses import dataclass, field
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
+
+from .errors import UserError
+from .model import HybridCNNLSTMConfig
+from .model.tokenization_hybrid_cnn_lstm import MIN_FREQUENCY
+
+# Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
+MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
 
 DEFAULT_RECIPE = "default"
 NOTEBOOK_RECIPE = "notebook"
@@ -42,13 +53,13 @@ SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
 
 
 def check_ranges(arguments, ranges: dict) -> None:
-    """Raises `ValueError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
+    """Raises `UserError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
     for name, (test, meaning) in ranges.items():
         value = getattr(arguments, name)
         if value is None:
             continue
         if isinstance(value, float) and not math.isfinite(value) or not test(value):
-            raise ValueError(f"--{name} must be {meaning}, got {value!r}")
+            raise UserError(f"--{name} must be {meaning}, got {value!r}")
 
 
 def check_class_weights(spec: list[str]) -> None:
@@ -63,35 +74,62 @@ def check_class_weights(spec: list[str]) -> None:
         except ValueError:
             weight = math.nan
         if not separator or not name or not math.isfinite(weight) or weight < 0:
-            raise ValueError(
+            raise UserError(
                 f"--class_weights {item!r}: expected 'balanced', 'none', or LABEL=WEIGHT with a weight of 0 or more"
             )
 
 
-@dataclass
-class ModelArguments:
-    """The architecture and the vocabulary of a new model (ignored when fine-tuning, which keeps both)."""
+# Hyperparameters of the config that are not flags: the tokenizer's padding id, and the class weights, which the
+# `--class_weights` flag of `ModelArguments` gives by label name.
+NOT_FLAGS = ("pad_token_id", "class_weights")
 
-    vocab_size: int = field(default=50000, metadata={"help": "Most frequent training words kept, <PAD>/<UNK> included."})
-    min_frequency: int = field(default=2, metadata={"help": "Words seen fewer times in training become <UNK>."})
-    embed_dim: int = field(default=300, metadata={"help": "Size of the word embedding shared by both branches."})
-    num_filters: int = field(default=256, metadata={"help": "Channels of each abstract convolution."})
-    kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5], metadata={"help": "Convolution widths."})
-    lstm_hidden: int = field(default=256, metadata={"help": "Hidden size of each direction of the title BiLSTM."})
-    lstm_layers: int = field(default=2, metadata={"help": "Stacked BiLSTM layers."})
-    dropout: float = field(default=0.5, metadata={"help": "Dropout between LSTM layers and in the head."})
-    embedding_dropout: float = field(default=0.25, metadata={"help": "Dropout on word embeddings."})
-    output_dropout: float = field(default=0.4, metadata={"help": "Dropout before the output layer."})
-    classifier_hidden_sizes: list[int] = field(default_factory=lambda: [512, 256], metadata={"help": "Head widths."})
-    max_title_length: int = field(default=30, metadata={"help": "Title words kept."})
-    max_abstract_length: int = field(default=200, metadata={"help": "Abstract words kept."})
-    label_smoothing: float = field(default=0.0, metadata={"help": "Label smoothing of the model's own loss."})
-    wide_branch: bool = field(
-        default=False,
-        metadata={"help": "Add a linear classifier over TF-IDF-weighted words and hashed word pairs, trained beside the "
-                         "deep one on its own loss; the model predicts with the product of their probabilities."},
+
+def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
+    """One `make_dataclass` field per hyperparameter of `HybridCNNLSTMConfig` (but `NOT_FLAGS`), with the config's
+    default and the line of its docstring as help."""
+    helps = documented_arguments(HybridCNNLSTMConfig.__doc__)
+    fields = []
+    for name in MODEL_HYPERPARAMETERS:
+        if name in NOT_FLAGS:
+            continue
+        default, annotation = getattr(HybridCNNLSTMConfig, name), HybridCNNLSTMConfig.__annotations__[name]
+        # A sequence the config takes as a list or a tuple is a list of values on the command line.
+        annotation = next((arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is list), annotation)
+        value = (dataclasses.field(default_factory=lambda default=default: list(default))
+                 if isinstance(default, (list, tuple)) else dataclasses.field(default=default))
+        value.metadata = {"help": helps[name][0].upper() + helps[name][1:]}
+        fields.append((name, annotation, value))
+    return fields
+
+
+def documented_arguments(docstring: str) -> dict[str, str]:
+    """{name: help} from the `Args:` section of a docstring (`name: text`, or `a / b: text` for both)."""
+    helps, names = {}, []
+    section = docstring.split("Args:\n", 1)[1].split("\n\n", 1)[0]
+    for line in section.splitlines():
+        entry = re.match(r"\s{8}(\w+(?: / \w+)*): (.*)", line)
+        if entry:
+            names = entry[1].split(" / ")
+            helps.update(dict.fromkeys(names, entry[2]))
+        else:
+            helps.update({name: f"{helps[name]} {line.strip()}" for name in names})
+    return helps
+
+
+# The config's hyperparameters as dataclass fields: `ModelArguments` inherits them, flags and defaults included.
+ConfigArguments = dataclasses.make_dataclass("ConfigArguments", _config_fields())
+
+
+@dataclass
+class ModelArguments(ConfigArguments):
+    """The architecture and the vocabulary of a new model (ignored when fine-tuning, which keeps both): every
+    hyperparameter of `HybridCNNLSTMConfig` as a flag with the config's default, plus how the vocabulary, the
+    embedding and the class weights are made from the training split (`--vocab_size` is the largest vocabulary
+    kept; the model's is the one learned)."""
+
+    min_frequency: int = field(
+        default=MIN_FREQUENCY, metadata={"help": "Words seen fewer times in training become <UNK>."}
     )
-    wide_bigram_buckets: int = field(default=1_048_576, metadata={"help": "Hash buckets of the wide branch's pairs."})
     init_embeddings: str = field(
         default="word2vec",
         metadata={
@@ -129,6 +167,11 @@ class ModelArguments:
         check_ranges(self, self.RANGES)
         check_class_weights(self.class_weights)
 
+    def config_values(self) -> dict:
+        """The hyperparameters of the config given by these arguments (but `vocab_size`: the model's is the
+        size of the vocabulary learned)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ConfigArguments) if f.name != "vocab_size"}
+
 
 @dataclass
 class DataArguments:
@@ -158,7 +201,7 @@ class DataArguments:
         check_ranges(self, self.RANGES)
         held_out = (self.validation_file is None) * self.validation_size + (self.test_file is None) * self.test_size
         if held_out >= 1:
-            raise ValueError(
+            raise UserError(
                 f"--validation_size {self.validation_size} and --test_size {self.test_size} leave no training papers"
             )
 
@@ -228,6 +271,10 @@ class HybridTrainingArguments(TrainingArguments):
                   "zero and most of its features are rare, so it needs a larger one than the deep part."},
     )
     report_to: None | str | list[str] = "none"
+    # Pinned memory only speeds up copies to a GPU; without one, PyTorch warns on every data loader.
+    dataloader_pin_memory: bool = field(
+        default=torch.cuda.is_available(), metadata={"help": "Pin the data loaders' memory (default: with CUDA)."}
+    )
 
     RANGES = {
         "per_device_train_batch_size": AT_LEAST_ONE,
@@ -254,9 +301,9 @@ class HybridTrainingArguments(TrainingArguments):
         super().__post_init__()
         check_ranges(self, self.RANGES)
         if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
+            raise UserError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
         if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
-            raise ValueError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
+            raise UserError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
         if self.lr_scheduler_type == "reduce_lr_on_plateau":
             self._check_plateau_kwargs()
 
@@ -267,9 +314,9 @@ class HybridTrainingArguments(TrainingArguments):
         kwargs.setdefault("mode", "max" if self.greater_is_better is not False else "min")
         factor, patience = kwargs.get("factor", 0.1), kwargs.get("patience", 10)
         if not isinstance(factor, (int, float)) or not 0 < factor < 1:
-            raise ValueError(f"--lr_scheduler_kwargs: the plateau factor must be between 0 and 1, got {factor!r}")
+            raise UserError(f"--lr_scheduler_kwargs: the plateau factor must be between 0 and 1, got {factor!r}")
         if not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
+            raise UserError(f"--lr_scheduler_kwargs: the plateau patience must be 0 or more epochs, got {patience!r}")
         self.lr_scheduler_kwargs = kwargs
 
 
@@ -278,4 +325,9 @@ def parse_training_arguments(dataclass_types, argv: list[str], prog: str) -> tup
     parser = HfArgumentParser(dataclass_types, prog=prog)
     known, _ = parser.parse_known_args(argv)
     parser.set_defaults(**{name: value for name, value in RECIPES[known.recipe].items() if hasattr(known, name)})
-    return parser.parse_args_into_dataclasses(args=argv)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except UserError:
+        raise
+    except ValueError as error:  # `TrainingArguments`' own checks of what the flags ask for
+        raise UserError(str(error)) from error

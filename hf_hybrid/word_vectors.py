@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 RANDOM = "random"
@@ -36,7 +38,7 @@ WORD2VEC_PARAMETERS = {"algorithm": "skip-gram", "window": 5, "negative": 5, "ep
                        "sample": 1e-4, "workers": 1}
 
 
-class WordVectorError(ValueError):
+class WordVectorError(UserError):
     """Word vectors cannot be used as given; the message names the file and line."""
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from papers import make_papers, write_papers_csv
 
+from hf_hybrid import cli
 from hf_hybrid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,24 @@ def test_unknown_command_and_usage(capsys):
     assert "unknown command 'fly'" in capsys.readouterr().err
     assert main(["--help"]) == 0
     assert "train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug's message"), KeyError("title_input_ids")])
+def test_a_bug_keeps_its_traceback_instead_of_becoming_a_one_line_error(bug, monkeypatch):
+    """Only user mistakes (UserError), unreadable files, the Hub and missing extras become one-line errors."""
+    def broken(argv):
+        raise bug
+
+    monkeypatch.setitem(cli.COMMANDS, "push", (broken, cli.description("push")))
+    with pytest.raises(type(bug)):
+        main(["push", "--model", "x", "--repo_id", "y/z"])
+
+
+def test_export_has_no_format_flag(capsys):
+    """ONNX is the one format `hf-hybrid export` writes: no flag pretends otherwise."""
+    with pytest.raises(SystemExit):
+        main(["export", "--model", "x", "--format", "onnx"])
+    assert "unrecognized arguments: --format onnx" in capsys.readouterr().err
 
 
 def test_train_script_shares_the_parser_with_every_training_argument():

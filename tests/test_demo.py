@@ -16,7 +16,7 @@ import pytest
 
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
-from fresh_process import without_hf_hybrid  # noqa: E402
+from fresh_process import without, without_hf_hybrid  # noqa: E402
 from hf_hybrid import (  # noqa: E402
     ArxivClassificationPipeline,
     HybridCNNLSTMForSequenceClassification,
@@ -99,18 +99,10 @@ def test_only_a_title_or_only_an_abstract_is_classified(classify):
 # --- the command ---
 
 def test_without_gradio_the_command_says_so_in_one_line(saved_model_dir):
-    script = f"""
-import sys
-
-class RefuseGradio:
-    def find_spec(self, name, path=None, target=None):
-        if name == "gradio" or name.startswith("gradio."):
-            raise ImportError("No module named 'gradio'")
-
-sys.meta_path.insert(0, RefuseGradio())
-from hf_hybrid.cli import main
-sys.exit(main(["demo", "--model", {str(saved_model_dir)!r}]))
-"""
+    script = without("gradio", f"""
+        from hf_hybrid.cli import main
+        sys.exit(main(["demo", "--model", {str(saved_model_dir)!r}]))
+    """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("hf-hybrid demo: error: the demo needs Gradio: pip install 'hf-hybrid[demo]' "
@@ -241,9 +233,12 @@ def test_the_page_shows_the_label_the_scores_and_the_attended_words(page, hub_mo
 
 
 def test_an_example_paper_is_one_click_away(page):
+    from playwright.sync_api import expect
+
     page.get_by_text(EXAMPLES[1][0]).first.click()
-    assert page.locator("#title textarea").input_value() == EXAMPLES[1][0]
-    assert page.locator("#abstract textarea").input_value() == EXAMPLES[1][1]
+    # The page fills the fields after a round trip to the server: wait for it (slow on a busy machine).
+    expect(page.locator("#title textarea")).to_have_value(EXAMPLES[1][0], timeout=60_000)
+    expect(page.locator("#abstract textarea")).to_have_value(EXAMPLES[1][1], timeout=60_000)
     page.locator("#classify").click()
     page.wait_for_function(ANSWERED, timeout=60_000)
     assert "%" in page.locator("#scores").inner_text()

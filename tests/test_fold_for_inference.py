@@ -33,7 +33,7 @@ def outputs(model, title, abstract):
     with torch.inference_mode():
         out = model(title_input_ids=title_ids, title_attention_mask=title_mask, abstract_input_ids=abstract_ids,
                     abstract_attention_mask=abstract_mask, output_attentions=True)
-    return [out.logits, *out.attentions]
+    return [out.logits, out.title_attention, out.abstract_attention, out.fusion_weights]
 
 
 def assert_same_outputs(model, title, abstract, dtype=torch.float32, atol=1e-5):

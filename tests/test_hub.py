@@ -413,8 +413,9 @@ def test_push_to_a_hub_that_is_down_fails_in_one_line_and_can_be_run_again(side_
     retry.check()
     assert retry.stdout.strip().endswith(down_hub.revision_sha("test-user/retried"))
     pushed = down_hub.files("test-user/retried")
-    assert {name: data for name, data in pushed.items() if name != ".gitattributes"} == {
-        p.name: p.read_bytes() for p in trained.iterdir()}
+    assert {name: data for name, data in pushed.items() if name not in (".gitattributes", "README.md")} == {
+        p.name: p.read_bytes() for p in trained.iterdir() if p.name != "README.md"}
+    assert 'repo = "test-user/retried"' in pushed["README.md"].decode()  # the card written for this repo
     assert folder_hashes(trained) == before
     # --private: the Hub hides the repo from anonymous callers and shows it to its owner.
     assert hub_api(down_hub, "/api/models/test-user/retried", token=None)[0] == 401
@@ -424,7 +425,7 @@ def test_push_to_a_hub_that_is_down_fails_in_one_line_and_can_be_run_again(side_
 def test_only_safe_files_are_pushed_and_the_card_gets_the_repo_id(hub_model, tmp_path):
     """What a push would send, computed without a Hub: `push_model_folder` commits exactly these operations."""
     from hf_hybrid.hub import _operations, pushed_files
-    from hf_hybrid.model_card import CARD_PLACEHOLDER
+    from hf_hybrid.model_card import ModelCardFacts, build_model_card
 
     for path in hub_model.folder.iterdir():
         (tmp_path / path.name).write_bytes(path.read_bytes())
@@ -432,12 +433,18 @@ def test_only_safe_files_are_pushed_and_the_card_gets_the_repo_id(hub_model, tmp
                  "runs/events.out", ".cache/huggingface/upload/x.json", "notes.pkl"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"\x80\x04 pickled")
-    card = (tmp_path / "README.md").read_text().replace(hub_model.repo_id, CARD_PLACEHOLDER)
-    (tmp_path / "README.md").write_text(card)
+    card = (tmp_path / "README.md").read_text()
 
     assert pushed_files(tmp_path) == sorted(p.name for p in hub_model.folder.iterdir())
+    # To the repo it was trained for, the card goes up as written (sent from disk, as every other file).
+    operations = {op.path_in_repo: op.path_or_fileobj for op in _operations(tmp_path, hub_model.repo_id)}
+    assert operations["README.md"] == str(tmp_path / "README.md")
+    assert operations["model.safetensors"] == str(tmp_path / "model.safetensors")
+    # To another repo, a card written whole for it, from the same facts: only the repo's name differs.
     operations = {op.path_in_repo: op.path_or_fileobj for op in _operations(tmp_path, "someone/renamed")}
     pushed_card = operations["README.md"].decode()
-    assert CARD_PLACEHOLDER not in pushed_card and 'repo = "someone/renamed"' in pushed_card
+    assert pushed_card == str(build_model_card(ModelCardFacts.from_folder(tmp_path), "someone/renamed"))
+    assert 'repo = "someone/renamed"' in pushed_card and hub_model.repo_id not in pushed_card
+    # The card of the folder is the one its facts give: nothing in it was patched in afterwards.
+    assert str(build_model_card(ModelCardFacts.from_folder(tmp_path))) == card
     assert (tmp_path / "README.md").read_text() == card  # the folder itself is left as it was
-    assert operations["model.safetensors"] == str(tmp_path / "model.safetensors")  # sent from disk as it is

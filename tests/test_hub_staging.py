@@ -10,7 +10,6 @@ import json
 import os
 import re
 import sys
-import textwrap
 import uuid
 
 import pytest
@@ -19,6 +18,7 @@ import torch
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
 from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer  # noqa: E402
+from fresh_process import without_hf_hybrid  # noqa: E402
 from hub_fixtures import BASE_LABELS, CLI, TINY_MODEL, TINY_TRAINING, run, write_papers  # noqa: E402
 
 STAGING_ENDPOINT = "https://hub-ci.huggingface.co"
@@ -32,16 +32,8 @@ ABSTRACTS = ["Reinforcement learning agents whose policy uses knowledge search."
 WHOAMI = "from huggingface_hub import whoami; print(whoami()['name'])"
 DELETE = "import sys; from huggingface_hub import HfApi; HfApi().delete_repo(sys.argv[1], missing_ok=True)"
 # Loads the pushed repo in a process that cannot import hf_hybrid, pinned to the pushed commit.
-LOAD = textwrap.dedent(
+LOAD = without_hf_hybrid(
     """
-    import json, sys
-
-    class RefuseHfHybrid:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_hybrid" or name.startswith("hf_hybrid."):
-                raise ImportError(name)
-
-    sys.meta_path.insert(0, RefuseHfHybrid())
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 

@@ -48,7 +48,7 @@ def test_every_kernel_width_and_abstract_length_gives_logits_per_paper(make_tiny
             abstract = word_ids(2, length, vocab_size=config.vocab_size, seed=length)
             out = model(title_input_ids=title, abstract_input_ids=abstract, output_attentions=True)
             assert out.logits.shape == (2, config.num_labels), f"abstract length {length}"
-            assert out.attentions[1].shape == (2, length), f"abstract length {length}"
+            assert out.abstract_attention.shape == (2, length), f"abstract length {length}"
 
 
 def test_full_length_abstract_with_default_kernel_sizes(make_tiny_config):
@@ -59,7 +59,7 @@ def test_full_length_abstract_with_default_kernel_sizes(make_tiny_config):
     with torch.no_grad():
         out = model(title_input_ids=title, abstract_input_ids=abstract, output_attentions=True)
     assert out.logits.shape == (2, 3)
-    assert out.attentions[1].shape == (2, 200)
+    assert out.abstract_attention.shape == (2, 200)
 
 
 # --- padding must not change an item's result (the notebook's conv and LSTM read the padding) ---
@@ -89,10 +89,10 @@ def test_item_gives_same_logits_and_attention_alone_and_batched_with_longer_item
         )
 
     torch.testing.assert_close(batched.logits[:1], alone.logits, atol=1e-5, rtol=1e-5)
-    title_attention, abstract_attention, fusion = batched.attentions
-    torch.testing.assert_close(title_attention[:1, :3], alone.attentions[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(abstract_attention[:1, :5], alone.attentions[1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(fusion[:1], alone.attentions[2], atol=1e-5, rtol=1e-5)
+    title_attention, abstract_attention = batched.title_attention, batched.abstract_attention
+    torch.testing.assert_close(title_attention[:1, :3], alone.title_attention, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(abstract_attention[:1, :5], alone.abstract_attention, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched.fusion_weights[:1], alone.fusion_weights, atol=1e-5, rtol=1e-5)
     # Padding gets exactly zero attention.
     assert torch.all(title_attention[0, 3:] == 0)
     assert torch.all(abstract_attention[0, 5:] == 0)
@@ -155,7 +155,7 @@ def test_class_weights_weigh_the_cross_entropy(make_tiny_config):
 # --- outputs ---
 
 
-def test_attentions_are_title_abstract_and_fusion_weights(tiny_model):
+def test_attention_maps_and_fusion_weights_are_named_outputs(tiny_model):
     title_ids, title_mask = right_pad([[5, 6, 7], [8, 9, 10, 11, 12]])
     abstract_ids, abstract_mask = right_pad([[10, 11, 12, 13, 14, 15, 16], [13, 14]])
     with torch.no_grad():
@@ -166,7 +166,8 @@ def test_attentions_are_title_abstract_and_fusion_weights(tiny_model):
             abstract_attention_mask=abstract_mask,
             output_attentions=True,
         )
-    title_attention, abstract_attention, fusion = out.attentions
+    title_attention, abstract_attention, fusion = out.title_attention, out.abstract_attention, out.fusion_weights
+    assert "attentions" not in out  # transformers' per-layer (batch, heads, query, key) maps: this model has none
     assert title_attention.shape == (2, 5)
     assert abstract_attention.shape == (2, 7)
     assert fusion.shape == (2, 2)
@@ -178,10 +179,11 @@ def test_attentions_are_title_abstract_and_fusion_weights(tiny_model):
     assert torch.all(abstract_attention[abstract_mask == 0] == 0)
 
 
-def test_attentions_are_none_unless_asked(tiny_model):
+def test_attention_maps_are_none_unless_asked(tiny_model):
     with torch.no_grad():
         out = tiny_model(title_input_ids=word_ids(1, 3), abstract_input_ids=word_ids(1, 4))
-    assert out.attentions is None
+    assert out.title_attention is None and out.abstract_attention is None and out.fusion_weights is None
+    assert list(out.keys()) == ["logits"]
 
 
 def test_return_dict_false_gives_a_tuple(tiny_model):
@@ -191,10 +193,16 @@ def test_return_dict_false_gives_a_tuple(tiny_model):
         as_dict = tiny_model(**inputs, labels=labels)
         as_tuple = tiny_model(**inputs, labels=labels, return_dict=False)
         logits_only = tiny_model(**inputs, return_dict=False)
+        with_maps = tiny_model(**inputs, output_attentions=True, return_dict=False)
+        encoder_tuple = tiny_model.hybrid(**inputs, return_dict=False)
     assert isinstance(as_tuple, tuple) and isinstance(logits_only, tuple)
     torch.testing.assert_close(as_tuple[0], as_dict.loss)
     torch.testing.assert_close(as_tuple[1], as_dict.logits)
     torch.testing.assert_close(logits_only[0], as_dict.logits)
+    assert len(logits_only) == 1
+    # logits, title attention, abstract attention, fusion weights: the order of the output's fields
+    assert [tuple(t.shape) for t in with_maps] == [(2, 3), (2, 3), (2, 6), (2, 2)]
+    assert isinstance(encoder_tuple, tuple) and len(encoder_tuple) == 4
 
 
 def test_encoder_returns_fused_representation_of_both_branches(tiny_config):
@@ -259,7 +267,7 @@ def test_empty_field_gives_finite_logits(tiny_model, empty):
         )
     assert out.logits.shape == (2, 3)
     assert torch.isfinite(out.logits).all()
-    assert torch.isfinite(out.attentions[2]).all()
+    assert torch.isfinite(out.fusion_weights).all()
 
 
 def test_title_only_batch_from_the_tokenizer_gives_finite_logits(tiny_model, tiny_tokenizer):
@@ -280,7 +288,7 @@ def test_one_empty_title_in_a_batch_gives_finite_logits_and_no_attention(tiny_mo
             output_attentions=True,
         )
     assert torch.isfinite(out.logits).all()
-    assert torch.all(out.attentions[0][0] == 0)
+    assert torch.all(out.title_attention[0] == 0)
 
 
 # --- training signal ---
@@ -368,7 +376,7 @@ def test_on_unpadded_papers_the_model_computes_the_notebooks_function():
     expected, maps = notebook.eval()(titles, abstracts, torch.ones(4, 9))
     out = model.eval()(title_input_ids=titles, abstract_input_ids=abstracts, output_attentions=True)
     torch.testing.assert_close(out.logits, expected)
-    torch.testing.assert_close(out.attentions[2], maps["fusion_weights"])
+    torch.testing.assert_close(out.fusion_weights, maps["fusion_weights"])
 
 
 # --- the optional wide branch: a linear classifier over TF-IDF-weighted words and word pairs ---

@@ -32,7 +32,8 @@ def attentions(model, tokenizer, paper):
     """(title attention, abstract attention, fusion weights) of the model for one paper, without any pipeline."""
     inputs = tokenizer(paper["title"], paper["abstract"], return_tensors="pt")
     with torch.no_grad():
-        return model(**inputs, output_attentions=True).attentions
+        output = model(**inputs, output_attentions=True)
+    return output.title_attention, output.abstract_attention, output.fusion_weights
 
 
 # --- text-classification (stock pipeline) ---

@@ -1,6 +1,5 @@
 """HybridCNNLSTMTokenizer: the notebook's words, two fields with their own lengths, padding, saving."""
 
-import random
 import re
 
 import pytest
@@ -60,24 +59,7 @@ def backend_ids(tokenizer, texts):
     return [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
-def test_python_shortcut_for_ascii_gives_the_backends_ids_on_any_ascii_text():
-    """Plain ASCII takes a faster path in Python; random text over all 128 ASCII characters (controls,
-    punctuation, whitespace of every kind) must get exactly the backend's ids."""
-    rng = random.Random(0)
-    words = ["deep", "learning", "error-correction", "3d", "x", "-", "a1", "b2-c"]
-    texts = ["".join(rng.choice([chr(code) for code in range(128)] + words) for _ in range(rng.randint(0, 60)))
-             for _ in range(400)]
-    texts += ASCII_SENTENCES + ["", " ", "\x1c\x1d\x1e\x1fdeep\x0bx\x0cy\x85z"]
-    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(texts, min_frequency=2, max_title_length=200,
-                                                           max_abstract_length=200)
-    assert len(tokenizer) > 50
-    expected = backend_ids(tokenizer, texts)
-    encoded = tokenizer(texts, texts)
-    assert encoded["title_input_ids"] == encoded["abstract_input_ids"] == expected
-    assert any(tokenizer.unk_token_id in row for row in expected)
-
-
-def test_special_tokens_non_ascii_and_added_tokens_take_the_backend(wide_tokenizer):
+def test_special_tokens_non_ascii_and_added_tokens_get_their_own_ids(wide_tokenizer):
     texts = ["the <UNK> and <PAD> tokens", "Schrödinger nets", "deep nets", "quantumword deep"]
     wide_tokenizer.add_tokens(["quantumword"])
     expected = backend_ids(wide_tokenizer, texts)
@@ -87,13 +69,12 @@ def test_special_tokens_non_ascii_and_added_tokens_take_the_backend(wide_tokeniz
 
 
 def test_datasets_fingerprint_of_the_tokenizer_is_the_same_before_and_after_a_call(wide_tokenizer):
-    """`Dataset.map` names its cached results by a hash of the function, tokenizer included: the lookup
-    the tokenizer builds on first use must not change it, or a re-run would not find its cache."""
+    """`Dataset.map` names its cached results by a hash of the function, tokenizer included: encoding must
+    not change it, or a re-run would not find its cache."""
     from datasets.fingerprint import Hasher
 
     before = Hasher.hash(wide_tokenizer)
     wide_tokenizer(ASCII_SENTENCES, ASCII_SENTENCES)
-    assert wide_tokenizer.cache  # the lookup was built
     assert Hasher.hash(wide_tokenizer) == before
 
 
@@ -229,9 +210,10 @@ def test_non_string_input_raises(tiny_tokenizer, bad):
         tiny_tokenizer(bad)
 
 
-def test_left_padding_is_refused(tiny_tokenizer):
+def test_left_padding_is_refused(tiny_tokenizer, monkeypatch):
+    monkeypatch.setattr(tiny_tokenizer, "padding_side", "left")
     with pytest.raises(ValueError, match="right"):
-        tiny_tokenizer.pad([tiny_tokenizer("deep", "networks")], padding_side="left")
+        tiny_tokenizer.pad([tiny_tokenizer("deep", "networks")])
 
 
 # --- collating ---

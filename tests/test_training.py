@@ -14,10 +14,18 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_hybrid.trainer as trainer_module
+from hf_hybrid.hub import pushed_files
+from hf_hybrid.model_card import CARD_HYPERPARAMETERS
 from hf_hybrid.data import DataError, load_papers
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.trainer import HybridTrainer, resolve_class_weights, train_model
-from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments, parse_training_arguments
+from hf_hybrid.training_args import (
+    MODEL_HYPERPARAMETERS,
+    DataArguments,
+    HybridTrainingArguments,
+    ModelArguments,
+    parse_training_arguments,
+)
 
 TINY_MODEL = dict(embed_dim=16, num_filters=8, lstm_hidden=8, lstm_layers=1, classifier_hidden_sizes=[16],
                   vocab_size=500, min_frequency=1)
@@ -59,8 +67,10 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
         "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
         "pipeline_arxiv_classification.py", "eval_results.json", "classification_report.txt",
         "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png",
+        "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
     }
-    assert expected <= names
+    assert names == expected
+    assert pushed_files(output_dir) == sorted(names)  # a push sends the whole folder
     assert not [name for name in names if Path(name).suffix in PICKLE_SUFFIXES or name.startswith("checkpoint-")]
     for plot in ("training_history.png", "confusion_matrix.png", "attention.png"):
         assert (output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -76,6 +86,13 @@ def test_tiny_model_learns_the_made_up_topics(trained):
     assert set(results["test"]["per_class"]) == {"cs.AI", "cs.CL", "cs.CV"}
     assert np.sum(results["test"]["confusion_matrix"]) == results["test"]["num_samples"] == 15
     assert "cs.AI" in (output_dir / "classification_report.txt").read_text()
+    # The Trainer's own metrics and state, beside the full report.
+    test_metrics = json.loads((output_dir / "test_results.json").read_text())
+    assert test_metrics["test_accuracy"] == pytest.approx(report["accuracy"])
+    assert json.loads((output_dir / "all_results.json").read_text())["test_accuracy"] == test_metrics["test_accuracy"]
+    assert "train_loss" in json.loads((output_dir / "train_results.json").read_text())
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["log_history"] == results["log_history"] and state["best_metric"] == results["best_validation_accuracy"]
 
 
 def test_history_has_train_and_validation_accuracy_per_epoch(trained):
@@ -100,6 +117,12 @@ def test_model_card_has_model_index_metrics(trained):
     assert "model-index" in front_matter and "type: accuracy" in front_matter and "config: macro" in front_matter
     assert "trust_remote_code=True" in card and "revision" in card
     assert "cs.AI 1.64" in card  # the class weights, by label
+    # The card's facts are the model's own: its config (a 1-layer LSTM here) and no speed it did not measure.
+    assert "a 1-layer bidirectional LSTM" in card and " ms " not in card
+    config = json.loads((trained[0] / "config.json").read_text())
+    for name in CARD_HYPERPARAMETERS:
+        assert f"| {name} | {config[name]} |".replace("[", "").replace("]", "") in card.replace("[", "").replace("]", "")
+    assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - {"pad_token_id", "class_weights"}
 
 
 def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):

@@ -51,8 +51,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     """
 
     model_type = MODEL_TYPE
-    # The wide branch's share of the logits is for explanations: the Trainer's predictions are the logits alone.
-    keys_to_ignore_at_inference = ["wide_logits"]
+    # The attention maps and the wide branch's share of the logits are for explanations: the Trainer's predictions
+    # are the logits alone.
+    keys_to_ignore_at_inference = ["title_attention", "abstract_attention", "fusion_weights", "wide_logits"]
 
     vocab_size: int = 50000
     embed_dim: int = 300

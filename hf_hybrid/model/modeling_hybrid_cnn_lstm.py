@@ -14,8 +14,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import SequenceClassifierOutput
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 from transformers.utils import logging as transformers_logging
 
 from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
@@ -43,15 +42,30 @@ class HybridCNNLSTMModelOutput(ModelOutput):
 
 
 @dataclass
-class HybridCNNLSTMSequenceClassifierOutput(SequenceClassifierOutput):
-    r"""Output of [`HybridCNNLSTMForSequenceClassification`]: `SequenceClassifierOutput`, plus
+class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
+    r"""Output of [`HybridCNNLSTMForSequenceClassification`].
 
     Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            the weighted, smoothed cross-entropy.
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
+            the classification scores (before softmax).
+        title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`, *optional*):
+            attention over title words, zero on padding (with `output_attentions=True`).
+        abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`, *optional*):
+            attention over abstract words, zero on padding (with `output_attentions=True`).
+        fusion_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
+            weight of the title and of the abstract; each row sums to one (with `output_attentions=True`).
         wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
             the wide branch's log-probabilities (with `config.wide_branch`); `logits` is then the deep
             part's log-probabilities plus these.
     """
 
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    title_attention: torch.FloatTensor | None = None
+    abstract_attention: torch.FloatTensor | None = None
+    fusion_weights: torch.FloatTensor | None = None
     wide_logits: torch.FloatTensor | None = None
 
 
@@ -305,7 +319,7 @@ def _mask_or_default(input_ids, attention_mask, pad_token_id):
 
 
 def _at_least_one_position(input_ids, mask, pad_token_id):
-    """An empty field (no words at all) becomes one padding position, so convolutions and packing still run."""
+    """An empty field (no words at all) becomes one padding position, so the convolutions and LSTMs still run."""
     if input_ids.shape[1] > 0:
         return input_ids, mask
     return nn.functional.pad(input_ids, (0, 1), value=pad_token_id), nn.functional.pad(mask, (0, 1), value=False)
@@ -423,14 +437,14 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         # Zeroing padded positions makes a convolution at the edge of the text see what it sees unbatched.
         return self.embedding_dropout(self.embedding(input_ids)) * mask.unsqueeze(-1)
 
+    @can_return_tuple
     def forward(
         self,
         title_input_ids: torch.LongTensor,
         abstract_input_ids: torch.LongTensor,
         title_attention_mask: torch.Tensor | None = None,
         abstract_attention_mask: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> HybridCNNLSTMModelOutput | tuple:
+    ) -> HybridCNNLSTMModelOutput:
         pad = self.config.pad_token_id
         title_mask = _mask_or_default(title_input_ids, title_attention_mask, pad)
         abstract_mask = _mask_or_default(abstract_input_ids, abstract_attention_mask, pad)
@@ -447,23 +461,23 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         else:
             abstract, abstract_attention = folded(abstract_input_ids, abstract_mask)
         fused, fusion_weights = self.fusion(title, abstract)
-        output = HybridCNNLSTMModelOutput(
+        return HybridCNNLSTMModelOutput(
             fused_representation=fused,
             title_attention=title_attention,
             abstract_attention=abstract_attention,
             fusion_weights=fusion_weights,
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     r"""The encoder plus the notebook's BatchNorm/Dropout MLP head.
 
     With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` and smoothed by
-    `config.label_smoothing`. With `output_attentions=True`, `attentions` is `(title_attention,
-    abstract_attention, fusion_weights)`. With `config.wide_branch`, the model is two classifiers that predict
-    together: `logits` is the head's log-probabilities plus those of the bag of words and word pairs
-    (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two losses.
+    `config.label_smoothing`. With `output_attentions=True`, the output also holds the encoder's
+    `title_attention`, `abstract_attention` and `fusion_weights`. With `config.wide_branch`, the model is two
+    classifiers that predict together: `logits` is the head's log-probabilities plus those of the bag of words
+    and word pairs (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two
+    losses.
 
     Example:
 
@@ -512,6 +526,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         """The dtype of the encoder's folded tables, or `None` when the model is not folded."""
         return self.hybrid.folded_for_inference
 
+    @can_return_tuple
     def forward(
         self,
         title_input_ids: torch.LongTensor,
@@ -520,8 +535,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         abstract_attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
-    ) -> HybridCNNLSTMSequenceClassifierOutput | tuple:
+    ) -> HybridCNNLSTMSequenceClassifierOutput:
         encoded = self.hybrid(
             title_input_ids=title_input_ids,
             abstract_input_ids=abstract_input_ids,
@@ -550,13 +564,13 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
 
         if output_attentions is None:
             output_attentions = self.config.output_attentions
-        attentions = None
-        if output_attentions:
-            attentions = (encoded.title_attention, encoded.abstract_attention, encoded.fusion_weights)
-        output = HybridCNNLSTMSequenceClassifierOutput(
-            loss=loss, logits=logits, attentions=attentions, wide_logits=wide_logits
+        maps = ("title_attention", "abstract_attention", "fusion_weights")
+        return HybridCNNLSTMSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            wide_logits=wide_logits,
+            **({name: encoded[name] for name in maps} if output_attentions else {}),
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 class FoldedEncoders:

@@ -60,12 +60,11 @@ class ArxivClassificationPipeline(Pipeline):
 
     def _forward(self, inputs):
         words = {key: inputs.pop(key) for key in ("title_words", "abstract_words")}
-        output = self.model(**inputs, output_attentions=True)
-        return {"logits": output.logits, "wide_logits": output.wide_logits, "attentions": output.attentions, **words}
+        return {**self.model(**inputs, output_attentions=True), **words}
 
     def postprocess(self, outputs, top_words=5):
         probabilities = outputs["logits"][0].float().softmax(dim=-1)
-        title_attention, abstract_attention, fusion_weights = (a[0].float() for a in outputs["attentions"])
+        fusion_weights = outputs["fusion_weights"][0].float()
         labels = self.model.config.id2label
         best = int(probabilities.argmax())
         result = {
@@ -73,10 +72,10 @@ class ArxivClassificationPipeline(Pipeline):
             "score": probabilities[best].item(),
             "scores": {labels[i]: p.item() for i, p in enumerate(probabilities)},
             "fusion_weights": {"title": fusion_weights[0].item(), "abstract": fusion_weights[1].item()},
-            "title_words": _most_attended(outputs["title_words"], title_attention, top_words),
-            "abstract_words": _most_attended(outputs["abstract_words"], abstract_attention, top_words),
+            "title_words": _most_attended(outputs["title_words"], outputs["title_attention"][0], top_words),
+            "abstract_words": _most_attended(outputs["abstract_words"], outputs["abstract_attention"][0], top_words),
         }
-        if outputs["wide_logits"] is not None:
+        if outputs.get("wide_logits") is not None:
             wide = outputs["wide_logits"][0].float()
             deep = outputs["logits"][0].float() - wide
             result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
@@ -84,6 +83,6 @@ class ArxivClassificationPipeline(Pipeline):
 
 
 def _most_attended(words, attention, top_words):
-    weights = attention[: len(words)]
+    weights = attention[: len(words)].float()
     order = torch.argsort(weights, descending=True)[:top_words]
     return [{"word": words[i], "attention": weights[i].item(), "position": i} for i in order.tolist()]

@@ -6,10 +6,10 @@ outside ``[a-z0-9]``, whitespace and ``-`` replaced by a space, then split on wh
 maximum length, into exactly the tensors the model's ``forward`` takes.
 
 This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
-``transformers`` (and the ``tokenizers`` library that ``transformers`` itself depends on).
+``transformers`` (and the ``tokenizers`` library that ``transformers`` itself depends on) and its sibling
+configuration file, whose defaults it shares.
 """
 
-import re
 from collections.abc import Iterable
 
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
@@ -17,11 +17,15 @@ from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 from transformers import BatchEncoding, TokenizersBackend
 
+from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
+
 PAD_TOKEN = "<PAD>"
 UNK_TOKEN = "<UNK>"
 FIELDS = ("title", "abstract")
 # After lower-casing, every character that is not part of a word becomes a space.
 NON_WORD_CHARACTER = r"[^a-z0-9\s\-]"
+# Words seen fewer times than this in the training texts become <UNK>, unless `train_from_iterator` is told otherwise.
+MIN_FREQUENCY = 2
 
 
 def build_word_tokenizer(vocab: dict[str, int], unk_token: str = UNK_TOKEN) -> Tokenizer:
@@ -71,8 +75,8 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         vocab: dict[str, int] | None = None,
         unk_token: str = UNK_TOKEN,
         pad_token: str = PAD_TOKEN,
-        max_title_length: int = 30,
-        max_abstract_length: int = 200,
+        max_title_length: int = HybridCNNLSTMConfig.max_title_length,
+        max_abstract_length: int = HybridCNNLSTMConfig.max_abstract_length,
         **kwargs,
     ):
         for name, value in (("max_title_length", max_title_length), ("max_abstract_length", max_abstract_length)):
@@ -86,9 +90,6 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         self.max_abstract_length = max_abstract_length
         # Loading from `tokenizer.json` hands the base class the file, which then replaces this backend.
         self._tokenizer = build_word_tokenizer(vocab or {str(pad_token): 0, str(unk_token): 1}, str(unk_token))
-        # Derived from the backend on first use. `datasets` leaves a tokenizer's `cache` dict out of the hash
-        # that names its cached results, so the hash stays the same before and after a call.
-        self.cache = {}
         super().__init__(
             unk_token=unk_token,
             pad_token=pad_token,
@@ -101,8 +102,8 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
     def train_from_iterator(
         cls,
         texts: Iterable[str],
-        vocab_size: int = 50000,
-        min_frequency: int = 2,
+        vocab_size: int = HybridCNNLSTMConfig.vocab_size,
+        min_frequency: int = MIN_FREQUENCY,
         show_progress: bool = False,
         **kwargs,
     ) -> "HybridCNNLSTMTokenizer":
@@ -175,7 +176,7 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
 
         features = {}
         for field, texts in zip(FIELDS, (titles, abstracts)):
-            ids = self._word_ids(texts)
+            ids = [encoding.ids for encoding in self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
             if truncation:
                 ids = [row[: self._max_length(field)] for row in ids]
             features[f"{field}_input_ids"] = ids
@@ -189,58 +190,26 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
             features = {key: value[0] for key, value in features.items()}
         return BatchEncoding(features, tensor_type=return_tensors, prepend_batch_axis=single)
 
-    def _word_ids(self, texts: list[str]) -> list[list[int]]:
-        """The ids of each text's words.
-
-        Plain ASCII text, nearly every paper, is split by Python's `str.lower`, `re` and `str.split`, which
-        on ASCII do exactly what the backend's normalizer and pre-tokenizer do (NFKD and accent stripping
-        change nothing there) and take a third of the time; the tests check that both give the same ids.
-        Any other text, or text holding a special token such as `<UNK>`, goes through the backend.
-        """
-        size = self._tokenizer.get_vocab_size(with_added_tokens=True)
-        if self.cache.get("vocab_size") != size:  # built once; rebuilt if tokens are added
-            self.cache.update(
-                vocab_size=size,
-                vocab=self._tokenizer.get_vocab(with_added_tokens=False),
-                added=[token.content for token in self._tokenizer.get_added_tokens_decoder().values()],
-                non_word=re.compile(NON_WORD_CHARACTER),
-            )
-        vocab, added, non_word = self.cache["vocab"], self.cache["added"], self.cache["non_word"]
-        unk_id = self.unk_token_id
-        ids, others = [], []
-        for index, text in enumerate(texts):
-            if text.isascii() and not any(token in text for token in added):
-                ids.append([vocab.get(word, unk_id) for word in non_word.sub(" ", text.lower()).split()])
-            else:
-                ids.append(None)
-                others.append(index)
-        if others:
-            encodings = self._tokenizer.encode_batch_fast([texts[i] for i in others], add_special_tokens=False)
-            for index, encoding in zip(others, encodings):
-                ids[index] = encoding.ids
-        return ids
-
     def pad(
         self,
         encoded_inputs,
         padding: bool | str = True,
         max_length: int | None = None,
         pad_to_multiple_of: int | None = None,
-        padding_side: str | None = None,
         return_attention_mask: bool | None = None,
         return_tensors: str | None = None,
-        verbose: bool = True,
     ) -> BatchEncoding:
         """Pads titles and abstracts of a batch, each field to its own length.
 
         Takes a list of examples (as a data collator does) or a dict of lists; other keys, such as
         `labels`, pass through. `padding=True`/`"longest"` pads to the longest item of each field,
-        `"max_length"` to `max_title_length`/`max_abstract_length`.
+        `"max_length"` to `max_title_length`/`max_abstract_length`. (`max_length` is there for the data
+        collators, which pass `max_length=None`.)
         """
         if max_length is not None:
             raise ValueError("Titles and abstracts have their own lengths: set `max_title_length`/`max_abstract_length`")
-        if (padding_side or self.padding_side) != "right":
-            raise ValueError("This model reads packed sequences and masks: padding must be on the right")
+        if self.padding_side != "right":
+            raise ValueError("The model reads each field from its first word up to its length: padding must be on the right")
         if isinstance(encoded_inputs, (list, tuple)):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         batch = dict(encoded_inputs)
