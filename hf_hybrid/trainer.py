@@ -96,7 +96,7 @@ class HybridTrainer(Trainer):
         `--wide_learning_rate` (the scheduler then scales every group alike)."""
         optimizer = super().create_optimizer(model)
         wide = getattr(self.model, "wide", None)
-        if wide is None or self.args.wide_learning_rate is None:
+        if wide is None:
             return optimizer
         wide_parameters = set(wide.parameters())
         for group in list(optimizer.param_groups):

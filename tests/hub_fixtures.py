@@ -28,7 +28,8 @@ BASE_REPO = "test-user/tiny-hybrid"
 BASE_LABELS = ["cs.AI", "cs.CL", "cs.CV"]
 # A model small enough to train in a second or two; the same flags work for fine-tuning except the architecture.
 TINY_MODEL = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1"]
+              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
+              "--wide_bigram_buckets", "256"]
 TINY_TRAINING = ["--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "0.01",
                  "--seed", "0", "--dataloader_pin_memory", "false"]
 CLI = [sys.executable, "-m", "hf_hybrid.cli"]

@@ -19,7 +19,7 @@ from hf_hybrid.cli import main
 from hf_hybrid.trainer import staging_dir
 
 TINY_FLAGS = ["--embed_dim", "8", "--num_filters", "4", "--lstm_hidden", "4", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1",
+              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1", "--wide_bigram_buckets", "256",
               "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--seed", "0",
               "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
 PAPER = {"title": "Segmentation of video scenes", "abstract": "We detect pixels in camera images with depth."}

@@ -109,13 +109,13 @@ def test_every_hyperparameter_of_the_config_is_a_training_flag_with_its_default_
     from hf_hybrid import HybridCNNLSTMTokenizer
     from transformers import HfArgumentParser
 
-    from hf_hybrid.training_args import MODEL_HYPERPARAMETERS, NOT_FLAGS, ModelArguments
+    from hf_hybrid.training_args import DEFAULT_RECIPE_MODEL, MODEL_HYPERPARAMETERS, NOT_FLAGS, ModelArguments
 
     flags = {f.name: f for f in dataclasses.fields(ModelArguments)}
     config = HybridCNNLSTMConfig()
     for name in set(MODEL_HYPERPARAMETERS) - set(NOT_FLAGS):
         default = flags[name].default_factory() if flags[name].default is dataclasses.MISSING else flags[name].default
-        assert default == getattr(config, name), name
+        assert default == DEFAULT_RECIPE_MODEL.get(name, getattr(config, name)), name
         assert flags[name].metadata["help"], name
         assert name in ModelArguments.RANGES or isinstance(default, bool), f"{name} has no range check"
     assert set(MODEL_HYPERPARAMETERS) == set(HybridCNNLSTMConfig.__annotations__)
@@ -123,7 +123,7 @@ def test_every_hyperparameter_of_the_config_is_a_training_flag_with_its_default_
     (arguments,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(
         ["--lstm_layers", "3", "--kernel_sizes", "2", "7"])
     assert arguments.config_values() == {**{name: getattr(config, name) for name in arguments.config_values()},
-                                         "lstm_layers": 3, "kernel_sizes": [2, 7]}
+                                         **DEFAULT_RECIPE_MODEL, "lstm_layers": 3, "kernel_sizes": [2, 7]}
     # The tokenizer's defaults are the config's.
     tokenizer = HybridCNNLSTMTokenizer()
     assert (tokenizer.max_title_length, tokenizer.max_abstract_length) == (config.max_title_length,

@@ -28,7 +28,7 @@ from hf_hybrid.training_args import (
 )
 
 TINY_MODEL = dict(embed_dim=16, num_filters=8, lstm_hidden=8, lstm_layers=1, classifier_hidden_sizes=[16],
-                  vocab_size=500, min_frequency=1)
+                  vocab_size=500, min_frequency=1, wide_bigram_buckets=256)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
 
@@ -246,7 +246,7 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
     types = (ModelArguments, DataArguments, HybridTrainingArguments)
     model_args, _, notebook = parse_training_arguments(types, ["--recipe", "notebook", "--output_dir", str(tmp_path)],
                                                        prog="test")
-    assert model_args.init_embeddings == "random"
+    assert model_args.init_embeddings == "random" and model_args.wide_branch is False  # the notebook's model
     assert (notebook.learning_rate, notebook.weight_decay, notebook.num_train_epochs) == (1e-3, 1e-4, 20.0)
     assert notebook.lr_scheduler_type == "reduce_lr_on_plateau" and notebook.early_stopping_patience == 5
     assert notebook.lr_scheduler_kwargs == {"mode": "max", "factor": 0.5, "patience": 3}
@@ -261,7 +261,8 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
     )
     assert explicit.num_train_epochs == 3 and explicit.lr_scheduler_type == "reduce_lr_on_plateau"
     model_args, _, default = parse_training_arguments(types, ["--output_dir", str(tmp_path)], prog="test")
-    assert (default.recipe, default.lr_scheduler_type, model_args.init_embeddings) == ("default", "linear", "word2vec")
+    assert (default.recipe, default.lr_scheduler_type, model_args.init_embeddings, model_args.wide_branch) == (
+        "default", "linear", "word2vec", True)
     trainer = HybridTrainer(model=tiny_model, args=default, eval_dataset=[])
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
     rates = []
@@ -275,7 +276,7 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
 
 def test_a_wide_model_learns_its_idf_from_the_training_split_and_reloads(tmp_path, unbalanced_csv):
     output_dir = tmp_path / "wide"
-    train_model(ModelArguments(**TINY_MODEL, wide_branch=True, wide_bigram_buckets=256),
+    train_model(ModelArguments(**TINY_MODEL),
                 DataArguments(train_file=str(unbalanced_csv)), tiny_run(output_dir, unbalanced_csv, num_train_epochs=2))
     model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)

@@ -22,7 +22,7 @@ from hf_hybrid.word_vectors import (
 )
 
 TINY_MODEL = dict(embed_dim=4, num_filters=4, lstm_hidden=4, lstm_layers=1, classifier_hidden_sizes=[8],
-                  vocab_size=500, min_frequency=1)
+                  vocab_size=500, min_frequency=1, wide_bigram_buckets=256)
 
 
 @pytest.fixture
