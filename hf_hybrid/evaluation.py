@@ -1,29 +1,45 @@
 """Predictions and metrics: accuracy, macro and weighted F1, a per-class report, a confusion matrix.
 
-Metrics come from scikit-learn, so evaluation needs no network (`evaluate.load` would fetch its
-metric scripts from the Hub).
+Every metric comes from the `evaluate` metric module that ships in the package
+(`hf_hybrid/metrics/classification_report`, scikit-learn underneath), loaded from its folder: no network.
 """
 
+from functools import cache
+from pathlib import Path
+
+import evaluate
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+from sklearn.metrics import classification_report
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, EvalPrediction
 
 
+METRIC_PATH = Path(__file__).parent / "metrics" / "classification_report"
+SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted")
+
+
+@cache
+def classification_metric() -> evaluate.EvaluationModule:
+    """The packaged metric module, loaded once per process from its local folder (never from the Hub)."""
+    # keep_in_memory: predictions are gathered in memory, with no cache file per evaluation
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
+def classification_scores(labels, logits, label_names: list[str]) -> dict:
+    """The metric module's scores of the argmax of `logits` against `labels`."""
+    predicted = np.argmax(logits, axis=-1)
+    return classification_metric().compute(
+        predictions=predicted, references=np.asarray(labels), label_names=list(label_names)
+    )
+
+
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
     """The `Trainer`'s metrics: what early stopping and the plateau scheduler watch."""
-    predicted = np.argmax(prediction.predictions, axis=-1)
-    return summary_metrics(prediction.label_ids, predicted)
-
-
-def summary_metrics(labels, predicted) -> dict[str, float]:
-    return {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "f1_macro": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "f1_weighted": float(f1_score(labels, predicted, average="weighted", zero_division=0)),
-    }
+    class_ids = [str(i) for i in range(prediction.predictions.shape[-1])]
+    scores = classification_scores(prediction.label_ids, prediction.predictions, class_ids)
+    return {name: scores[name] for name in SUMMARY_METRICS}
 
 
 @torch.inference_mode()
@@ -44,16 +60,12 @@ def predict_logits(model, tokenizer, dataset, batch_size: int = 128, description
 
 def evaluation_report(labels, logits, label_names: list[str]) -> dict:
     """Summary metrics plus per-class precision/recall/F1 and the confusion matrix, as JSON-ready data."""
-    predicted = np.argmax(logits, axis=-1)
-    ids = list(range(len(label_names)))
-    per_class = classification_report(
-        labels, predicted, labels=ids, target_names=label_names, output_dict=True, zero_division=0
-    )
+    scores = classification_scores(labels, logits, label_names)
     return {
-        **summary_metrics(labels, predicted),
+        **{name: scores[name] for name in SUMMARY_METRICS},
         "num_samples": int(len(labels)),
-        "per_class": {name: {k: float(v) for k, v in per_class[name].items()} for name in label_names},
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=ids).tolist(),
+        "per_class": scores["per_class"],
+        "confusion_matrix": scores["confusion_matrix"],
         "label_names": list(label_names),
     }
 
@@ -69,7 +81,7 @@ def report_text(labels, logits, label_names: list[str]) -> str:
 def metrics_table(report: dict) -> str:
     """A Markdown table of a report's metrics, for the terminal and the model card."""
     lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {report[name]:.4f} |" for name in ("accuracy", "f1_macro", "f1_weighted")]
+    lines += [f"| {name} | {report[name]:.4f} |" for name in SUMMARY_METRICS]
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     for name, scores in report["per_class"].items():
         lines.append(

@@ -228,13 +228,6 @@ class HybridDataset(Dataset):
         }
 
 
-def encode_labels(categories):
-    """`LabelEncoder().fit_transform`: classes sorted, each label its index."""
-    class_names = sorted(set(categories))
-    index = {name: i for i, name in enumerate(class_names)}
-    return [index[c] for c in categories], class_names
-
-
 def build_vocabulary(titles, abstracts, max_vocab_size=50000, min_freq=2):
     """As the notebook: one vocabulary over every title and every abstract."""
     vocab = Vocabulary(max_vocab_size=max_vocab_size, min_freq=min_freq)
