@@ -110,11 +110,10 @@ def untrained_model(model_args, train):
     tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(
         training_texts(train), **{name: value for name, value in values.items() if name in tokenizer_options})
     label_names = train.features["labels"].names
-    architecture = {name: value for name, value in values.items()
-                    if name in HybridCNNLSTMConfig().to_dict() and name not in ("vocab_size", "class_weights")}
     config = HybridCNNLSTMConfig(
         vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, id2label=dict(enumerate(label_names)),
-        class_weights=resolve_class_weights(model_args.class_weights, label_names, train["labels"]), **architecture)
+        class_weights=resolve_class_weights(model_args.class_weights, label_names, train["labels"]),
+        **model_args.config_values())
     return HybridCNNLSTMForSequenceClassification(config), tokenizer
 
 
