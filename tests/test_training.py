@@ -165,7 +165,7 @@ def test_the_best_epoch_is_restored_not_the_last(tmp_path, unbalanced_csv, monke
 
 
 def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, monkeypatch):
-    """`--train_sampling_strategy group_by_length` (timed by `scripts/benchmark.py`) batches papers of similar title
+    """`--train_sampling_strategy group_by_length` batches papers of similar title
     length: the Trainer reads lengths from the tokenizer's first input, the title ids."""
     batches = []
     original_forward = trainer_module.HybridCNNLSTMForSequenceClassification.forward
