@@ -18,7 +18,8 @@ from benchmarks.common import DEFAULT_DATA, cpu_flags  # noqa: E402
 from benchmarks.speed import untrained_model  # noqa: E402
 
 # `hf-hybrid train` flags of a tiny model, as the benchmarks take them
-TINY_MODEL = "--embed_dim 16 --num_filters 8 --lstm_hidden 8 --classifier_hidden_sizes 16 8 --min_frequency 1"
+TINY_MODEL = ("--embed_dim 16 --num_filters 8 --lstm_hidden 8 --classifier_hidden_sizes 16 8 --min_frequency 1 "
+              "--wide_bigram_buckets 256")
 FAST = ["--batch_size", "8", "--latency_calls", "3", "--latency_warmup", "1", "--threads", "1"]
 
 
