@@ -116,7 +116,8 @@ def run_evaluate(argv: list[str]) -> None:
     table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
                           source=args.test_file)
     table = encode_labels(table, label_names, source=args.test_file)
-    logits = predict_logits(model, tokenizer, tokenize_papers(table, tokenizer), batch_size=args.batch_size, description="Evaluating")
+    logits = predict_logits(model, tokenizer, tokenize_papers(table, tokenizer), batch_size=args.batch_size,
+                            description="Evaluating")
     report = evaluation_report(table[LABEL_COLUMN], logits, label_names)
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(report, indent=2))

@@ -72,7 +72,8 @@ def push_model_folder(
 
     Only the files hf-hybrid writes go up (`PUSHED_FILES`); the log lists what else the folder holds. The card
     goes up as it is when it was written for `repo_id`; for any other repo, the push sends a card written whole
-    for that repo from the folder's facts (`ModelCardFacts`). Returns the URL of the commit. The folder is never modified, so a failed push can simply be run again.
+    for that repo from the folder's facts (`ModelCardFacts`). Returns the URL of the commit. The folder is never
+    modified, so a failed push can simply be run again.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():

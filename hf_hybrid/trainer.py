@@ -95,7 +95,7 @@ class HybridTrainer(Trainer):
         """The `Trainer`'s optimizer, with the wide branch's weights in groups of their own at
         `--wide_learning_rate` (the scheduler then scales every group alike)."""
         optimizer = super().create_optimizer(model)
-        wide = getattr(self.model, "wide", None)
+        wide = getattr(self.model if model is None else model, "wide", None)
         if wide is None:
             return optimizer
         wide_parameters = set(wide.parameters())

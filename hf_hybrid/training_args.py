@@ -105,7 +105,8 @@ def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
                  if isinstance(default, (list, tuple)) else dataclasses.field(default=default))
         value.metadata = {"help": helps[name][0].upper() + helps[name][1:]}
         if name in DEFAULT_RECIPE_MODEL:
-            value.metadata["help"] += f" The default recipe's: {default}; --recipe notebook's: {getattr(HybridCNNLSTMConfig, name)}."
+            notebook = getattr(HybridCNNLSTMConfig, name)
+            value.metadata["help"] += f" The default recipe's: {default}; --recipe notebook's: {notebook}."
         fields.append((name, annotation, value))
     return fields
 
