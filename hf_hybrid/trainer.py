@@ -76,8 +76,6 @@ class HybridTrainer(Trainer):
             self.args.dataloader_drop_last = keep_last
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if model.training and self.args.word_dropout:
-            inputs = drop_words(inputs, self.args.word_dropout, self.processing_class.unk_token_id)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training and "labels" in inputs:
             labels = inputs["labels"]
@@ -123,17 +121,6 @@ class HybridTrainer(Trainer):
                 logs["train_accuracy"] = round(correct / seen, 4)
             self._train_counts.zero_()
         super().log(logs, start_time)
-
-
-def drop_words(inputs: dict, rate: float, unk_token_id: int) -> dict:
-    """`inputs` with each real word of both fields replaced by `unk_token_id` with probability `rate` (padding
-    stays padding): the model cannot lean on any single word, as it must for papers with unseen words."""
-    dropped = dict(inputs)
-    for field in ("title", "abstract"):
-        ids, mask = inputs[f"{field}_input_ids"], inputs[f"{field}_attention_mask"].bool()
-        drop = (torch.rand(ids.shape, device=ids.device) < rate) & mask
-        dropped[f"{field}_input_ids"] = ids.masked_fill(drop, unk_token_id)
-    return dropped
 
 
 class FreezeEmbeddingCallback(TrainerCallback):

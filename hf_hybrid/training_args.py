@@ -279,11 +279,6 @@ class HybridTrainingArguments(TrainingArguments):
         metadata={"help": "Peak learning rate of the wide branch, on the same schedule. Its weights start at zero and "
                   "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."},
     )
-    word_dropout: float = field(
-        default=0.0,
-        metadata={"help": "Share of the words of each training paper replaced by <UNK>, drawn anew at every step "
-                  "(0: none); evaluation and inference read every word."},
-    )
     report_to: None | str | list[str] = "none"
     # Pinned memory only speeds up copies to a GPU; without one, PyTorch warns on every data loader.
     dataloader_pin_memory: bool = field(
@@ -309,7 +304,6 @@ class HybridTrainingArguments(TrainingArguments):
         "warmup_steps": NOT_NEGATIVE,
         "freeze_embedding_epochs": NOT_NEGATIVE,
         "wide_learning_rate": POSITIVE,
-        "word_dropout": PROBABILITY,
     }
 
     def __post_init__(self):

@@ -311,25 +311,3 @@ def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbal
     assert torch.equal(snapshots[0], started["weight"]) and torch.equal(snapshots[1], started["weight"])
     assert not torch.equal(snapshots[2], started["weight"])  # the third epoch trains it
     assert all(parameter.requires_grad for parameter in started["model"].parameters())
-
-
-def test_word_dropout_hides_words_in_training_steps_only(tiny_model, tiny_tokenizer, tiny_corpus, tmp_path):
-    half = len(tiny_corpus) // 2
-    batch = tiny_tokenizer(tiny_corpus[:half] * 20, tiny_corpus[half:] * 20, padding=True, return_tensors="pt")
-    inputs = {**batch, "labels": torch.zeros(len(batch["title_input_ids"]), dtype=torch.long)}
-    original = {name: value.clone() for name, value in inputs.items()}
-    seen = []
-    tiny_model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs), with_kwargs=True)
-    trainer = HybridTrainer(model=tiny_model, args=HybridTrainingArguments(output_dir=str(tmp_path), word_dropout=0.3),
-                            eval_dataset=[], processing_class=tiny_tokenizer)
-    torch.manual_seed(0)
-    trainer.compute_loss(tiny_model.train(), inputs)
-    trainer.compute_loss(tiny_model.eval(), inputs)
-    training, evaluation = seen
-    unk = tiny_tokenizer.unk_token_id
-    for field in ("title", "abstract"):
-        ids, real = original[f"{field}_input_ids"], original[f"{field}_attention_mask"].bool()
-        changed = training[f"{field}_input_ids"] != ids
-        assert (training[f"{field}_input_ids"][changed] == unk).all() and not changed[~real].any()  # padding kept
-        assert 0.25 < (training[f"{field}_input_ids"][real] == unk).float().mean() < 0.35
-        assert torch.equal(evaluation[f"{field}_input_ids"], ids) and torch.equal(inputs[f"{field}_input_ids"], ids)
