@@ -54,18 +54,15 @@ def test_accented_word_maps_to_its_unaccented_id(wide_tokenizer):
     assert encoded["title_input_ids"] == encoded["abstract_input_ids"] == [schrodinger]
 
 
-def backend_ids(tokenizer, texts):
-    """Ids from the `tokenizers` backend alone: normalizer, pre-tokenizer and WordLevel model."""
-    return [encoding.ids for encoding in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-
 def test_special_tokens_non_ascii_and_added_tokens_get_their_own_ids(wide_tokenizer):
-    texts = ["the <UNK> and <PAD> tokens", "Schrödinger nets", "deep nets", "quantumword deep"]
     wide_tokenizer.add_tokens(["quantumword"])
-    expected = backend_ids(wide_tokenizer, texts)
-    assert wide_tokenizer(texts, texts)["abstract_input_ids"] == expected
-    assert expected[0][1] == wide_tokenizer.unk_token_id and expected[0][3] == wide_tokenizer.pad_token_id
-    assert expected[3][0] == wide_tokenizer.convert_tokens_to_ids("quantumword")
+    texts = ["the <UNK> and <PAD> tokens", "Schrödinger nets", "quantumword deep"]
+    ids = wide_tokenizer(texts, texts)["abstract_input_ids"]
+    unk, pad = wide_tokenizer.unk_token_id, wide_tokenizer.pad_token_id
+    assert ids[0][1:4] == [unk, wide_tokenizer.convert_tokens_to_ids("and"), pad]
+    assert ids[1] == [wide_tokenizer.convert_tokens_to_ids("schrodinger"), unk]  # "nets" was never seen
+    assert ids[2] == [wide_tokenizer.convert_tokens_to_ids(word) for word in ("quantumword", "deep")]
+    assert len({*ids[2], unk}) == 3
 
 
 def test_datasets_fingerprint_of_the_tokenizer_is_the_same_before_and_after_a_call(wide_tokenizer):
