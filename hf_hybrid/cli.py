@@ -18,7 +18,7 @@ from transformers.utils import logging as transformers_logging
 from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
 from .errors import UserError
 from .export import export_onnx
-from .evaluation import evaluation_report, predict_logits
+from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits
 from .hub import HubError, pinned_commit, push_model_folder
 from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from .model import HybridCNNLSTMTokenizer
@@ -27,6 +27,7 @@ from .trainer import finetune_model, train_model
 from .training_args import (
     AT_LEAST_ONE,
     NOT_NEGATIVE,
+    PROBABILITY_OR_ONE,
     DataArguments,
     FinetuneArguments,
     HybridTrainingArguments,
@@ -121,7 +122,9 @@ def run_evaluate(argv: list[str]) -> None:
     report = evaluation_report(table[LABEL_COLUMN], logits, label_names)
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(report, indent=2))
-    summary = {key: report[key] for key in ("accuracy", "f1_macro", "f1_weighted", "num_samples")}
+    summary = {key: report[key] for key in ("accuracy", "f1_macro", "f1_weighted", *CALIBRATION_METRICS,
+                                            "num_samples")}
+    summary["coverage"] = report["coverage"]
     summary["per_class_f1"] = {name: scores["f1-score"] for name, scores in report["per_class"].items()}
     print(json.dumps(summary, indent=2))
 
@@ -136,11 +139,17 @@ def run_predict(argv: list[str]) -> None:
     parser.add_argument("--title_column", default="title")
     parser.add_argument("--abstract_column", default="abstract")
     parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field")
+    parser.add_argument("--top_k", type=int, help="also list the K most probable labels with their probabilities")
+    parser.add_argument("--threshold", type=float,
+                        help="abstain below this top probability: label null and needs_review true")
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
-    check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE})
+    check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE, "top_k": AT_LEAST_ONE,
+                        "threshold": PROBABILITY_OR_ONE})
     tokenizer, model = load_trained(args.model, args.revision)
+    if args.top_k is not None and args.top_k > model.config.num_labels:
+        raise UserError(f"--top_k {args.top_k}: the model has only {model.config.num_labels} labels")
     fold_if_asked(model, args)
     classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
     if args.input_file is None:
@@ -152,7 +161,8 @@ def run_predict(argv: list[str]) -> None:
             raise DataError(f"{args.input_file}: missing column(s) {', '.join(missing)}")
         papers = [{"title": t or "", "abstract": a or ""}
                   for t, a in zip(table[args.title_column], table[args.abstract_column])]
-    results = classify(papers, batch_size=args.batch_size, top_words=args.top_words)
+    decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
+    results = classify(papers, batch_size=args.batch_size, top_words=args.top_words, **decisions)
     lines = (json.dumps(result) for result in tqdm(results, desc="Predicting", disable=len(papers) < 100))
     if args.output_file:
         with open(args.output_file, "w") as handle:

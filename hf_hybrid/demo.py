@@ -2,8 +2,9 @@
 
 `build_demo(classify)` makes the page from an `arxiv-classification` pipeline: a title box and an
 abstract box (example papers one click away) and, on submit, the predicted category with every class
-score, how much the title and the abstract weigh in the decision (the fusion weights), and each word of
-both fields highlighted by the attention the model paid to it.
+score (calibrated probabilities), how much the title and the abstract weigh in the decision (the fusion weights),
+and each word of both fields highlighted by the attention the model paid to it; below a review threshold the
+user sets, no label is given and the page says the paper needs a person's review.
 
 `write_space(folder, repo_id, revision)` writes a ready Hub Space for a pushed model. Its `app.py`
 loads the model by repo id, pinned to one commit, with `trust_remote_code`, and builds the page with a
@@ -117,15 +118,20 @@ def check_paper(title: str | None, abstract: str | None) -> tuple[str, str]:
     return title, abstract
 
 
-def explain_paper(classify, title: str | None, abstract: str | None) -> dict:
-    """What the page shows for one paper: `scores` and `fusion_weights` (label -> weight), `title_words`
-    and `abstract_words` (each word in reading order with its attention, scaled so that the field's most
-    attended word is 1) and `notes` (what the model left out). Raises `PaperError` on bad input."""
+def explain_paper(classify, title: str | None, abstract: str | None, threshold: float | None = None) -> dict:
+    """What the page shows for one paper: `label` (None when its top probability is below `threshold`),
+    `scores` and `fusion_weights` (label -> weight), `title_words` and `abstract_words` (each word in reading
+    order with its attention, scaled so that the field's most attended word is 1) and `notes` (what the model
+    left out, and whether the paper needs a person's review). Raises `PaperError` on bad input."""
     title, abstract = check_paper(title, abstract)
     tokenizer = classify.tokenizer
-    result = classify({"title": title, "abstract": abstract}, top_words=max(tokenizer.max_title_length,
-                                                                            tokenizer.max_abstract_length))
+    decision = {} if not threshold else {"threshold": threshold}
+    result = classify({"title": title, "abstract": abstract},
+                      top_words=max(tokenizer.max_title_length, tokenizer.max_abstract_length), **decision)
     notes = []
+    if result.get("needs_review"):
+        notes.append(f"Below the threshold: the top probability, {result['score']:.2f}, is under {threshold:.2f}, "
+                     "so no label is given; this paper needs a person's review.")
     for field, text in (("title", title), ("abstract", abstract)):
         limit = getattr(tokenizer, f"max_{field}_length")
         encoded = tokenizer(**{"text" if field == "title" else "text_pair": text}, truncation=False)
@@ -170,9 +176,9 @@ def build_demo(classify):
     gr = require_gradio()
     labels = list(classify.model.config.id2label.values())
 
-    def submit(title, abstract):
+    def submit(title, abstract, threshold):
         try:
-            shown = explain_paper(classify, title, abstract)
+            shown = explain_paper(classify, title, abstract, threshold)
         except PaperError as error:
             return None, None, None, None, f"**{error}**"
         notes = "\n".join(f"- {note}" for note in shown["notes"])
@@ -188,6 +194,8 @@ def build_demo(classify):
             with gr.Column():
                 title = gr.Textbox(label="Title", lines=1, max_lines=3, elem_id="title")
                 abstract = gr.Textbox(label="Abstract", lines=8, elem_id="abstract")
+                threshold = gr.Slider(0, 1, value=0, step=0.05, elem_id="threshold",
+                                      label="Review threshold: below this top probability, no label is given")
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
                 gr.Examples(EXAMPLES, inputs=[title, abstract], label="Example papers")
             with gr.Column():
@@ -199,8 +207,8 @@ def build_demo(classify):
         abstract_words = gr.HighlightedText(label="Abstract: attention per word", elem_id="abstract_words",
                                             **highlighting)
         outputs = [scores, fusion, title_words, abstract_words, message]
-        button.click(submit, inputs=[title, abstract], outputs=outputs)
-        abstract.submit(submit, inputs=[title, abstract], outputs=outputs)
+        button.click(submit, inputs=[title, abstract, threshold], outputs=outputs)
+        abstract.submit(submit, inputs=[title, abstract, threshold], outputs=outputs)
     return demo
 
 

@@ -1,4 +1,5 @@
-"""Predictions and metrics: accuracy, macro and weighted F1, a per-class report, a confusion matrix.
+"""Predictions and metrics: accuracy, macro and weighted F1, a per-class report, a confusion matrix, and the
+calibration of the predicted probabilities (expected calibration error, log-loss, Brier score).
 
 Every metric comes from the `evaluate` metric module that ships in the package
 (`hf_hybrid/metrics/classification_report`, scikit-learn underneath), loaded from its folder: no network.
@@ -15,9 +16,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, EvalPrediction
 
+from .calibration import coverage_table, probabilities
+
 
 METRIC_PATH = Path(__file__).parent / "metrics" / "classification_report"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted")
+CALIBRATION_METRICS = ("expected_calibration_error", "log_loss", "brier_score", "mean_confidence")
 
 
 @cache
@@ -27,11 +31,12 @@ def classification_metric() -> evaluate.EvaluationModule:
     return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
 
 
-def classification_scores(labels, logits, label_names: list[str]) -> dict:
-    """The metric module's scores of the argmax of `logits` against `labels`."""
+def classification_scores(labels, logits, label_names: list[str], with_calibration: bool = False) -> dict:
+    """The metric module's scores of the argmax of `logits` against `labels` (and of their softmax's calibration)."""
     predicted = np.argmax(logits, axis=-1)
+    extra = {"probabilities": probabilities(logits).tolist()} if with_calibration else {}
     return classification_metric().compute(
-        predictions=predicted, references=np.asarray(labels), label_names=list(label_names)
+        predictions=predicted, references=np.asarray(labels), label_names=list(label_names), **extra
     )
 
 
@@ -59,10 +64,13 @@ def predict_logits(model, tokenizer, dataset, batch_size: int = 128, description
 
 
 def evaluation_report(labels, logits, label_names: list[str]) -> dict:
-    """Summary metrics plus per-class precision/recall/F1 and the confusion matrix, as JSON-ready data."""
-    scores = classification_scores(labels, logits, label_names)
+    """Summary and calibration metrics of the probabilities `softmax(logits)`, per-class precision/recall/F1, the
+    confusion matrix, the reliability bins and the coverage at the usual thresholds, as JSON-ready data."""
+    scores = classification_scores(labels, logits, label_names, with_calibration=True)
     return {
-        **{name: scores[name] for name in SUMMARY_METRICS},
+        **{name: scores[name] for name in SUMMARY_METRICS + CALIBRATION_METRICS},
+        "calibration_bins": scores["calibration_bins"],
+        "coverage": coverage_table(logits, labels),
         "num_samples": int(len(labels)),
         "per_class": scores["per_class"],
         "confusion_matrix": scores["confusion_matrix"],
@@ -81,7 +89,7 @@ def report_text(labels, logits, label_names: list[str]) -> str:
 def metrics_table(report: dict) -> str:
     """A Markdown table of a report's metrics, for the terminal and the model card."""
     lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {name} | {report[name]:.4f} |" for name in SUMMARY_METRICS]
+    lines += [f"| {name} | {report[name]:.4f} |" for name in SUMMARY_METRICS + CALIBRATION_METRICS if name in report]
     lines += ["", "| class | precision | recall | f1 | support |", "|---|---|---|---|---|"]
     for name, scores in report["per_class"].items():
         lines.append(

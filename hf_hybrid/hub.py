@@ -26,7 +26,7 @@ PUSHED_FILES = [
     "pipeline_arxiv_classification.py",
     "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
     "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
-    "training_history.png", "confusion_matrix.png", "attention.png",
+    "training_history.png", "confusion_matrix.png", "attention.png", "calibration.png",
     "model.onnx", "model_int8.onnx",
 ]
 

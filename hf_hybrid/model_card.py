@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluation import metrics_table
 from .model import HybridCNNLSTMConfig
-from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+from .plots import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
 from .training_args import MODEL_HYPERPARAMETERS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -23,11 +23,13 @@ TRAINING_ARGS_FILE = "training_args.json"
 # The repo id in the usage examples of a card written before the model has one.
 CARD_PLACEHOLDER = "path/to/this/folder"
 # The model's hyperparameters in the card's table: all of the config's but those the card shows otherwise.
-CARD_HYPERPARAMETERS = tuple(name for name in MODEL_HYPERPARAMETERS if name not in ("pad_token_id", "class_weights"))
+CARD_HYPERPARAMETERS = tuple(
+    name for name in MODEL_HYPERPARAMETERS if name not in ("pad_token_id", "class_weights", "calibration_temperature")
+)
 TRAINING_HYPERPARAMETERS = (
     "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "wide_learning_rate",
     "weight_decay", "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
-    "early_stopping_patience", "freeze_embedding_epochs", "seed",
+    "early_stopping_patience", "freeze_embedding_epochs", "calibration", "final_fit", "seed",
 )
 
 
@@ -52,7 +54,8 @@ class ModelCardFacts:
             config=HybridCNNLSTMConfig.from_pretrained(folder),
             eval_results=json.loads((folder / EVAL_RESULTS_FILE).read_text()),
             training_settings=json.loads((folder / TRAINING_ARGS_FILE).read_text()),
-            plots=[name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT) if (folder / name).exists()],
+            plots=[name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT, CALIBRATION_PLOT)
+                   if (folder / name).exists()],
         )
 
     @property
@@ -72,7 +75,53 @@ def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str 
                    metric_value=round(report["f1_macro"], 4), **common),
         EvalResult(metric_type="f1", metric_name="F1 (weighted)", metric_config="weighted",
                    metric_value=round(report["f1_weighted"], 4), **common),
+        EvalResult(metric_type="expected_calibration_error", metric_name="Expected calibration error (15 bins)",
+                   metric_value=round(report["expected_calibration_error"], 4), **common),
+        EvalResult(metric_type="log_loss", metric_name="Log-loss", metric_value=round(report["log_loss"], 4),
+                   **common),
     ]
+
+
+def calibration_table(results: dict) -> str:
+    """The calibration scores before and after calibration, on the validation split (where it was fitted) and the
+    test split."""
+    test = results["test"]
+    stages = [("validation", "before", results["calibration"]["validation"]["before"]),
+              ("validation", "after", results["calibration"]["validation"]["after"]),
+              ("test", "before", test["uncalibrated"]), ("test", "after", test)]
+    lines = ["| split | calibration | ECE (15 bins) | log-loss | Brier | mean top probability | accuracy |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {split} | {stage} | {scores['expected_calibration_error']:.4f} | {scores['log_loss']:.4f} | "
+              f"{scores['brier_score']:.4f} | {scores['mean_confidence']:.4f} | {scores['accuracy']:.4f} |"
+              for split, stage, scores in stages]
+    return "\n".join(lines)
+
+
+def coverage_rows(report: dict) -> str:
+    """The coverage table's rows: per threshold, the share of test papers labelled and their accuracy."""
+    return "\n".join(
+        f"| {row['threshold']:.2f} | {row['labelled_share']:.1%} | "
+        f"{'n/a' if row['accuracy'] is None else format(row['accuracy'], '.4f')} |"
+        for row in report["coverage"]
+    )
+
+
+def describe_final_fit(final_fit: dict | None) -> str:
+    """What the saved weights were trained on, when it is not the held-out run's training split."""
+    if not final_fit:
+        return ""
+    sentence = (
+        f"**The weights are not those of the run measured above.** That run kept the validation and test splits out "
+        f"to measure the model and fit its calibration; the saved model was then trained again from scratch, with the "
+        f"same recipe, for its best epoch count ({final_fit['epochs']}), on {final_fit['train_papers']} papers "
+        f"({' + '.join(final_fit['splits'])} splits), and calibrated with its temperature. The numbers above are the "
+        "held-out run's."
+    )
+    if final_fit.get("test"):
+        test = final_fit["test"]
+        sentence += (f" The test split stayed out of this final fit too: on it, the saved model scores accuracy "
+                     f"{test['accuracy']:.4f}, ECE {test['expected_calibration_error']:.4f}.")
+    return sentence
 
 
 def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> ModelCard:
@@ -122,6 +171,11 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         test_samples=report["num_samples"],
         metrics_table=metrics_table(report),
         best_validation_accuracy="n/a" if best is None else f"{best:.4f}",
+        calibration_method=results["calibration"]["method"],
+        calibration_temperature=f"{config.calibration_temperature:.4f}",
+        calibration_table=calibration_table(results),
+        coverage_rows=coverage_rows(report),
+        final_fit=describe_final_fit(results.get("final_fit")),
         plots="\n\n".join(f"![{name}]({name})" for name in facts.plots),
         hyperparameter_rows="\n".join(rows),
         class_weights=class_weights,

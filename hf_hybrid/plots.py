@@ -13,6 +13,7 @@ import torch  # noqa: E402
 HISTORY_PLOT = "training_history.png"
 CONFUSION_PLOT = "confusion_matrix.png"
 ATTENTION_PLOT = "attention.png"
+CALIBRATION_PLOT = "calibration.png"
 
 
 def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -53,6 +54,21 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     for (row, column), count in np.ndenumerate(matrix):
         color = "white" if count > matrix.max() / 2 else "black"
         axis.text(column, row, int(count), ha="center", va="center", color=color)
+    return _save(figure, path)
+
+
+def plot_calibration(curves: dict[str, list[dict]], path: Path) -> Path:
+    """A reliability diagram: each curve's accuracy against its mean top probability, bin by bin (the metric
+    module's `calibration_bins`), beside the diagonal of perfect calibration."""
+    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    for name, bins in curves.items():
+        filled = [b for b in bins if b["count"]]
+        axis.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", label=name)
+    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="top probability (mean of the bin)", ylabel="accuracy of the bin",
+             title="Reliability on the test split")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="upper left")
     return _save(figure, path)
 
 

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import DatasetDict, concatenate_datasets
 from huggingface_hub import ModelCard
 from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
 
 from .data import DataError, load_papers, tokenize_papers, training_texts
-from .evaluation import compute_metrics, evaluation_report, metrics_table, report_text
+from .calibration import TEMPERATURE, fit_temperature
+from .errors import UserError
+from .evaluation import CALIBRATION_METRICS, compute_metrics, evaluation_report, metrics_table, report_text
 from .hub import check_hub_access, push_model_folder
 from .model import (
     MODEL_TYPE,
@@ -31,8 +34,17 @@ from .model import (
     HybridCNNLSTMTokenizer,
 )
 from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
-from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, plot_attention, plot_confusion_matrix, plot_history
-from .training_args import NOTEBOOK_RECIPE
+from .plots import (
+    ATTENTION_PLOT,
+    CALIBRATION_PLOT,
+    CONFUSION_PLOT,
+    HISTORY_PLOT,
+    plot_attention,
+    plot_calibration,
+    plot_confusion_matrix,
+    plot_history,
+)
+from .training_args import FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION, NO_FINAL_FIT, NOTEBOOK_RECIPE
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -187,21 +199,32 @@ def train_model(model_args, data_args, training_args) -> dict:
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading papers"):
         splits = load_papers(data_args, seed=training_args.seed)
-    label_names = splits["train"].features["labels"].names
-    tokenizer = _shared_tokenizer(splits["train"], model_args, training_args)
+
+    def new_model(train):
+        return build_new_model(train, splits["train"].features["labels"].names, model_args, training_args)
+
+    model, tokenizer, embedding_start = new_model(splits["train"])
+    return fit_and_report(model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start,
+                          new_model=new_model)
+
+
+def build_new_model(train, label_names: list[str], model_args, training_args):
+    """A model, its tokenizer and its starting embedding, all learned from the papers of `train` alone:
+    (model, tokenizer, where the embedding started)."""
+    tokenizer = _shared_tokenizer(train, model_args, training_args)
     config = HybridCNNLSTMConfig(
         **model_args.config_values(),
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(label_names)),
-        class_weights=resolve_class_weights(model_args.class_weights, label_names, splits["train"]["labels"]),
+        class_weights=resolve_class_weights(model_args.class_weights, label_names, train["labels"]),
     )
     model = HybridCNNLSTMForSequenceClassification(config)
     logger.info("model: %s parameters", f"{model.num_parameters():,}")
-    embedding_start = start_embedding(model, tokenizer, splits["train"], model_args.init_embeddings, training_args.seed)
+    embedding_start = start_embedding(model, tokenizer, train, model_args.init_embeddings, training_args.seed)
     if model.wide is not None:
-        count_document_frequencies(model.wide, tokenizer, splits["train"])
-    return fit_and_report(model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start)
+        count_document_frequencies(model.wide, tokenizer, train)
+    return model, tokenizer, embedding_start
 
 
 def start_embedding(model, tokenizer, train, init_embeddings: str, seed: int) -> dict | None:
@@ -232,6 +255,8 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
 
     Papers whose labels are all among the model's keep its head; any other label set gets a fresh head.
     """
+    if training_args.final_fit != NO_FINAL_FIT:
+        raise UserError("--final_fit trains a new model from scratch: use it with hf-hybrid train, not finetune")
     _check_output_and_hub(training_args)
     set_seed(training_args.seed)
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
@@ -282,9 +307,13 @@ def adam_with_l2(learning_rate: float, weight_decay: float):
 
 
 def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None,
-                   embedding_start: dict | None = None) -> dict:
-    """Trains `model` on the splits, restores its best epoch, tests it and leaves the complete output folder
-    (then pushes it with `--push_to_hub`); returns the test report.
+                   embedding_start: dict | None = None, new_model=None) -> dict:
+    """Trains `model` on the splits, restores its best epoch, calibrates it on the validation split, tests it and
+    leaves the complete output folder (then pushes it with `--push_to_hub`); returns the test report.
+
+    With `--final_fit`, `new_model(papers)` (a fresh model, tokenizer and embedding start learned from `papers`)
+    is then trained on more of the labelled papers, with the same recipe and the held-out run's best epoch count
+    and calibration, and is the model saved; the reports stay those of the held-out run.
 
     Everything is written to `staging_dir(output_dir)` first and moved into `output_dir` at the very end;
     if anything fails before, `output_dir` is left as it was and the log says where the checkpoints are.
@@ -295,18 +324,26 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
             tokenized = tokenize_papers(splits, tokenizer)
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        calibration = calibrate(trainer, tokenized["validation"], training_args.calibration)
         report, text = test_and_report(trainer, tokenized["test"])
+        final = None
+        if training_args.final_fit != NO_FINAL_FIT:
+            final = fit_final_model(new_model, splits, trainer, training_args, staging)
+            model, tokenizer, embedding_start = final.pop("model"), final.pop("tokenizer"), final.pop("embedding_start")
         if not trainer.is_world_process_zero():
             return {}
         facts = {
             "best_validation_accuracy": trainer.state.best_metric,
             "epochs_trained": trainer.state.epoch,
+            "calibration": calibration,
+            "final_fit": final,
             "data_cleaning": getattr(splits, "cleaning", None),
             "embedding_start": embedding_start,
             "base_model": base_model,
             **dict(zip(("dataset_name", "dataset_type"), dataset_description(data_args))),
         }
-        save_model_folder(trainer, train_result, report, text, facts, splits["test"][0], training_args)
+        save_model_folder(trainer, model, tokenizer, train_result, report, text, facts, splits["test"][0],
+                          training_args)
     except BaseException as error:
         last = _last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
@@ -349,9 +386,36 @@ def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> 
     )
 
 
+def calibrate(trainer, validation, method: str) -> dict:
+    """Fits the model's calibration on the validation split (every process takes part in the prediction and fits
+    the same temperature) and stores it in the config; returns the temperature and the validation split's
+    calibration scores before and after."""
+    config = trainer.model.config
+    config.calibration_temperature = 1.0
+    raw = trainer.predict(validation, metric_key_prefix="validation")
+    if method == TEMPERATURE:
+        config.calibration_temperature = fit_temperature(raw.predictions, raw.label_ids)
+    temperature = config.calibration_temperature
+    label_names = [config.id2label[i] for i in range(config.num_labels)]
+    scores = {
+        stage: calibration_summary(evaluation_report(raw.label_ids, logits, label_names))
+        for stage, logits in (("before", raw.predictions), ("after", raw.predictions / temperature))
+    }
+    logger.info("calibration (%s): temperature %.4f; validation ECE %.4f -> %.4f, log-loss %.4f -> %.4f", method,
+                temperature, scores["before"]["expected_calibration_error"],
+                scores["after"]["expected_calibration_error"], scores["before"]["log_loss"],
+                scores["after"]["log_loss"])
+    return {"method": method, "temperature": temperature, "validation": scores}
+
+
+def calibration_summary(report: dict) -> dict:
+    return {name: report[name] for name in ("accuracy", *CALIBRATION_METRICS, "calibration_bins")}
+
+
 def test_and_report(trainer, test) -> tuple[dict, str]:
     """Predicts the test split with the trained (best) model, on every process (each predicts its share), and
-    prints its metrics; returns the full report and scikit-learn's text report (on the main process)."""
+    prints its metrics; returns the full report, with `uncalibrated`: the calibration scores of the model's raw
+    scores, and scikit-learn's text report (on the main process)."""
     config = trainer.model.config
     label_names = [config.id2label[i] for i in range(config.num_labels)]
     prediction = trainer.predict(test, metric_key_prefix="test")
@@ -359,18 +423,64 @@ def test_and_report(trainer, test) -> tuple[dict, str]:
         return {}, ""
     trainer.save_metrics("test", prediction.metrics)
     report = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
+    raw_logits = prediction.predictions * config.calibration_temperature
+    report["uncalibrated"] = calibration_summary(evaluation_report(prediction.label_ids, raw_logits, label_names))
     print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
     return report, report_text(prediction.label_ids, prediction.predictions, label_names)
 
 
-def save_model_folder(trainer, train_result, report: dict, text: str, facts: dict, example: dict,
+def best_epoch(log_history: list[dict], best_metric: float | None) -> float | None:
+    """The epoch of the evaluation that scored the best validation accuracy (the one restored at the end)."""
+    return next((entry["epoch"] for entry in log_history if entry.get("eval_accuracy") == best_metric), None)
+
+
+def fit_final_model(new_model, splits, held_out_trainer, training_args, staging: Path) -> dict:
+    """Trains a fresh model (vocabulary, word vectors and weights) on every labelled paper, or on the training and
+    validation papers (`--final_fit train_validation`, then measured on the test split), for the held-out run's best
+    epoch count, with its calibration; returns the model, its tokenizer and embedding start, and what it was
+    trained on (with its test report when the test split stayed out)."""
+    parts = ["train", "validation"] + (["test"] if training_args.final_fit == FINAL_FIT_ALL else [])
+    papers = concatenate_datasets([splits[name] for name in parts])
+    epochs = best_epoch(held_out_trainer.state.log_history, held_out_trainer.state.best_metric)
+    epochs = round(epochs or held_out_trainer.state.epoch)
+    logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
+    set_seed(training_args.seed)
+    model, tokenizer, embedding_start = new_model(papers)
+    model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
+    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
+    arguments = dataclasses.replace(
+        training_args, push_to_hub=False, output_dir=str(staging / "final-fit"), num_train_epochs=epochs,
+        max_steps=-1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+        resume_from_checkpoint=None,
+    )
+    trainer = HybridTrainer(
+        model=model, args=arguments, train_dataset=tokenized["train"], processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
+    )
+    trainer.train()
+    shutil.rmtree(staging / "final-fit", ignore_errors=True)
+    final = {"mode": training_args.final_fit, "splits": parts, "train_papers": len(papers), "epochs": epochs,
+             "model": model, "tokenizer": tokenizer, "embedding_start": embedding_start}
+    if training_args.final_fit == FINAL_FIT_TRAIN_VALIDATION:
+        prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
+        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        final["test"] = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
+        print(f"\nThe final model on the test split ({len(splits['test'])} papers):\n"
+              f"{metrics_table(final['test'])}\n")
+    return final
+
+
+def save_model_folder(trainer, model, tokenizer, train_result, report: dict, text: str, facts: dict, example: dict,
                       training_args) -> None:
-    """Writes the model, its metrics, reports, plots and card into the trainer's output folder (the staging
-    folder), drops the checkpoints and puts the folder in place of `training_args.output_dir`.
+    """Writes `model` and `tokenizer`, the metrics, reports, plots and card of `trainer`'s run into its output folder
+    (the staging folder), drops the checkpoints and puts the folder in place of `training_args.output_dir`.
 
     `text` is the text report; `facts` what the card says beyond the config and the report (see
     `ModelCardFacts`); `example` the test paper whose attention is plotted."""
-    model, tokenizer, output_dir = trainer.model, trainer.processing_class, Path(trainer.args.output_dir)
+    output_dir = Path(trainer.args.output_dir)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     ArxivClassificationPipeline(model=model, tokenizer=tokenizer).save_pretrained(output_dir)
     trainer.save_metrics("train", train_result.metrics)
@@ -382,6 +492,8 @@ def save_model_folder(trainer, train_result, report: dict, text: str, facts: dic
     plot_history(trainer.state.log_history, output_dir / HISTORY_PLOT)
     plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
     plot_attention(model, tokenizer, example["title"], example["abstract"], output_dir / ATTENTION_PLOT)
+    plot_calibration({"uncalibrated": report["uncalibrated"]["calibration_bins"],
+                      "calibrated": report["calibration_bins"]}, output_dir / CALIBRATION_PLOT)
     build_model_card(ModelCardFacts.from_folder(output_dir)).save(output_dir / CARD_FILE)
     # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
     for checkpoint in output_dir.glob("checkpoint-*"):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from .calibration import CALIBRATION_METHODS, TEMPERATURE
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
 from .model.tokenization_hybrid_cnn_lstm import MIN_FREQUENCY
@@ -27,6 +28,12 @@ MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
 DEFAULT_RECIPE_MODEL = {"wide_branch": True}
 DEFAULT_RECIPE = "default"
 NOTEBOOK_RECIPE = "notebook"
+# What `--final_fit` trains the saved model on, after the held-out run: nothing more, every labelled paper, or the
+# training and validation papers (the test split stays out, so the final model can be measured).
+NO_FINAL_FIT = "none"
+FINAL_FIT_ALL = "all"
+FINAL_FIT_TRAIN_VALIDATION = "train_validation"
+FINAL_FIT_MODES = (NO_FINAL_FIT, FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION)
 # What `--recipe notebook` changes: the research notebook's Adam with L2 weight decay on every parameter,
 # learning rate halved after 3 epochs without a better validation accuracy, up to 20 epochs with early
 # stopping after 5, a random N(0, 1) embedding, and no wide branch. Flags given explicitly still win.
@@ -52,6 +59,7 @@ POSITIVE = (lambda value: value > 0, "greater than 0")
 NOT_NEGATIVE = (lambda value: value >= 0, "0 or more")
 AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
 PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
+PROBABILITY_OR_ONE = (lambda value: 0 <= value <= 1, "from 0 to 1")
 FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
 ALL_POSITIVE = (lambda values: all(value > 0 for value in values), "a list of numbers greater than 0")
 SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
@@ -84,9 +92,10 @@ def check_class_weights(spec: list[str]) -> None:
             )
 
 
-# Hyperparameters of the config that are not flags: the tokenizer's padding id, and the class weights, which the
-# `--class_weights` flag of `ModelArguments` gives by label name.
-NOT_FLAGS = ("pad_token_id", "class_weights")
+# Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which the
+# `--class_weights` flag of `ModelArguments` gives by label name, and the calibration temperature, which training
+# fits (`--calibration`).
+NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature")
 
 
 def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
@@ -278,6 +287,20 @@ class HybridTrainingArguments(TrainingArguments):
         default=0.03,
         metadata={"help": "Peak learning rate of the wide branch, on the same schedule. Its weights start at zero and "
                   "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."},
+    )
+    calibration: str = field(
+        default=TEMPERATURE,
+        metadata={"help": "'temperature': after training, fit the temperature that calibrates the probabilities on "
+                  "the validation split and store it in the config; 'none': leave the scores as trained.",
+                  "choices": list(CALIBRATION_METHODS)},
+    )
+    final_fit: str = field(
+        default=NO_FINAL_FIT,
+        metadata={"help": "After the held-out run has been measured and calibrated, train the model that is saved "
+                  "again, from scratch with the same recipe and best epoch count, on 'all' labelled papers, or on "
+                  "'train_validation' (the test split stays out, to measure the final model); 'none': save the "
+                  "held-out run's model. The card's metrics stay those of the held-out run.",
+                  "choices": list(FINAL_FIT_MODES)},
     )
     report_to: None | str | list[str] = "none"
     # Pinned memory only speeds up copies to a GPU; without one, PyTorch warns on every data loader.

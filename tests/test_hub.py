@@ -240,7 +240,7 @@ def test_pushed_repo_has_weights_tokenizer_code_card_plots_and_reports_but_no_pi
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
             "eval_results.json", "training_args.json", "classification_report.txt"} <= names
     assert CODE_FILES <= names
-    assert {"training_history.png", "confusion_matrix.png", "attention.png"} <= names
+    assert {"training_history.png", "confusion_matrix.png", "attention.png", "calibration.png"} <= names
     assert not [n for n in names if n.startswith(("checkpoint-", "runs/")) or n.endswith((".bin", ".pt", ".pkl"))]
     for name, data in files.items():  # no pickle under any name: neither protocol 2+ nor torch.save's zip
         assert not data.startswith((b"\x80", b"PK\x03\x04")), name

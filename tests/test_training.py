@@ -18,10 +18,17 @@ from hf_hybrid.hub import pushed_files
 from hf_hybrid.model_card import CARD_HYPERPARAMETERS
 from hf_hybrid.data import DataError, load_papers
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
-from hf_hybrid.trainer import HybridTrainer, resolve_class_weights, train_model
+from datasets import load_dataset
+
+from hf_hybrid.cli import load_trained
+from hf_hybrid.data import tokenize_papers
+from hf_hybrid.errors import UserError
+from hf_hybrid.evaluation import predict_logits
+from hf_hybrid.trainer import HybridTrainer, finetune_model, resolve_class_weights, train_model
 from hf_hybrid.training_args import (
     MODEL_HYPERPARAMETERS,
     DataArguments,
+    FinetuneArguments,
     HybridTrainingArguments,
     ModelArguments,
     parse_training_arguments,
@@ -66,13 +73,13 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
         "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
         "pipeline_arxiv_classification.py", "eval_results.json", "classification_report.txt",
-        "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png",
+        "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png", "calibration.png",
         "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
     }
     assert names == expected
     assert pushed_files(output_dir) == sorted(names)  # a push sends the whole folder
     assert not [name for name in names if Path(name).suffix in PICKLE_SUFFIXES or name.startswith("checkpoint-")]
-    for plot in ("training_history.png", "confusion_matrix.png", "attention.png"):
+    for plot in ("training_history.png", "confusion_matrix.png", "attention.png", "calibration.png"):
         assert (output_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((output_dir / "training_args.json").read_text())["learning_rate"] == 1e-2
 
@@ -122,7 +129,7 @@ def test_model_card_has_model_index_metrics(trained):
     config = json.loads((trained[0] / "config.json").read_text())
     for name in CARD_HYPERPARAMETERS:
         assert f"| {name} | {config[name]} |".replace("[", "").replace("]", "") in card.replace("[", "").replace("]", "")
-    assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - {"pad_token_id", "class_weights"}
+    assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - {"pad_token_id", "class_weights", "calibration_temperature"}
 
 
 def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):
@@ -311,3 +318,46 @@ def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbal
     assert torch.equal(snapshots[0], started["weight"]) and torch.equal(snapshots[1], started["weight"])
     assert not torch.equal(snapshots[2], started["weight"])  # the third epoch trains it
     assert all(parameter.requires_grad for parameter in started["model"].parameters())
+
+
+def test_final_fit_trains_on_every_paper_and_keeps_the_held_out_metrics(tmp_path, unbalanced_csv):
+    output_dir = tmp_path / "final"
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                             tiny_run(output_dir, unbalanced_csv, num_train_epochs=3, final_fit="all"))
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    final, state = results["final_fit"], json.loads((output_dir / "trainer_state.json").read_text())
+    labelled = len(load_dataset("csv", data_files=str(unbalanced_csv))["train"])
+    assert final["train_papers"] == labelled and final["splits"] == ["train", "validation", "test"]
+    # The held-out run's report and history are what the folder keeps; the weights are the final fit's.
+    assert results["test"]["accuracy"] == report["accuracy"] and state["best_metric"] is not None
+    assert final["epochs"] == round(next(e["epoch"] for e in state["log_history"]
+                                         if e.get("eval_accuracy") == state["best_metric"]))
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["calibration_temperature"] == results["calibration"]["temperature"] != 1.0
+    card = (output_dir / "README.md").read_text()
+    assert "**The weights are not those of the run measured above.**" in card
+    assert f"on {labelled} papers (train + validation + test splits)" in card
+    assert not (output_dir / "final-fit").exists()
+
+
+def test_final_fit_train_validation_measures_the_final_model_on_the_test_split(tmp_path, unbalanced_csv):
+    output_dir = tmp_path / "final"
+    with contextlib.redirect_stdout(io.StringIO()):
+        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
+                             tiny_run(output_dir, unbalanced_csv, num_train_epochs=2,
+                                      final_fit="train_validation"))
+    final = json.loads((output_dir / "eval_results.json").read_text())["final_fit"]
+    assert final["splits"] == ["train", "validation"]
+    assert final["test"]["num_samples"] == report["num_samples"]
+    tokenizer, model = load_trained(str(output_dir))
+    logits = predict_logits(model, tokenizer, tokenize_papers(load_papers(
+        DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"], tokenizer))
+    assert final["test"]["accuracy"] == pytest.approx(float((logits.argmax(-1) == np.asarray(
+        load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"]["labels"])).mean()))
+
+
+def test_finetune_refuses_final_fit():
+    with pytest.raises(UserError, match="--final_fit trains a new model from scratch"):
+        finetune_model(FinetuneArguments(model="unused"), DataArguments(train_file="unused.csv"),
+                       HybridTrainingArguments(output_dir="unused", final_fit="all"))

@@ -39,6 +39,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             the model predicts with the product of their probabilities.
             Off by default: the notebook's model has none.
         wide_bigram_buckets: hash buckets of the wide branch's word pairs.
+        calibration_temperature: the model's raw scores are divided by it before they are returned as `logits`, so
+            that their softmax gives calibrated probabilities; training fits it on the validation split (temperature
+            scaling). 1.0: no calibration. Dividing by one positive number never changes the predicted label.
 
     Example:
 
@@ -72,6 +75,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     label_smoothing: float = 0.0
     wide_branch: bool = False
     wide_bigram_buckets: int = 1_048_576
+    calibration_temperature: float = 1.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -108,6 +112,10 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
+        temperature = self.calibration_temperature
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature < 1e6:
+            raise ValueError(f"`calibration_temperature` must be a positive number, got {temperature!r}")
+        self.calibration_temperature = float(temperature)
         if not isinstance(self.wide_branch, bool):
             raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:

@@ -49,7 +49,9 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             the weighted, smoothed cross-entropy.
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            the classification scores (before softmax).
+            the classification scores, divided by `config.calibration_temperature`: their softmax is the model's
+            calibrated probabilities. With `config.wide_branch`, the raw scores are log-probabilities: the deep
+            part's plus the wide branch's.
         title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`, *optional*):
             attention over title words, zero on padding (with `output_attentions=True`).
         abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`, *optional*):
@@ -57,8 +59,7 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         fusion_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
             weight of the title and of the abstract; each row sums to one (with `output_attentions=True`).
         wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
-            the wide branch's log-probabilities (with `config.wide_branch`); `logits` is then the deep
-            part's log-probabilities plus these.
+            the wide branch's log-probabilities (with `config.wide_branch`), before calibration.
     """
 
     loss: torch.FloatTensor | None = None
@@ -477,7 +478,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     `title_attention`, `abstract_attention` and `fusion_weights`. With `config.wide_branch`, the model is two
     classifiers that predict together: `logits` is the head's log-probabilities plus those of the bag of words
     and word pairs (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two
-    losses.
+    losses. `loss` is computed on the raw scores; `logits` are then divided by `config.calibration_temperature`.
 
     Example:
 
@@ -561,6 +562,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         if wide_logits is not None:
             # The two classifiers predict together: the product of their probabilities.
             logits = logits.log_softmax(dim=-1) + wide_logits
+        logits = logits / self.config.calibration_temperature
 
         if output_attentions is None:
             output_attentions = self.config.output_attentions

@@ -20,6 +20,10 @@ class ArxivClassificationPipeline(Pipeline):
     index: `top_words` as large as the field's maximum length gives them all, to put back in order). A model
     with a wide branch (`config.wide_branch`) adds `branch_scores`: the predicted label's probability by the
     deep part alone and by the bag of words alone (the model predicts with the product of the two).
+    The probabilities are the model's calibrated ones (`config.calibration_temperature`).
+    `top_k=K` adds `top_labels`: the K most probable labels with their probabilities, best first.
+    `threshold=T` abstains below it: a paper whose top probability is below `T` gets `label` None and
+    `needs_review` True (its `score` and `scores` are still given); every other paper `needs_review` False.
     `fold_for_inference=True` (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path:
     the same results, several times faster on CPU.
 
@@ -40,13 +44,20 @@ class ArxivClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.tokenizer.check_fits(self.model.config)
 
-    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, **kwargs):
-        if top_words is not None and (not isinstance(top_words, int) or isinstance(top_words, bool) or top_words < 0):
+    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, top_k=None, threshold=None, **kwargs):
+        if top_words is not None and not _is_count(top_words):
             raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
+        if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= self.model.config.num_labels):
+            raise ValueError(f"`top_k` must be a whole number from 1 to {self.model.config.num_labels}, got {top_k!r}")
+        if threshold is not None and not (
+            isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1
+        ):
+            raise ValueError(f"`threshold` must be a probability from 0 to 1, got {threshold!r}")
         if fold_for_inference:
             # The model's fast CPU path; True means float32 tables, or name the dtype ("bfloat16").
             self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
-        postprocess = {} if top_words is None else {"top_words": top_words}
+        postprocess = {name: value for name, value in
+                       (("top_words", top_words), ("top_k", top_k), ("threshold", threshold)) if value is not None}
         return {}, {}, postprocess
 
     def preprocess(self, paper):
@@ -62,24 +73,34 @@ class ArxivClassificationPipeline(Pipeline):
         words = {key: inputs.pop(key) for key in ("title_words", "abstract_words")}
         return {**self.model(**inputs, output_attentions=True), **words}
 
-    def postprocess(self, outputs, top_words=5):
+    def postprocess(self, outputs, top_words=5, top_k=None, threshold=None):
         probabilities = outputs["logits"][0].float().softmax(dim=-1)
         fusion_weights = outputs["fusion_weights"][0].float()
         labels = self.model.config.id2label
         best = int(probabilities.argmax())
+        below_threshold = threshold is not None and probabilities[best].item() < threshold
         result = {
-            "label": labels[best],
+            "label": None if below_threshold else labels[best],
             "score": probabilities[best].item(),
+            **({} if threshold is None else {"needs_review": below_threshold}),
             "scores": {labels[i]: p.item() for i, p in enumerate(probabilities)},
             "fusion_weights": {"title": fusion_weights[0].item(), "abstract": fusion_weights[1].item()},
             "title_words": _most_attended(outputs["title_words"], outputs["title_attention"][0], top_words),
             "abstract_words": _most_attended(outputs["abstract_words"], outputs["abstract_attention"][0], top_words),
         }
+        if top_k is not None:
+            ranked = torch.argsort(probabilities, descending=True)[:top_k].tolist()
+            result["top_labels"] = [{"label": labels[i], "score": probabilities[i].item()} for i in ranked]
         if outputs.get("wide_logits") is not None:
             wide = outputs["wide_logits"][0].float()
-            deep = outputs["logits"][0].float() - wide
+            # The raw scores are the two branches' log-probabilities summed; `logits` divides them by the temperature.
+            deep = outputs["logits"][0].float() * self.model.config.calibration_temperature - wide
             result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
         return result
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _most_attended(words, attention, top_words):

@@ -1,4 +1,5 @@
-"""Classification report: accuracy, macro and weighted F1, per-class precision/recall/F1 and the confusion matrix.
+"""Classification report: accuracy, macro and weighted F1, per-class precision/recall/F1, the confusion matrix and,
+given the predicted probabilities, how well calibrated they are (expected calibration error, log-loss, Brier score).
 
 An `evaluate` metric module that ships inside hf-hybrid and is loaded from its folder, so it needs no
 network (a metric named by the Hub, such as `evaluate.load("accuracy")`, is downloaded first). scikit-learn
@@ -11,12 +12,20 @@ computes every number. It is loaded by its path; `evaluate` copies it into its m
 >>> scores = metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], label_names=["cs.AI", "cs.CL"])
 >>> scores["accuracy"], scores["confusion_matrix"]
 (0.6666666666666666, [[1, 1], [0, 1]])
+>>> scores = metric.compute(predictions=[0, 1], references=[0, 0], label_names=["cs.AI", "cs.CL"],
+...                         probabilities=[[0.9, 0.1], [0.4, 0.6]])
+>>> round(scores["expected_calibration_error"], 4), round(scores["brier_score"], 4)
+(0.35, 0.37)
 ```
 """
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, precision_recall_fscore_support
+
+# Equal-width bins of the top probability, as Guo et al. (2017) measure the expected calibration error.
+CALIBRATION_BINS = 15
 
 _DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -26,11 +35,19 @@ Args:
     references (`list` of `int`): true class ids.
     label_names (`list` of `str`): the name of each class id, in order; every class is reported, including
         classes that neither list contains.
+    probabilities (`list` of `list` of `float`, *optional*): each paper's probability of every class (rows sum
+        to 1), whose argmax is its prediction; adds the calibration scores.
 Returns:
     accuracy (`float`), f1_macro (`float`), f1_weighted (`float`): F1 averages over the classes that the
         references or the predictions contain;
     per_class (`dict`): for each label name, its precision, recall, f1-score and support (true papers);
-    confusion_matrix (`list` of `list` of `int`): row i, column j counts papers of class i predicted as j.
+    confusion_matrix (`list` of `list` of `int`): row i, column j counts papers of class i predicted as j;
+    with `probabilities`: expected_calibration_error (`float`: the papers' share-weighted gap between the mean top
+        probability and the accuracy over 15 equal-width bins of the top probability), log_loss (`float`: the mean
+        negative log-likelihood of the true class), brier_score (`float`: the mean squared distance between the
+        probabilities and the one-hot truth, summed over the classes), mean_confidence (`float`: the mean top
+        probability) and calibration_bins (`list` of `dict`: each bin's lower and upper edge, papers, mean top
+        probability and accuracy).
 """
 
 
@@ -45,7 +62,7 @@ class ClassificationReport(evaluate.Metric):
             reference_urls=["https://scikit-learn.org/stable/modules/model_evaluation.html"],
         )
 
-    def _compute(self, predictions, references, label_names):
+    def _compute(self, predictions, references, label_names, probabilities=None):
         ids = list(range(len(label_names)))
         precision, recall, f1, support = precision_recall_fscore_support(
             references, predictions, labels=ids, zero_division=0
@@ -60,4 +77,36 @@ class ClassificationReport(evaluate.Metric):
                 for i, name in enumerate(label_names)
             },
             "confusion_matrix": confusion_matrix(references, predictions, labels=ids).tolist(),
+            **({} if probabilities is None else calibration_scores(probabilities, predictions, references, ids)),
         }
+
+
+def calibration_scores(probabilities, predictions, references, ids) -> dict:
+    probabilities, references = np.asarray(probabilities, dtype=np.float64), np.asarray(references)
+    if probabilities.shape != (len(references), len(ids)):
+        raise ValueError(f"probabilities must be one row of {len(ids)} per paper, got shape {probabilities.shape}")
+    if not np.array_equal(probabilities.argmax(axis=1), np.asarray(predictions)):
+        raise ValueError("predictions must be the argmax of probabilities")
+    confidence = probabilities.max(axis=1)
+    correct = np.asarray(predictions) == references
+    # A bin holds the confidences in (lower, upper]; the first also holds 0.
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    bin_of = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, CALIBRATION_BINS - 1)
+    bins, gap = [], 0.0
+    for index in range(CALIBRATION_BINS):
+        members = bin_of == index
+        count = int(members.sum())
+        mean_confidence = float(confidence[members].mean()) if count else None
+        accuracy = float(correct[members].mean()) if count else None
+        if count:
+            gap += count * abs(mean_confidence - accuracy)
+        bins.append({"lower": float(edges[index]), "upper": float(edges[index + 1]), "count": count,
+                     "confidence": mean_confidence, "accuracy": accuracy})
+    one_hot = np.eye(len(ids))[references]
+    return {
+        "expected_calibration_error": gap / len(references),
+        "log_loss": float(log_loss(references, np.clip(probabilities, 1e-15, 1.0), labels=ids)),
+        "brier_score": float(((probabilities - one_hot) ** 2).sum(axis=1).mean()),
+        "mean_confidence": float(confidence.mean()),
+        "calibration_bins": bins,
+    }
