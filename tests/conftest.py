@@ -92,15 +92,20 @@ def tiny_model(tiny_config) -> HybridCNNLSTMForSequenceClassification:
     return HybridCNNLSTMForSequenceClassification(tiny_config).eval()
 
 
+SAVED_TEMPERATURE = 1.7
+
+
 @pytest.fixture(scope="session")
 def saved_model(make_tiny_config) -> HybridCNNLSTMForSequenceClassification:
     """The model saved in `saved_model_dir`, in eval mode. Shared: do not mutate.
 
     Its BatchNorm statistics and affine parameters are made non-trivial, as after training, so that
-    tests comparing a reloaded model with this one notice any state that is not saved or restored.
+    tests comparing a reloaded model with this one notice any state that is not saved or restored; and it is
+    calibrated (`SAVED_TEMPERATURE`), so that every consumer of the folder is checked to apply the temperature.
     """
     torch.manual_seed(0)
-    return with_trained_batch_norms(HybridCNNLSTMForSequenceClassification(make_tiny_config())).eval()
+    config = make_tiny_config(calibration_temperature=SAVED_TEMPERATURE)
+    return with_trained_batch_norms(HybridCNNLSTMForSequenceClassification(config)).eval()
 
 
 def with_trained_batch_norms(model):

@@ -20,6 +20,7 @@ from hf_hybrid import (
     HybridCNNLSTMModel,
     HybridCNNLSTMTokenizer,
 )
+from conftest import SAVED_TEMPERATURE
 from fresh_process import without_hf_hybrid
 
 SHIPPED_FILES = {
@@ -62,6 +63,7 @@ FRESH_PROCESS = without_hf_hybrid(
                               ("encoder", encoder), ("pipeline", classify)]
         },
         "max_lengths": [tokenizer.max_title_length, tokenizer.max_abstract_length],
+        "calibration_temperature": config.calibration_temperature,
         "logits": logits.tolist(),
         "folded_logits": folded_logits.tolist(),
         "folded_pipeline_result": pipeline(model=folder, trust_remote_code=True, fold_for_inference=True)(
@@ -118,6 +120,8 @@ def test_fresh_process_uses_the_code_shipped_in_the_folder(fresh_process):
         assert module.startswith("transformers_modules."), (name, module)
     assert fresh_process["model_type"] == "hybrid_cnn_lstm"
     assert fresh_process["max_lengths"] == [8, 16]
+    # The logits it gives (compared bitwise with this process's below) are divided by this temperature.
+    assert fresh_process["calibration_temperature"] == SAVED_TEMPERATURE
 
 
 def test_fresh_process_gives_bitwise_identical_logits(fresh_process, saved_model_dir, saved_model, tiny_tokenizer):
