@@ -79,7 +79,11 @@ def test_predict_and_evaluate_with_fold_for_inference_give_the_same_results(trai
         results[len(flags)] = ([json.loads(line) for line in output.read_text().splitlines()],
                                json.loads(capsys.readouterr().out))
     (plain, plain_metrics), (fast, fast_metrics), (bf16, _) = results[0], results[1], results[2]
-    assert fast_metrics == plain_metrics
+    # The labels are the same, so are the label metrics; the probabilities agree up to float32 summation order.
+    calibration = ("expected_calibration_error", "log_loss", "brier_score", "mean_confidence")
+    assert {k: v for k, v in fast_metrics.items() if k not in calibration} == {
+        k: v for k, v in plain_metrics.items() if k not in calibration}
+    assert [fast_metrics[k] for k in calibration] == pytest.approx([plain_metrics[k] for k in calibration], abs=1e-6)
     assert [line["label"] for line in fast] == [line["label"] for line in plain]
     for fast_line, plain_line in zip(fast, plain):
         assert fast_line["scores"] == pytest.approx(plain_line["scores"], abs=1e-5)

@@ -267,9 +267,12 @@ def test_pushed_card_has_model_index_metrics_and_the_repo_id(hub_server, hub_mod
     metadata = yaml.safe_load(card.split("---")[1])
     results = metadata["model-index"][0]["results"][0]
     assert results["task"]["type"] == "text-classification"
-    assert {m["type"] for m in results["metrics"]} == {"accuracy", "f1"}
+    assert {m["type"] for m in results["metrics"]} == {"accuracy", "f1", "expected_calibration_error", "log_loss"}
     test_report = json.loads(hub_server.files(hub_model.repo_id)["eval_results.json"])["test"]
-    assert results["metrics"][0]["value"] == round(test_report["accuracy"], 4)
+    values = {m["type"]: m["value"] for m in results["metrics"]}
+    assert values["accuracy"] == round(test_report["accuracy"], 4)
+    assert values["expected_calibration_error"] == round(test_report["expected_calibration_error"], 4)
+    assert "## Scores you can act on" in card and "| 0.90 |" in card and "![calibration.png](calibration.png)" in card
     assert metadata["pipeline_tag"] == "text-classification" and "custom_code" in metadata["tags"]
     assert f'repo = "{hub_model.repo_id}"' in card
     training_args = json.loads(hub_server.files(hub_model.repo_id)["training_args.json"])
