@@ -2,7 +2,7 @@
 
 Every fact of a card is in one `ModelCardFacts`, read back from the files a training run saves (the config,
 `eval_results.json`, `training_args.json`), so a card written at the end of training and one written for a push
-to another repo say the same things. The template is the project's top-level `model_card.md`.
+to another repo say the same things. The template is `model_card_template.md`, beside this module.
 """
 
 import dataclasses
