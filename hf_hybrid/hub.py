@@ -14,6 +14,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalToken
 from huggingface_hub.utils import validate_repo_id
 
 from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
+from .plot_files import PLOT_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ PUSHED_FILES = [
     "pipeline_arxiv_classification.py",
     "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
     "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
-    "training_history.png", "confusion_matrix.png", "attention.png",
+    *PLOT_FILES,
     "model.onnx", "model_int8.onnx",
 ]
 

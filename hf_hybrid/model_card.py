@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluation import metrics_table
 from .model import HybridCNNLSTMConfig
-from .plots import ATTENTION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+from .plot_files import PLOT_FILES
 from .training_args import MODEL_HYPERPARAMETERS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -52,7 +52,7 @@ class ModelCardFacts:
             config=HybridCNNLSTMConfig.from_pretrained(folder),
             eval_results=json.loads((folder / EVAL_RESULTS_FILE).read_text()),
             training_settings=json.loads((folder / TRAINING_ARGS_FILE).read_text()),
-            plots=[name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT) if (folder / name).exists()],
+            plots=[name for name in PLOT_FILES if (folder / name).exists()],
         )
 
     @property

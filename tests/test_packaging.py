@@ -50,3 +50,12 @@ def test_the_wheel_has_the_version_of_hf_hybrid_version(wheel):
     assert wheel.name.startswith(f"hf_hybrid-{hf_hybrid.__version__}-")
     metadata = next(name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".dist-info/METADATA"))
     assert f"Version: {hf_hybrid.__version__}\n" in zipfile.ZipFile(wheel).read(metadata).decode()
+
+
+def test_a_push_and_the_card_do_not_import_matplotlib():
+    """matplotlib is for drawing the plots; the push and the card need only the plots' file names."""
+    code = ("import sys; import hf_hybrid.hub, hf_hybrid.model_card, hf_hybrid.plots, hf_hybrid.cli; "
+            "print('matplotlib' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-1] == "False"
