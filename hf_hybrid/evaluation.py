@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, EvalPrediction
 
-
 METRIC_PATH = Path(__file__).parent / "metrics" / "classification_report"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted")
 

@@ -54,7 +54,9 @@ def check_hub_access(repo_id: str | None, token: str | None = None, endpoint: st
         if status == 401:
             raise HubError("the Hub refused the token: run `hf auth login` again or set a valid HF_TOKEN") from error
         if status is not None and status >= 500:
-            raise HubError(f"the Hub at {api.endpoint} is unavailable right now (HTTP {status}): try again later") from error
+            raise HubError(
+                f"the Hub at {api.endpoint} is unavailable right now (HTTP {status}): try again later"
+            ) from error
         raise HubError(f"the Hub at {api.endpoint} answered with an error: {_first_line(error)}") from error
     except Exception as error:  # the HTTP client's connection errors: refused, timed out, DNS, TLS
         raise HubError(f"cannot reach the Hub at {api.endpoint}: {_first_line(error)}") from error
@@ -111,7 +113,8 @@ def pinned_commit(repo_id: str, revision: str | None = None, token: str | None =
     try:
         return HfApi(token=token).model_info(repo_id, revision=revision).sha
     except Exception as error:  # not found, refused or unreachable: the message says which
-        raise HubError(f"cannot find {repo_id}{f' at {revision}' if revision else ''} on the Hub: {_first_line(error)}") from error
+        at = f" at {revision}" if revision else ""
+        raise HubError(f"cannot find {repo_id}{at} on the Hub: {_first_line(error)}") from error
 
 
 def pushed_files(folder: str | Path) -> list[str]:
