@@ -15,13 +15,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
-from .data import DataError, LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
+from .data import LABEL_COLUMN, DataError, encode_labels, prepare_table, read_table, tokenize_papers
 from .errors import UserError
-from .export import export_onnx
 from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits
+from .export import export_onnx
 from .hub import HubError, pinned_commit, push_model_folder
-from .model import ArxivClassificationPipeline, HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
-from .model import HybridCNNLSTMTokenizer
+from .model import (
+    ArxivClassificationPipeline,
+    HybridCNNLSTMConfig,
+    HybridCNNLSTMForSequenceClassification,
+    HybridCNNLSTMTokenizer,
+)
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
 from .trainer import finetune_model, train_model
 from .training_args import (

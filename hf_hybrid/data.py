@@ -63,7 +63,7 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
 
 def _has_no_rows(path: str, header_lines: int) -> bool:
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for count, line in enumerate(line for line in handle if line.strip()):
+        for count, _ in enumerate(line for line in handle if line.strip()):
             if count >= header_lines:
                 return False
     return True
@@ -93,12 +93,16 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
     text = Features({name: Value("string") for name in ("title", "abstract", "label_name")})
     table = table.map(clean, batched=True, features=text, desc="Cleaning")
     kept = table.filter(
-        lambda batch: [bool(t or a) and bool(l) for t, a, l in zip(batch["title"], batch["abstract"], batch["label_name"])],
+        lambda batch: [
+            bool(title or abstract) and bool(label)
+            for title, abstract, label in zip(batch["title"], batch["abstract"], batch["label_name"])
+        ],
         batched=True,
         desc="Dropping empty papers",
     )
     if len(kept) < len(table):
-        logger.warning("%s: dropped %d of %d papers with no text or no label", source, len(table) - len(kept), len(table))
+        logger.warning("%s: dropped %d of %d papers with no text or no label", source, len(table) - len(kept),
+                       len(table))
     if len(kept) == 0:
         raise DataError(f"{source}: no paper has a title or an abstract and a label")
     return kept

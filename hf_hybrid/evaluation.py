@@ -18,7 +18,6 @@ from transformers import DataCollatorWithPadding, EvalPrediction
 
 from .calibration import coverage_table, probabilities
 
-
 METRIC_PATH = Path(__file__).parent / "metrics" / "classification_report"
 SUMMARY_METRICS = ("accuracy", "f1_macro", "f1_weighted")
 CALIBRATION_METRICS = ("expected_calibration_error", "log_loss", "brier_score", "mean_confidence")

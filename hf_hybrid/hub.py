@@ -14,6 +14,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalToken
 from huggingface_hub.utils import validate_repo_id
 
 from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
+from .plot_files import PLOT_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ PUSHED_FILES = [
     "pipeline_arxiv_classification.py",
     "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
     "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
-    "training_history.png", "confusion_matrix.png", "attention.png", "calibration.png",
+    *PLOT_FILES,
     "model.onnx", "model_int8.onnx",
 ]
 
@@ -53,7 +54,9 @@ def check_hub_access(repo_id: str | None, token: str | None = None, endpoint: st
         if status == 401:
             raise HubError("the Hub refused the token: run `hf auth login` again or set a valid HF_TOKEN") from error
         if status is not None and status >= 500:
-            raise HubError(f"the Hub at {api.endpoint} is unavailable right now (HTTP {status}): try again later") from error
+            raise HubError(
+                f"the Hub at {api.endpoint} is unavailable right now (HTTP {status}): try again later"
+            ) from error
         raise HubError(f"the Hub at {api.endpoint} answered with an error: {_first_line(error)}") from error
     except Exception as error:  # the HTTP client's connection errors: refused, timed out, DNS, TLS
         raise HubError(f"cannot reach the Hub at {api.endpoint}: {_first_line(error)}") from error
@@ -110,7 +113,8 @@ def pinned_commit(repo_id: str, revision: str | None = None, token: str | None =
     try:
         return HfApi(token=token).model_info(repo_id, revision=revision).sha
     except Exception as error:  # not found, refused or unreachable: the message says which
-        raise HubError(f"cannot find {repo_id}{f' at {revision}' if revision else ''} on the Hub: {_first_line(error)}") from error
+        at = f" at {revision}" if revision else ""
+        raise HubError(f"cannot find {repo_id}{at} on the Hub: {_first_line(error)}") from error
 
 
 def pushed_files(folder: str | Path) -> list[str]:

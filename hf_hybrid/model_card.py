@@ -2,7 +2,7 @@
 
 Every fact of a card is in one `ModelCardFacts`, read back from the files a training run saves (the config,
 `eval_results.json`, `training_args.json`), so a card written at the end of training and one written for a push
-to another repo say the same things. The template is the project's top-level `model_card.md`.
+to another repo say the same things. The template is `model_card_template.md`, beside this module.
 """
 
 import dataclasses
@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .evaluation import metrics_table
 from .model import HybridCNNLSTMConfig
-from .plots import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+from .plot_files import PLOT_FILES
 from .training_args import MODEL_HYPERPARAMETERS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
@@ -54,8 +54,7 @@ class ModelCardFacts:
             config=HybridCNNLSTMConfig.from_pretrained(folder),
             eval_results=json.loads((folder / EVAL_RESULTS_FILE).read_text()),
             training_settings=json.loads((folder / TRAINING_ARGS_FILE).read_text()),
-            plots=[name for name in (HISTORY_PLOT, CONFUSION_PLOT, ATTENTION_PLOT, CALIBRATION_PLOT)
-                   if (folder / name).exists()],
+            plots=[name for name in PLOT_FILES if (folder / name).exists()],
         )
 
     @property

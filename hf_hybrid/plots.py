@@ -1,19 +1,28 @@
-"""The figures a training run leaves in its output folder, as PNG files."""
+"""The figures a training run leaves in its output folder, as PNG files.
+
+matplotlib is imported when a figure is drawn, not when this module is.
+"""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")  # files only: training often runs with no display
+from .plot_files import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+__all__ = ["ATTENTION_PLOT", "CALIBRATION_PLOT", "CONFUSION_PLOT", "HISTORY_PLOT", "epoch_history", "plot_attention",
+           "plot_calibration",
+           "plot_confusion_matrix", "plot_history"]
 
-HISTORY_PLOT = "training_history.png"
-CONFUSION_PLOT = "confusion_matrix.png"
-ATTENTION_PLOT = "attention.png"
-CALIBRATION_PLOT = "calibration.png"
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (training often runs with no display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
@@ -29,6 +38,7 @@ def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]
 
 
 def plot_history(log_history: list[dict], path: Path) -> Path:
+    plt = _pyplot()
     series = epoch_history(log_history)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
@@ -43,6 +53,7 @@ def plot_history(log_history: list[dict], path: Path) -> Path:
 
 
 def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path: Path) -> Path:
+    plt = _pyplot()
     matrix = np.asarray(matrix)
     figure, axis = plt.subplots(figsize=(1.2 * len(label_names) + 3, 1.2 * len(label_names) + 2))
     image = axis.imshow(matrix, cmap="Blues")
@@ -60,6 +71,7 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
 def plot_calibration(curves: dict[str, list[dict]], path: Path) -> Path:
     """A reliability diagram: each curve's accuracy against its mean top probability, bin by bin (the metric
     module's `calibration_bins`), beside the diagonal of perfect calibration."""
+    plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 5.5))
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
     for name, bins in curves.items():
@@ -85,6 +97,7 @@ def plot_attention(model, tokenizer, title: str, abstract: str, path: Path, max_
     title_words = tokenizer.split_words(title, "title")
     abstract_words = tokenizer.split_words(abstract, "abstract")[:max_abstract_words]
 
+    plt = _pyplot()
     figure, (title_axis, abstract_axis) = plt.subplots(2, 1, figsize=(max(10, 0.22 * len(abstract_words)), 7))
     for axis, words, weights, name in (
         (title_axis, title_words, title_attention, "Title"),
@@ -101,5 +114,5 @@ def plot_attention(model, tokenizer, title: str, abstract: str, path: Path, max_
 def _save(figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(figure)
+    _pyplot().close(figure)
     return Path(path)

@@ -21,8 +21,8 @@ from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
 
-from .data import DataError, load_papers, tokenize_papers, training_texts
 from .calibration import TEMPERATURE, fit_temperature
+from .data import DataError, load_papers, tokenize_papers, training_texts
 from .errors import UserError
 from .evaluation import CALIBRATION_METRICS, compute_metrics, evaluation_report, metrics_table, report_text
 from .hub import check_hub_access, push_model_folder
@@ -270,7 +270,8 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
             splits = load_papers(data_args, seed=training_args.seed, label_names=base_labels)
             label_names = base_labels
     if not keep_head:
-        logger.warning("new label set %s (model had %s): training a fresh classification head", label_names, base_labels)
+        logger.warning("new label set %s (model had %s): training a fresh classification head", label_names,
+                       base_labels)
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
     config.class_weights = resolve_class_weights(finetune_args.class_weights, label_names, splits["train"]["labels"])
@@ -529,7 +530,8 @@ def _check_output_and_hub(training_args):
     if not training_args.output_dir:
         raise DataError("--output_dir is required")
     output_dir = Path(training_args.output_dir)
-    if output_dir.exists() and not (output_dir.is_dir() and (not any(output_dir.iterdir()) or _is_model_folder(output_dir))):
+    reusable = output_dir.is_dir() and (not any(output_dir.iterdir()) or _is_model_folder(output_dir))
+    if output_dir.exists() and not reusable:
         raise DataError(
             f"--output_dir {output_dir} holds files that are not an hf-hybrid model, which a finished run would "
             "replace: choose a new or empty folder"

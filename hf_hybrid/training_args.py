@@ -333,7 +333,9 @@ class HybridTrainingArguments(TrainingArguments):
         super().__post_init__()
         check_ranges(self, self.RANGES)
         if self.max_steps == 0 or self.max_steps < -1:
-            raise UserError(f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}")
+            raise UserError(
+                f"--max_steps must be greater than 0 (or -1: train --num_train_epochs), got {self.max_steps}"
+            )
         if self.max_steps == -1 and not (math.isfinite(self.num_train_epochs) and self.num_train_epochs > 0):
             raise UserError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
         if self.lr_scheduler_type == "reduce_lr_on_plateau":

@@ -132,7 +132,9 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
                 try:
                     vector = np.array(parts[1:], dtype=np.float32)
                 except ValueError:
-                    raise WordVectorError(f"{path}:{number}: the values after {parts[0]!r} are not all numbers") from None
+                    raise WordVectorError(
+                        f"{path}:{number}: the values after {parts[0]!r} are not all numbers"
+                    ) from None
                 if not np.isfinite(vector).all():
                     raise WordVectorError(f"{path}:{number}: the vector of {parts[0]!r} is not finite")
                 words = tokenizer.split_words(parts[0])

@@ -14,12 +14,13 @@ from papers import write_papers_csv
 from safetensors.torch import load_file, save_file
 from transformers import pipeline
 
-from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from hf_hybrid.cli import main
 from hf_hybrid.trainer import staging_dir
 
 TINY_FLAGS = ["--embed_dim", "8", "--num_filters", "4", "--lstm_hidden", "4", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1", "--wide_bigram_buckets", "256",
+              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1",
+              "--wide_bigram_buckets", "256",
               "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--seed", "0",
               "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
 PAPER = {"title": "Segmentation of video scenes", "abstract": "We detect pixels in camera images with depth."}
@@ -102,7 +103,8 @@ BROKEN_FOLDERS = {
     "embed_dim differs": (_edit_config(embed_dim=10), ["(4, 8, 3) in the file, (4, 10, 3) by the config", "embed_dim"]),
     "dropout is a string": (_edit_config(dropout="0.5"), ["`dropout` must be in [0, 1), got '0.5'"]),
     "kernel_sizes is a string": (_edit_config(kernel_sizes="3,4,5"), ["`kernel_sizes` must be a list of integers"]),
-    "tokenizer of another model": (_tokenizer_of_another_model, ["the tokenizer has 5 words but the model's embedding"]),
+    "tokenizer of another model": (_tokenizer_of_another_model,
+                                   ["the tokenizer has 5 words but the model's embedding"]),
 }
 
 

@@ -15,7 +15,8 @@ from hf_hybrid.cli import main
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY_FLAGS = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1", "--wide_bigram_buckets", "256",
+              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
+              "--wide_bigram_buckets", "256",
               "--per_device_train_batch_size", "8", "--learning_rate", "0.01", "--seed", "0",
               "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
 

@@ -106,9 +106,9 @@ def test_every_hyperparameter_of_the_config_is_a_training_flag_with_its_default_
     """The config is the one place a hyperparameter is declared: the command line follows it."""
     import dataclasses
 
-    from hf_hybrid import HybridCNNLSTMTokenizer
     from transformers import HfArgumentParser
 
+    from hf_hybrid import HybridCNNLSTMTokenizer
     from hf_hybrid.training_args import DEFAULT_RECIPE_MODEL, MODEL_HYPERPARAMETERS, NOT_FLAGS, ModelArguments
 
     flags = {f.name: f for f in dataclasses.fields(ModelArguments)}

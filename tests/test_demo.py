@@ -16,7 +16,6 @@ import pytest
 
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
-from fresh_process import without, without_hf_hybrid  # noqa: E402
 from hf_hybrid import (  # noqa: E402
     ArxivClassificationPipeline,
     HybridCNNLSTMForSequenceClassification,
@@ -24,6 +23,8 @@ from hf_hybrid import (  # noqa: E402
 )
 from hf_hybrid.cli import main  # noqa: E402
 from hf_hybrid.demo import EXAMPLES, MAX_FIELD_CHARACTERS, PaperError, explain_paper  # noqa: E402
+
+from fresh_process import without, without_hf_hybrid  # noqa: E402
 from hub_fixtures import CLI, client_env, run  # noqa: E402
 
 pytest_plugins = ["hub_fixtures"]
@@ -72,11 +73,13 @@ def test_a_truncated_abstract_or_title_is_noted(classify):
     abstract = " ".join(["attention"] * (limit + 7))
     shown = explain_paper(classify, "deep networks", abstract)
     assert len(shown["abstract_words"]) == limit
-    assert shown["notes"] == [f"The abstract has {limit + 7} words; the model reads the first {limit}, as it was trained to."]
+    assert shown["notes"] == [
+        f"The abstract has {limit + 7} words; the model reads the first {limit}, as it was trained to."]
 
     title_limit = classify.tokenizer.max_title_length
     shown = explain_paper(classify, " ".join(["deep"] * (title_limit + 1)), "")
-    assert shown["notes"] == [f"The title has {title_limit + 1} words; the model reads the first {title_limit}, as it was trained to."]
+    assert shown["notes"] == [
+        f"The title has {title_limit + 1} words; the model reads the first {title_limit}, as it was trained to."]
 
 
 @pytest.mark.parametrize("title, abstract, message", [
@@ -139,7 +142,8 @@ def wait_for_page(url: str, server: subprocess.Popen, timeout: float = 240) -> N
 def open_browser(playwright, profile: Path):
     """Debian's chromium, headless, with a fresh profile: Playwright drives it, it downloads no browser."""
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS, viewport={"width": 1280, "height": 1000})
+        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+        viewport={"width": 1280, "height": 1000})
 
 
 # The page has answered when Gradio's status trackers over the outputs are hidden again and either the scores or
@@ -260,7 +264,8 @@ def test_a_megabyte_of_text_gets_a_message_on_the_page(page):
 def test_a_truncated_abstract_is_noted_on_the_page(page, hub_model):
     limit = HybridCNNLSTMTokenizer.from_pretrained(hub_model.folder).max_abstract_length
     classify_on_page(page, "Images", " ".join(["pixels"] * (limit + 3)))
-    assert f"The abstract has {limit + 3} words; the model reads the first {limit}" in page.locator("#message").inner_text()
+    message = page.locator("#message").inner_text()
+    assert f"The abstract has {limit + 3} words; the model reads the first {limit}" in message
 
 
 # --- the Hub Space ---

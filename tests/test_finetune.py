@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
 from hf_hybrid import HybridCNNLSTMTokenizer  # noqa: E402
+
 from hub_fixtures import BASE_LABELS, CLI, ROOT, client_env, run_side_by_side, write_papers  # noqa: E402
 
 pytest_plugins = ["hub_fixtures"]

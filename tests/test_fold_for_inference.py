@@ -42,7 +42,7 @@ def assert_same_outputs(model, title, abstract, dtype=torch.float32, atol=1e-5):
     got = outputs(model.fold_for_inference(dtype), title, abstract)
     assert model.folded_for_inference == dtype
     for name, want, have in zip(["logits", "title attention", "abstract attention", "fusion weights"], expected, got):
-        torch.testing.assert_close(have, want, atol=atol, rtol=0, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(have, want, atol=atol, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("kernel_sizes", [[3, 4, 5], [2, 3, 4, 5], [1, 6], [4], [7]])

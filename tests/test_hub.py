@@ -22,8 +22,9 @@ import yaml
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
 from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
-from hub_fixtures import CLI, CODE_FILES, client_env, folder_hashes, run, run_side_by_side
+
 from fresh_process import without_hf_hybrid
+from hub_fixtures import CLI, CODE_FILES, client_env, folder_hashes, run, run_side_by_side
 from hub_server import HubServer
 
 pytest_plugins = ["hub_fixtures"]
@@ -308,7 +309,8 @@ def test_loaded_by_repo_id_and_by_commit_the_logits_equal_the_local_folders(clie
 
 def test_pipelines_by_repo_id_match_the_local_model(clients, hub_model):
     model, tokenizer = local_model(hub_model.folder)
-    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)({"title": TITLES[0], "abstract": ABSTRACTS[0]})
+    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
     remote = clients["fresh"]["arxiv_classification"]
     assert remote["label"] == local["label"]
     assert remote["scores"] == pytest.approx(local["scores"], abs=1e-6)
@@ -320,7 +322,8 @@ def test_pipelines_by_repo_id_match_the_local_model(clients, hub_model):
 
 def test_cli_predict_by_repo_id(clients, hub_model):
     model, tokenizer = local_model(hub_model.folder)
-    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)({"title": TITLES[0], "abstract": ABSTRACTS[0]})
+    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
     result = last_json(clients["predict"]["stdout"])
     assert result["label"] == local["label"]
     assert result["scores"] == pytest.approx(local["scores"], abs=1e-6)
@@ -343,7 +346,8 @@ def test_push_to_a_branch_leaves_main_alone_and_loads_with_that_revision(clients
     assert history[0]["title"] == "dev"  # --commit_message
 
     model, tokenizer = local_model(dev_folder)
-    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)({"title": TITLES[0], "abstract": ABSTRACTS[0]})
+    local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
     on_dev, on_main = last_json(clients["predict_dev"]["stdout"]), last_json(clients["predict"]["stdout"])
     assert on_dev["scores"] == pytest.approx(local["scores"], abs=1e-6)
     assert on_dev["scores"] != pytest.approx(on_main["scores"], abs=1e-3)

@@ -18,6 +18,7 @@ import torch
 pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so that its asserts explain failures
 
 from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer  # noqa: E402
+
 from fresh_process import without_hf_hybrid  # noqa: E402
 from hub_fixtures import BASE_LABELS, CLI, TINY_MODEL, TINY_TRAINING, run, write_papers  # noqa: E402
 
@@ -43,7 +44,8 @@ LOAD = without_hf_hybrid(
     with torch.no_grad():
         logits = model(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
     classify = pipeline("arxiv-classification", model=repo, revision=sha, trust_remote_code=True)
-    print(json.dumps({"logits": logits.tolist(), "label": classify({"title": titles[0], "abstract": abstracts[0]})["label"]}))
+    label = classify({"title": titles[0], "abstract": abstracts[0]})["label"]
+    print(json.dumps({"logits": logits.tolist(), "label": label}))
     """
 )
 

@@ -411,7 +411,8 @@ def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weight
 
 def test_a_wide_model_predicts_with_both_branches_and_trains_each_on_its_own_loss(make_tiny_config):
     model = wide_model(make_tiny_config, class_weights=[2.0, 1.0, 0.5], label_smoothing=0.1)
-    inputs = {"title_input_ids": torch.tensor([[5, 6, 5], [9, 4, 3]]), "abstract_input_ids": torch.tensor([[7, 8], [2, 2]])}
+    inputs = {"title_input_ids": torch.tensor([[5, 6, 5], [9, 4, 3]]),
+              "abstract_input_ids": torch.tensor([[7, 8], [2, 2]])}
     labels = torch.tensor([1, 2])
     output = model(**inputs, labels=labels)
     wide, model.wide = model.wide, None
@@ -434,7 +435,8 @@ def test_wide_logits_of_a_paper_do_not_depend_on_its_batch_or_on_empty_fields(ma
                     abstract_attention_mask=abstract_mask)
     alone = model(title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.tensor([[2, 3]]))
     torch.testing.assert_close(batched.wide_logits[:1], alone.wide_logits)
-    no_abstract = model(title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.zeros(1, 0, dtype=torch.long))
+    no_abstract = model(title_input_ids=torch.tensor([[5, 6, 7]]),
+                        abstract_input_ids=torch.zeros(1, 0, dtype=torch.long))
     assert torch.isfinite(no_abstract.logits).all() and torch.isfinite(no_abstract.wide_logits).all()
 
 
@@ -471,6 +473,8 @@ def test_wide_branch_survives_save_and_reload(make_tiny_config, tmp_path):
 
 def test_label_smoothing_smooths_the_loss(make_tiny_config):
     smooth = build(make_tiny_config(label_smoothing=0.2))
-    inputs = dict(title_input_ids=word_ids(4, 3), abstract_input_ids=word_ids(4, 6, seed=1), labels=torch.tensor([0, 1, 2, 0]))
+    inputs = dict(title_input_ids=word_ids(4, 3), abstract_input_ids=word_ids(4, 6, seed=1),
+                  labels=torch.tensor([0, 1, 2, 0]))
     output = smooth(**inputs)
-    assert output.loss.item() == pytest.approx(F.cross_entropy(output.logits, inputs["labels"], label_smoothing=0.2).item())
+    expected = F.cross_entropy(output.logits, inputs["labels"], label_smoothing=0.2)
+    assert output.loss.item() == pytest.approx(expected.item())

@@ -189,7 +189,8 @@ def test_a_wide_model_says_how_much_of_the_decision_each_branch_carries(make_tin
     best = LABELS.index(result["label"])
     wide = output.wide_logits[0]
     assert result["branch_scores"]["wide"] == pytest.approx(wide.softmax(-1)[best].item(), rel=1e-5)
-    assert result["branch_scores"]["deep"] == pytest.approx((output.logits[0] - wide).softmax(-1)[best].item(), rel=1e-5)
+    deep = (output.logits[0] - wide).softmax(-1)[best].item()
+    assert result["branch_scores"]["deep"] == pytest.approx(deep, rel=1e-5)
 
 
 def test_a_model_without_wide_branch_reports_no_branch_scores(arxiv_classifier):

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from conftest import SAVED_TEMPERATURE
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from hf_hybrid import (
@@ -20,7 +21,7 @@ from hf_hybrid import (
     HybridCNNLSTMModel,
     HybridCNNLSTMTokenizer,
 )
-from conftest import SAVED_TEMPERATURE
+
 from fresh_process import without_hf_hybrid
 
 SHIPPED_FILES = {
@@ -51,7 +52,8 @@ FRESH_PROCESS = without_hf_hybrid(
     encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     with torch.no_grad():
         logits = model(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
-        folded_logits = model.fold_for_inference()(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
+        batch = tokenizer(titles, abstracts, padding=True, return_tensors="pt")
+        folded_logits = model.fold_for_inference()(**batch).logits
     classify = pipeline(model=folder, trust_remote_code=True)
     print(json.dumps({
         **hf_hybrid_absence(),

@@ -9,21 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datasets import load_dataset
 from papers import make_papers, write_papers_csv
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import hf_hybrid.trainer as trainer_module
-from hf_hybrid.hub import pushed_files
-from hf_hybrid.model_card import CARD_HYPERPARAMETERS
-from hf_hybrid.data import DataError, load_papers
-from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
-from datasets import load_dataset
-
 from hf_hybrid.cli import load_trained
-from hf_hybrid.data import tokenize_papers
+from hf_hybrid.data import DataError, load_papers, tokenize_papers
 from hf_hybrid.errors import UserError
 from hf_hybrid.evaluation import predict_logits
+from hf_hybrid.hub import pushed_files
+from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
+from hf_hybrid.model_card import CARD_HYPERPARAMETERS
 from hf_hybrid.trainer import HybridTrainer, finetune_model, resolve_class_weights, train_model
 from hf_hybrid.training_args import (
     MODEL_HYPERPARAMETERS,
@@ -99,7 +97,8 @@ def test_tiny_model_learns_the_made_up_topics(trained):
     assert json.loads((output_dir / "all_results.json").read_text())["test_accuracy"] == test_metrics["test_accuracy"]
     assert "train_loss" in json.loads((output_dir / "train_results.json").read_text())
     state = json.loads((output_dir / "trainer_state.json").read_text())
-    assert state["log_history"] == results["log_history"] and state["best_metric"] == results["best_validation_accuracy"]
+    assert state["log_history"] == results["log_history"]
+    assert state["best_metric"] == results["best_validation_accuracy"]
 
 
 def test_history_has_train_and_validation_accuracy_per_epoch(trained):
@@ -128,8 +127,10 @@ def test_model_card_has_model_index_metrics(trained):
     assert "a 1-layer bidirectional LSTM" in card and " ms " not in card
     config = json.loads((trained[0] / "config.json").read_text())
     for name in CARD_HYPERPARAMETERS:
-        assert f"| {name} | {config[name]} |".replace("[", "").replace("]", "") in card.replace("[", "").replace("]", "")
-    assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - {"pad_token_id", "class_weights", "calibration_temperature"}
+        row = f"| {name} | {config[name]} |".replace("[", "").replace("]", "")
+        assert row in card.replace("[", "").replace("]", "")
+    not_in_table = {"pad_token_id", "class_weights", "calibration_temperature"}
+    assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - not_in_table
 
 
 def test_saved_folder_reloads_with_auto_classes(trained, unbalanced_csv):

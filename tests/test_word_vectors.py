@@ -158,6 +158,7 @@ def test_the_cli_names_the_file_and_line_of_a_bad_vectors_file(tmp_path, capsys)
     error = capsys.readouterr().err
     assert code == 1
     assert error.strip().splitlines()[-1] == (
-        f"hf-hybrid train: error: {vectors_file}:2: expected a word and 4 numbers (the model's embed_dim), got 2 value(s)"
+        f"hf-hybrid train: error: {vectors_file}:2: expected a word and 4 numbers (the model's embed_dim), "
+        "got 2 value(s)"
     )
     assert "Traceback" not in error

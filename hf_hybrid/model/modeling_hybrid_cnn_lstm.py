@@ -25,7 +25,8 @@ class HybridCNNLSTMModelOutput(ModelOutput):
     r"""Output of [`HybridCNNLSTMModel`].
 
     Args:
-        fused_representation (`torch.FloatTensor` of shape `(batch_size, 2 * lstm_hidden + num_filters * len(kernel_sizes))`):
+        fused_representation (`torch.FloatTensor` of shape
+            `(batch_size, 2 * lstm_hidden + num_filters * len(kernel_sizes))`):
             gated title summary concatenated with the gated abstract summary: what the head classifies.
         title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`):
             attention over title words; zero on padding.

@@ -207,9 +207,13 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         collators, which pass `max_length=None`.)
         """
         if max_length is not None:
-            raise ValueError("Titles and abstracts have their own lengths: set `max_title_length`/`max_abstract_length`")
+            raise ValueError(
+                "Titles and abstracts have their own lengths: set `max_title_length`/`max_abstract_length`"
+            )
         if self.padding_side != "right":
-            raise ValueError("The model reads each field from its first word up to its length: padding must be on the right")
+            raise ValueError(
+                "The model reads each field from its first word up to its length: padding must be on the right"
+            )
         if isinstance(encoded_inputs, (list, tuple)):
             encoded_inputs = {key: [example[key] for example in encoded_inputs] for key in encoded_inputs[0]}
         batch = dict(encoded_inputs)

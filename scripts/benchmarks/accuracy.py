@@ -85,7 +85,8 @@ def most_confused_pair(matrix, names) -> dict:
     size = len(names)
     errors = sum(matrix[i][j] for i in range(size) for j in range(size) if i != j)
     count, first, second = max((matrix[i][j] + matrix[j][i], i, j) for i in range(size) for j in range(i + 1, size))
-    return {"pair": [names[first], names[second]], "errors": count, "share_of_errors": count / errors if errors else 0.0}
+    return {"pair": [names[first], names[second]], "errors": count,
+            "share_of_errors": count / errors if errors else 0.0}
 
 
 def table(results: dict) -> str:

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (APPROXIMATE_PARITY, EXACT_PARITY, compare_engines, engine_arguments, engines_table,
-                     save_model_under_test, standard_split)
+from .common import (
+    APPROXIMATE_PARITY,
+    EXACT_PARITY,
+    compare_engines,
+    engine_arguments,
+    engines_table,
+    save_model_under_test,
+    standard_split,
+)
 
 
 def add_arguments(parser) -> None:

@@ -24,8 +24,18 @@ from dataclasses import fields
 from inspect import signature
 from pathlib import Path
 
-from .common import (APPROXIMATE_PARITY, EXACT_PARITY, compare_engines, engine_arguments, engines_table,
-                     in_fresh_process, parse_train_flags, peak_rss_mib, save_model_under_test, standard_split)
+from .common import (
+    APPROXIMATE_PARITY,
+    EXACT_PARITY,
+    compare_engines,
+    engine_arguments,
+    engines_table,
+    in_fresh_process,
+    parse_train_flags,
+    peak_rss_mib,
+    save_model_under_test,
+    standard_split,
+)
 
 STEPS_ONLY = ["--lr_scheduler_type", "constant", "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy",
               "no", "--logging_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true",
@@ -163,7 +173,8 @@ def train_hf_hybrid(model_dir: str, papers: dict, args, output_dir: str) -> dict
     # The flags that make it train steps and nothing else come last: they win over the recipe's.
     steps = ["--output_dir", output_dir, "--max_steps", str(args.warmup_steps + args.train_steps),
              "--per_device_train_batch_size", str(args.batch_size), *STEPS_ONLY]
-    _, training_args = parse_train_flags(shlex.split(args.train_flags) + steps, (ModelArguments, HybridTrainingArguments))
+    _, training_args = parse_train_flags(shlex.split(args.train_flags) + steps,
+                                         (ModelArguments, HybridTrainingArguments))
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model_dir)
     model = HybridCNNLSTMForSequenceClassification.from_pretrained(model_dir)
 
@@ -194,8 +205,9 @@ def table(report: dict) -> str:
     ]
     for side in SIDES:
         entry = training[side]
+        ratio = entry["samples_per_s"] / training["notebook"]["samples_per_s"]
         rows.append(f"| {side} | {entry['samples_per_s']:.1f} | {entry['fastest_step_samples_per_s']:.1f} "
-                    f"| {entry['peak_rss_mib']:.0f} | {entry['samples_per_s'] / training['notebook']['samples_per_s']:.2f}× |")
+                    f"| {entry['peak_rss_mib']:.0f} | {ratio:.2f}× |")
     rows += ["", f"Inference, model {report['model']}: {report['test_papers']} test papers, batches of "
              f"{report['batch_size']}", "",
              engines_table(report["engines"], "notebook")]
