@@ -23,13 +23,27 @@ QUANTIZED_FILE = "model_int8.onnx"
 
 
 class _LogitsOnly(torch.nn.Module):
-    """The classifier with its inputs in the tokenizer's order and one output, as ONNX wants."""
+    """The classifier with its inputs in the tokenizer's order and one output, as ONNX wants.
+
+    Each field gets one padding position more (masked out) before the model sees it. The model turns a field of
+    no words into one padding position with a Python `if` on its length, which the export traces once, for the
+    example's lengths: without this, a batch whose abstracts are all empty reaches the convolutions with length 0
+    and ONNX Runtime refuses it ("Invalid input shape" in a Conv node). A masked padding position changes no
+    logit: its embedding is zeroed (as the convolutions' own padding), attention and the wide branch skip it, and
+    the LSTMs read right-padded sequences within their lengths.
+    """
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
     def forward(self, title_input_ids, title_attention_mask, abstract_input_ids, abstract_attention_mask):
+        pad = self.model.config.pad_token_id
+        title_input_ids, title_attention_mask, abstract_input_ids, abstract_attention_mask = (
+            torch.nn.functional.pad(tensor, (0, 1), value=value)
+            for tensor, value in ((title_input_ids, pad), (title_attention_mask, 0),
+                                  (abstract_input_ids, pad), (abstract_attention_mask, 0))
+        )
         return self.model(
             title_input_ids=title_input_ids,
             title_attention_mask=title_attention_mask,

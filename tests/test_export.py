@@ -98,3 +98,44 @@ def test_the_wide_branch_exports_with_the_same_logits(make_tiny_config, tiny_tok
         expected = model(**tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")).logits
     np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", tiny_tokenizer, PAPERS), expected.numpy(),
                                atol=1e-5, rtol=1e-4)
+
+
+# Every shape of input the PyTorch model takes, each run alone (a batch of one) and all together.
+EDGE_PAPERS = {
+    "empty abstract": ("Deep nets for images", ""),
+    "empty title": ("", "We train convolutional networks on pixels and scenes."),
+    "both empty": ("", ""),
+    "one-word fields": ("Parsing", "Language"),
+    "one-word abstract": ("A parser of text", "Trees"),
+    "maximum lengths": (" ".join(PAPERS[2][0].split() * 3), " ".join(PAPERS[1][1].split() * 6)),
+}
+
+
+@pytest.fixture(scope="module")
+def wide_model(make_tiny_config):
+    torch.manual_seed(0)
+    model = HybridCNNLSTMForSequenceClassification(make_tiny_config(wide_branch=True, wide_bigram_buckets=64)).eval()
+    with torch.no_grad():
+        model.wide.weight.normal_()
+        model.wide.idf.uniform_(1.0, 3.0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def wide_exported(tmp_path_factory, wide_model, tiny_tokenizer):
+    return export_onnx(wide_model, tiny_tokenizer, tmp_path_factory.mktemp("wide-onnx"))
+
+
+@pytest.mark.parametrize("case", [*EDGE_PAPERS, "all together"])
+@pytest.mark.parametrize("kind", ["deep", "wide"])
+def test_onnx_handles_every_input_pytorch_handles(kind, case, request, saved_model, tiny_tokenizer):
+    if kind == "deep":
+        model, path = saved_model, request.getfixturevalue("exported")[0] / "model.onnx"
+    else:
+        model, path = request.getfixturevalue("wide_model"), request.getfixturevalue("wide_exported")
+    papers = list(EDGE_PAPERS.values()) if case == "all together" else [EDGE_PAPERS[case]]
+    titles, abstracts = zip(*papers)
+    with torch.inference_mode():
+        expected = model.eval()(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
+                                                 return_tensors="pt")).logits.numpy()
+    np.testing.assert_allclose(run_onnx(path, tiny_tokenizer, papers), expected, atol=1e-5, rtol=1e-4)
