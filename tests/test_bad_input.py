@@ -452,3 +452,41 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
         str(checkpoint)], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not staging.exists() and folder_bytes(trained_copy).keys() == before.keys()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Word-vector files: one that gives no vector is refused; a gzipped one is read
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("8 8\n", "is empty"),
+    ("zzzqx " + " ".join(["0.1"] * 8) + "\nqqqzz " + " ".join(["0.2"] * 8) + "\n", "none of them of a vocabulary word"),
+], ids=["empty", "header only", "no vocabulary word"])
+def test_a_vectors_file_that_gives_no_vector_is_refused_before_training(content, message, papers_csv, tmp_path,
+                                                                        capsys):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(content)
+    output_dir = tmp_path / "out"
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS,
+                            "--init_embeddings", vectors])
+    assert line.startswith(f"hf-hybrid train: error: {vectors}: ") and message in line
+    assert "--init_embeddings word2vec" in line
+    assert not output_dir.exists() and not staging_dir(output_dir).exists()
+
+
+@pytest.mark.parametrize("name", ["vectors.txt.gz", "vectors.txt"])
+def test_a_gzipped_vectors_file_is_read_as_the_text_it_holds(name, tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from hf_hybrid.word_vectors import read_word_vectors
+
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(["deep networks for images"], min_frequency=1)
+    text = "deep " + " ".join(["0.5"] * 4) + "\nimages " + " ".join(["-1"] * 4) + "\n"
+    (tmp_path / name).write_bytes(gzip.compress(text.encode()))  # the second: gzipped, but not named so
+    vectors = read_word_vectors(tmp_path / name, tokenizer, dimension=4)
+    vocab = tokenizer.get_vocab()
+    assert sorted(vectors.ids.tolist()) == sorted([vocab["deep"], vocab["images"]])
+    np.testing.assert_array_equal(vectors.vectors[list(vectors.ids).index(vocab["deep"])], [0.5] * 4)
