@@ -490,3 +490,26 @@ def test_a_gzipped_vectors_file_is_read_as_the_text_it_holds(name, tmp_path):
     vocab = tokenizer.get_vocab()
     assert sorted(vectors.ids.tolist()) == sorted([vocab["deep"], vocab["images"]])
     np.testing.assert_array_equal(vectors.vectors[list(vectors.ids).index(vocab["deep"])], [0.5] * 4)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Resume: a checkpoint the flags do not fit is refused before the vocabulary and word vectors are learned
+# ------------------------------------------------------------------------------------------------------------
+
+def test_resuming_with_other_model_sizes_is_refused_before_any_work(trained, papers_csv, tmp_path, capsys, caplog):
+    import logging
+
+    checkpoint = Path(shutil.copytree(trained, tmp_path / "model.partial" / "checkpoint-6"))
+    with caplog.at_level(logging.INFO, logger="hf_hybrid"):
+        line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
+                                "--embed_dim", "16", "--lstm_hidden", "6", "--resume_from_checkpoint", checkpoint])
+    assert line.startswith(f"hf-hybrid train: error: --resume_from_checkpoint {checkpoint}: ")
+    assert "--embed_dim 16 (the checkpoint's: 8)" in line and "--lstm_hidden 6 (the checkpoint's: 4)" in line
+    assert "vocabulary" not in caplog.text and "word2vec" not in caplog.text  # refused before that work
+
+
+def test_resuming_from_a_folder_that_is_no_checkpoint_is_refused(papers_csv, tmp_path, capsys):
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
+                            "--resume_from_checkpoint", tmp_path / "nowhere"])
+    assert line == (f"hf-hybrid train: error: --resume_from_checkpoint {tmp_path / 'nowhere'}: no checkpoint there "
+                    "(no config.json): give a checkpoint-* folder of the run's <output_dir>.partial")
