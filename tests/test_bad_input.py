@@ -199,7 +199,9 @@ BAD_TRAINING_OPTIONS = [
     (["--num_train_epochs", "-2"], "--num_train_epochs must be greater than 0"),
     (["--num_train_epochs", "nan"], "--num_train_epochs must be greater than 0"),
     (["--max_steps", "0"], "--max_steps must be greater than 0"),
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be 1 or more"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be 2 or more"),
+    # BatchNorm learns from the spread of a batch: one paper has none (a traceback before).
+    (["--per_device_train_batch_size", "1"], "--per_device_train_batch_size must be 2 or more (BatchNorm"),
     (["--per_device_eval_batch_size", "-1"], "--per_device_eval_batch_size must be 1 or more"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be 1 or more"),
     (["--learning_rate", "0"], "--learning_rate must be greater than 0"),
@@ -229,7 +231,8 @@ BAD_TRAINING_OPTIONS = [
     (["--class_weights", "cs.AI=heavy"], "--class_weights 'cs.AI=heavy'"),
     (["--validation_size", "0"], "--validation_size must be between 0 and 1"),
     (["--test_size", "0.5", "--validation_size", "0.5"], "leave no training papers"),
-    (["--max_train_samples", "0"], "--max_train_samples must be 1 or more"),
+    (["--max_train_samples", "0"], "--max_train_samples must be 2 or more"),
+    (["--max_train_samples", "1"], "--max_train_samples must be 2 or more (BatchNorm"),
 ]
 
 
@@ -513,3 +516,19 @@ def test_resuming_from_a_folder_that_is_no_checkpoint_is_refused(papers_csv, tmp
                             "--resume_from_checkpoint", tmp_path / "nowhere"])
     assert line == (f"hf-hybrid train: error: --resume_from_checkpoint {tmp_path / 'nowhere'}: no checkpoint there "
                     "(no config.json): give a checkpoint-* folder of the run's <output_dir>.partial")
+
+
+def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path, capsys):
+    from papers import make_papers
+
+    papers = make_papers(n_per_class=4, seed=7)
+    relabelled = {**papers[0], "category": next(c for c in ("cs.AI", "cs.CL") if c != papers[0]["category"])}
+    train = write_papers_csv(tmp_path / "train.csv", [papers[0], relabelled])  # one paper once deduplicated
+    others = [p for p in papers[1:] if p["category"] in (papers[0]["category"], relabelled["category"])]
+    validation = write_papers_csv(tmp_path / "validation.csv", others[::2])
+    test = write_papers_csv(tmp_path / "test.csv", others[1::2])
+    output_dir = tmp_path / "out"
+    line = refused(capsys, ["train", "--train_file", train, "--validation_file", validation, "--test_file", test,
+                            "--output_dir", output_dir, *TINY_FLAGS])
+    assert line.startswith(f"hf-hybrid train: error: {train}: 1 training paper") and "at least 2" in line
+    assert not output_dir.exists() and not staging_dir(output_dir).exists()
