@@ -532,3 +532,47 @@ def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path
                             "--output_dir", output_dir, *TINY_FLAGS])
     assert line.startswith(f"hf-hybrid train: error: {train}: 1 training paper") and "at least 2" in line
     assert not output_dir.exists() and not staging_dir(output_dir).exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The Space writer: never over a user's own files, never for a repo the Space cannot load
+# ------------------------------------------------------------------------------------------------------------
+
+def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monkeypatch):
+    import hf_hybrid.cli
+
+    space = tmp_path / "my-space"
+    space.mkdir()
+    (space / "README.md").write_text("# My own space\n")
+    (space / "app.py").write_text("print('my app')\n")
+    before = folder_bytes(space)
+    line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", space])
+    assert line == (f"hf-hybrid demo: error: {space} holds files a Space would overwrite (README.md, app.py): "
+                    "give a new or empty folder, or --overwrite to replace them")
+    assert folder_bytes(space) == before
+
+    # With --overwrite the Space is written (the Hub answered here by stand-ins).
+    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: REPO_FILES)
+    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    assert main(["demo", "--model", "someone/model", "--write_space", str(space), "--overwrite"]) == 0
+    assert 'MODEL_ID = "someone/model"' in (space / "app.py").read_text()
+
+
+REPO_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+              "pipeline_arxiv_classification.py", "README.md"]
+
+
+@pytest.mark.parametrize("missing", [["tokenizer.json"], ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
+                                     ["model.safetensors"]])
+def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
+    import hf_hybrid.cli
+
+    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
+    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", tmp_path / "space"])
+    assert line == (f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
+                    "Space could not load it: push the complete model folder (hf-hybrid push) and try again")
+    assert not (tmp_path / "space").exists()
