@@ -576,3 +576,15 @@ def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, cap
     assert line == (f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
                     "Space could not load it: push the complete model folder (hf-hybrid push) and try again")
     assert not (tmp_path / "space").exists()
+
+
+def test_a_truncated_gzipped_vectors_file_is_refused_as_damaged(tmp_path):
+    import gzip
+
+    from hf_hybrid.word_vectors import WordVectorError, read_word_vectors
+
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(["deep networks for images"], min_frequency=1)
+    whole = gzip.compress(("".join(f"deep{i} " + " ".join(["0.5"] * 4) + "\n" for i in range(2000))).encode())
+    (tmp_path / "vectors.txt.gz").write_bytes(whole[: len(whole) // 2])  # an interrupted download
+    with pytest.raises(WordVectorError, match=r"vectors.txt.gz: a damaged gzip file .*download it again"):
+        read_word_vectors(tmp_path / "vectors.txt.gz", tokenizer, dimension=4)
