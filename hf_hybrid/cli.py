@@ -19,7 +19,7 @@ from .data import LABEL_COLUMN, DataError, encode_labels, prepare_table, read_ta
 from .errors import UserError
 from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits
 from .export import export_onnx
-from .hub import HubError, pinned_commit, push_model_folder
+from .hub import HubError, pinned_commit, push_model_folder, repo_files
 from .model import (
     ArxivClassificationPipeline,
     HybridCNNLSTMConfig,
@@ -211,6 +211,8 @@ def run_demo(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--write_space", metavar="DIR", help="write a Hub Space for the pushed model here instead")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --write_space: replace the Space's files (README.md, app.py, ...) already in DIR")
     args = parser.parse_args(argv)
     from . import demo  # Gradio is an optional extra: only this command needs it
 
@@ -218,13 +220,35 @@ def run_demo(argv: list[str]) -> None:
     if args.write_space:
         if Path(args.model).exists():
             raise DataError(f"{args.model} is a local folder: a Space loads the model from the Hub, give its repo id")
+        demo.check_space_folder(args.write_space, args.overwrite)  # before asking the Hub anything
         commit = pinned_commit(args.model, args.revision)
-        labels = HybridCNNLSTMConfig.from_pretrained(args.model, revision=commit).id2label.values()
-        print(demo.write_space(args.write_space, args.model, commit, list(labels)))
+        check_space_can_load(args.model, commit)
+        print(demo.write_space(args.write_space, args.model, commit, space_labels(args.model, commit),
+                               overwrite=args.overwrite))
         return
     tokenizer, model = load_trained(args.model, args.revision)
     page = demo.build_demo(ArxivClassificationPipeline(model=model, tokenizer=tokenizer))
     page.launch(server_name=args.host, server_port=args.port)
+
+
+# What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
+SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", "configuration_hybrid_cnn_lstm.py",
+               "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"]
+
+
+def check_space_can_load(repo_id: str, commit: str) -> None:
+    """Refuses a repo that lacks a file the Space needs to load the model, naming the missing files."""
+    files = set(repo_files(repo_id, commit))
+    missing = [name for name in SPACE_NEEDS if name not in files]
+    if not {"model.safetensors", "model.safetensors.index.json"} & files:
+        missing.append("model.safetensors")
+    if missing:
+        raise DataError(f"{repo_id} at commit {commit} has no {', '.join(missing)}, so a Space could not load it: "
+                        "push the complete model folder (hf-hybrid push) and try again")
+
+
+def space_labels(repo_id: str, commit: str) -> list[str]:
+    return list(HybridCNNLSTMConfig.from_pretrained(repo_id, revision=commit).id2label.values())
 
 
 def usage() -> str:

@@ -259,6 +259,9 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     if data_args.max_train_samples is not None:
         kept = min(data_args.max_train_samples, len(splits["train"]))
         splits["train"] = splits["train"].shuffle(seed=seed).select(range(kept))
+    if len(splits["train"]) < 2:
+        raise DataError(f"{source}: {len(splits['train'])} training paper(s) after cleaning and splitting; training "
+                        "needs at least 2 (BatchNorm trains on the spread of a batch): give more papers")
     for name, split in splits.items():
         logger.info("%s: %d papers", name, len(split))
     return splits

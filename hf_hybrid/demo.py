@@ -212,10 +212,27 @@ def build_demo(classify):
     return demo
 
 
-def write_space(folder: str | Path, repo_id: str, revision: str, labels: list[str]) -> Path:
-    """Writes a Hub Space for the model `repo_id` at commit `revision` into `folder`: `app.py`,
-    `arxiv_demo.py` (this file), `requirements.txt` and `README.md` with the Space's metadata."""
+SPACE_FILES = ("README.md", "app.py", "arxiv_demo.py", "requirements.txt")
+
+
+def check_space_folder(folder: str | Path, overwrite: bool = False) -> None:
+    """Raises `FileExistsError` when `folder` holds files that writing a Space would replace (unless `overwrite`),
+    or is not a folder."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} is a file, not a folder: give a new or empty folder for the Space")
+    present = [name for name in SPACE_FILES if (folder / name).exists()]
+    if present and not overwrite:
+        raise FileExistsError(f"{folder} holds files a Space would overwrite ({', '.join(present)}): give a new or "
+                              "empty folder, or --overwrite to replace them")
+
+
+def write_space(folder: str | Path, repo_id: str, revision: str, labels: list[str], overwrite: bool = False) -> Path:
+    """Writes a Hub Space for the model `repo_id` at commit `revision` into `folder`: `app.py`,
+    `arxiv_demo.py` (this file), `requirements.txt` and `README.md` with the Space's metadata. Files of those
+    names already there are an error (`FileExistsError`), unless `overwrite`."""
+    folder = Path(folder)
+    check_space_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     values = dict(repo_id=repo_id, revision=revision, gradio_version=_version("gradio"), labels=", ".join(labels),
                   title=f"{repo_id.split('/')[-1]} demo")

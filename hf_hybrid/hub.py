@@ -117,6 +117,15 @@ def pinned_commit(repo_id: str, revision: str | None = None, token: str | None =
         raise HubError(f"cannot find {repo_id}{at} on the Hub: {_first_line(error)}") from error
 
 
+def repo_files(repo_id: str, revision: str, token: str | None = None) -> list[str]:
+    """The files of the model repo `repo_id` at `revision`."""
+    _validate(repo_id)
+    try:
+        return HfApi(token=token).list_repo_files(repo_id, revision=revision)
+    except Exception as error:  # not found, refused or unreachable: the message says which
+        raise HubError(f"cannot list the files of {repo_id} at {revision}: {_first_line(error)}") from error
+
+
 def pushed_files(folder: str | Path) -> list[str]:
     """The names of the files of `folder` that `push_model_folder` uploads: those named in `PUSHED_FILES`
     that are files of the folder itself (a link is followed only to a file of the same folder)."""

@@ -196,6 +196,8 @@ def train_model(model_args, data_args, training_args) -> dict:
     ```
     """
     _check_output_and_hub(training_args)
+    if training_args.resume_from_checkpoint:
+        check_checkpoint_fits(training_args.resume_from_checkpoint, model_args)
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading papers"):
         splits = load_papers(data_args, seed=training_args.seed)
@@ -225,6 +227,40 @@ def build_new_model(train, label_names: list[str], model_args, training_args):
     if model.wide is not None:
         count_document_frequencies(model.wide, tokenizer, train)
     return model, tokenizer, embedding_start
+
+
+def check_checkpoint_fits(checkpoint: str, model_args) -> None:
+    """Refuses, before any work, a checkpoint whose model the flags would not build: the vocabulary and word
+    vectors would be learned for nothing, and its weights would not load (or, with sizes that happen to fit,
+    the run would go on with other hyperparameters than it started with)."""
+    try:
+        saved = json.loads((Path(checkpoint) / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        reason = ("no config.json" if isinstance(error, FileNotFoundError)
+                  else f"its config.json cannot be read: {error}")
+        raise DataError(f"--resume_from_checkpoint {checkpoint}: no checkpoint there ({reason}): give a "
+                        "checkpoint-* folder of the run's <output_dir>.partial") from None
+    differing = [
+        f"--{name} {_flag_value(value)} (the checkpoint's: {_flag_value(saved.get(name))})"
+        for name, value in model_args.config_values().items()
+        if _normalised(saved.get(name)) != _normalised(value)
+    ]
+    if isinstance(saved.get("vocab_size"), int) and saved["vocab_size"] > model_args.vocab_size:
+        differing.append(
+            f"--vocab_size {model_args.vocab_size} (the checkpoint's model has {saved['vocab_size']} words)"
+        )
+    if differing:
+        raise DataError(f"--resume_from_checkpoint {checkpoint}: the flags build another model than the checkpoint's: "
+                        f"{'; '.join(differing)}; resume with the flags the run started with")
+
+
+def _normalised(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _flag_value(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower() if isinstance(
+        value, bool) else str(value)
 
 
 def start_embedding(model, tokenizer, train, init_embeddings: str, seed: int) -> dict | None:

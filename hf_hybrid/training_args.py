@@ -58,6 +58,8 @@ RECIPES = {
 POSITIVE = (lambda value: value > 0, "greater than 0")
 NOT_NEGATIVE = (lambda value: value >= 0, "0 or more")
 AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
+# BatchNorm normalises by the spread of a training batch; a batch of one paper has none (and PyTorch refuses it).
+AT_LEAST_TWO_PAPERS = (lambda value: value >= 2, "2 or more (BatchNorm trains on the spread of a batch of papers)")
 PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
 PROBABILITY_OR_ONE = (lambda value: 0 <= value <= 1, "from 0 to 1")
 FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
@@ -212,7 +214,7 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training papers."})
 
-    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_ONE,
+    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_TWO_PAPERS,
               "split_seed": SEED}
 
     def __post_init__(self):
@@ -309,7 +311,7 @@ class HybridTrainingArguments(TrainingArguments):
     )
 
     RANGES = {
-        "per_device_train_batch_size": AT_LEAST_ONE,
+        "per_device_train_batch_size": AT_LEAST_TWO_PAPERS,
         "per_device_eval_batch_size": AT_LEAST_ONE,
         "gradient_accumulation_steps": AT_LEAST_ONE,
         "learning_rate": POSITIVE,

@@ -17,6 +17,7 @@ Example:
 ```
 """
 
+import gzip
 import logging
 import time
 import zlib
@@ -105,15 +106,19 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
     optional), for the words of the tokenizer's vocabulary.
 
     File words are normalised as the tokenizer normalises text (`Schrödinger` -> `schrodinger`); the first
-    vector of a word wins. A line that is not a word and `dimension` numbers is an error naming the line.
+    vector of a word wins. A line that is not a word and `dimension` numbers is an error naming the line, and so
+    is a file that gives no vocabulary word a vector. A gzipped file (`vectors.txt.gz`) is read as its text.
     """
     path = Path(path)
     if not path.is_file():
         raise WordVectorError(f"{path}: no such file of word vectors")
+    with path.open("rb") as handle:
+        compressed = handle.read(2) == b"\x1f\x8b"  # gzip's magic bytes, whatever the file's name
     vocab = tokenizer.get_vocab()
     found: dict[int, np.ndarray] = {}
+    vectors_read = 0
     try:
-        with path.open(encoding="utf-8") as handle:
+        with (gzip.open(path, "rt", encoding="utf-8") if compressed else path.open(encoding="utf-8")) as handle:
             for number, line in enumerate(handle, start=1):
                 parts = line.rstrip("\n").rstrip().split(" ")
                 if number == 1 and len(parts) == 2 and all(part.isdigit() for part in parts):
@@ -137,11 +142,21 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
                     ) from None
                 if not np.isfinite(vector).all():
                     raise WordVectorError(f"{path}:{number}: the vector of {parts[0]!r} is not finite")
+                vectors_read += 1
                 words = tokenizer.split_words(parts[0])
                 if len(words) == 1 and words[0] in vocab and vocab[words[0]] not in found:
                     found[vocab[words[0]]] = vector
     except UnicodeDecodeError as error:
         raise WordVectorError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise WordVectorError(f"{path}: a damaged gzip file ({error}): download it again") from None
+    if not found:
+        what = (f"holds {vectors_read:,} vectors, none of them of a vocabulary word" if vectors_read
+                else "is empty: it holds no vectors")
+        raise WordVectorError(
+            f"{path}: {what}, so every word would start random: give a word2vec/GloVe text file of words of the "
+            "training papers' language, or --init_embeddings word2vec (learned from the training papers)"
+        )
     ids = np.array(sorted(found), dtype=np.int64)
     vectors = np.stack([found[i] for i in ids]) if found else np.zeros((0, dimension), np.float32)
     return WordVectors(ids, vectors, str(path), {"file": str(path), "dimension": dimension})

@@ -201,7 +201,9 @@ BAD_TRAINING_OPTIONS = [
     (["--num_train_epochs", "-2"], "--num_train_epochs must be greater than 0"),
     (["--num_train_epochs", "nan"], "--num_train_epochs must be greater than 0"),
     (["--max_steps", "0"], "--max_steps must be greater than 0"),
-    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be 1 or more"),
+    (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be 2 or more"),
+    # BatchNorm learns from the spread of a batch: one paper has none (a traceback before).
+    (["--per_device_train_batch_size", "1"], "--per_device_train_batch_size must be 2 or more (BatchNorm"),
     (["--per_device_eval_batch_size", "-1"], "--per_device_eval_batch_size must be 1 or more"),
     (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be 1 or more"),
     (["--learning_rate", "0"], "--learning_rate must be greater than 0"),
@@ -231,7 +233,8 @@ BAD_TRAINING_OPTIONS = [
     (["--class_weights", "cs.AI=heavy"], "--class_weights 'cs.AI=heavy'"),
     (["--validation_size", "0"], "--validation_size must be between 0 and 1"),
     (["--test_size", "0.5", "--validation_size", "0.5"], "leave no training papers"),
-    (["--max_train_samples", "0"], "--max_train_samples must be 1 or more"),
+    (["--max_train_samples", "0"], "--max_train_samples must be 2 or more"),
+    (["--max_train_samples", "1"], "--max_train_samples must be 2 or more (BatchNorm"),
 ]
 
 
@@ -454,3 +457,137 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
         str(checkpoint)], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not staging.exists() and folder_bytes(trained_copy).keys() == before.keys()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Word-vector files: one that gives no vector is refused; a gzipped one is read
+# ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("8 8\n", "is empty"),
+    ("zzzqx " + " ".join(["0.1"] * 8) + "\nqqqzz " + " ".join(["0.2"] * 8) + "\n", "none of them of a vocabulary word"),
+], ids=["empty", "header only", "no vocabulary word"])
+def test_a_vectors_file_that_gives_no_vector_is_refused_before_training(content, message, papers_csv, tmp_path,
+                                                                        capsys):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(content)
+    output_dir = tmp_path / "out"
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS,
+                            "--init_embeddings", vectors])
+    assert line.startswith(f"hf-hybrid train: error: {vectors}: ") and message in line
+    assert "--init_embeddings word2vec" in line
+    assert not output_dir.exists() and not staging_dir(output_dir).exists()
+
+
+@pytest.mark.parametrize("name", ["vectors.txt.gz", "vectors.txt"])
+def test_a_gzipped_vectors_file_is_read_as_the_text_it_holds(name, tmp_path):
+    import gzip
+
+    import numpy as np
+
+    from hf_hybrid.word_vectors import read_word_vectors
+
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(["deep networks for images"], min_frequency=1)
+    text = "deep " + " ".join(["0.5"] * 4) + "\nimages " + " ".join(["-1"] * 4) + "\n"
+    (tmp_path / name).write_bytes(gzip.compress(text.encode()))  # the second: gzipped, but not named so
+    vectors = read_word_vectors(tmp_path / name, tokenizer, dimension=4)
+    vocab = tokenizer.get_vocab()
+    assert sorted(vectors.ids.tolist()) == sorted([vocab["deep"], vocab["images"]])
+    np.testing.assert_array_equal(vectors.vectors[list(vectors.ids).index(vocab["deep"])], [0.5] * 4)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Resume: a checkpoint the flags do not fit is refused before the vocabulary and word vectors are learned
+# ------------------------------------------------------------------------------------------------------------
+
+def test_resuming_with_other_model_sizes_is_refused_before_any_work(trained, papers_csv, tmp_path, capsys, caplog):
+    import logging
+
+    checkpoint = Path(shutil.copytree(trained, tmp_path / "model.partial" / "checkpoint-6"))
+    with caplog.at_level(logging.INFO, logger="hf_hybrid"):
+        line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
+                                "--embed_dim", "16", "--lstm_hidden", "6", "--resume_from_checkpoint", checkpoint])
+    assert line.startswith(f"hf-hybrid train: error: --resume_from_checkpoint {checkpoint}: ")
+    assert "--embed_dim 16 (the checkpoint's: 8)" in line and "--lstm_hidden 6 (the checkpoint's: 4)" in line
+    assert "vocabulary" not in caplog.text and "word2vec" not in caplog.text  # refused before that work
+
+
+def test_resuming_from_a_folder_that_is_no_checkpoint_is_refused(papers_csv, tmp_path, capsys):
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
+                            "--resume_from_checkpoint", tmp_path / "nowhere"])
+    assert line == (f"hf-hybrid train: error: --resume_from_checkpoint {tmp_path / 'nowhere'}: no checkpoint there "
+                    "(no config.json): give a checkpoint-* folder of the run's <output_dir>.partial")
+
+
+def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path, capsys):
+    from papers import make_papers
+
+    papers = make_papers(n_per_class=4, seed=7)
+    relabelled = {**papers[0], "category": next(c for c in ("cs.AI", "cs.CL") if c != papers[0]["category"])}
+    train = write_papers_csv(tmp_path / "train.csv", [papers[0], relabelled])  # one paper once deduplicated
+    others = [p for p in papers[1:] if p["category"] in (papers[0]["category"], relabelled["category"])]
+    validation = write_papers_csv(tmp_path / "validation.csv", others[::2])
+    test = write_papers_csv(tmp_path / "test.csv", others[1::2])
+    output_dir = tmp_path / "out"
+    line = refused(capsys, ["train", "--train_file", train, "--validation_file", validation, "--test_file", test,
+                            "--output_dir", output_dir, *TINY_FLAGS])
+    assert line.startswith(f"hf-hybrid train: error: {train}: 1 training paper") and "at least 2" in line
+    assert not output_dir.exists() and not staging_dir(output_dir).exists()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The Space writer: never over a user's own files, never for a repo the Space cannot load
+# ------------------------------------------------------------------------------------------------------------
+
+def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monkeypatch):
+    import hf_hybrid.cli
+
+    space = tmp_path / "my-space"
+    space.mkdir()
+    (space / "README.md").write_text("# My own space\n")
+    (space / "app.py").write_text("print('my app')\n")
+    before = folder_bytes(space)
+    line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", space])
+    assert line == (f"hf-hybrid demo: error: {space} holds files a Space would overwrite (README.md, app.py): "
+                    "give a new or empty folder, or --overwrite to replace them")
+    assert folder_bytes(space) == before
+
+    # With --overwrite the Space is written (the Hub answered here by stand-ins).
+    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: REPO_FILES)
+    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    assert main(["demo", "--model", "someone/model", "--write_space", str(space), "--overwrite"]) == 0
+    assert 'MODEL_ID = "someone/model"' in (space / "app.py").read_text()
+
+
+REPO_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+              "pipeline_arxiv_classification.py", "README.md"]
+
+
+@pytest.mark.parametrize("missing", [["tokenizer.json"],
+                                     ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
+                                     ["model.safetensors"]])
+def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
+    import hf_hybrid.cli
+
+    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
+    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", tmp_path / "space"])
+    assert line == (f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
+                    "Space could not load it: push the complete model folder (hf-hybrid push) and try again")
+    assert not (tmp_path / "space").exists()
+
+
+def test_a_truncated_gzipped_vectors_file_is_refused_as_damaged(tmp_path):
+    import gzip
+
+    from hf_hybrid.word_vectors import WordVectorError, read_word_vectors
+
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(["deep networks for images"], min_frequency=1)
+    whole = gzip.compress(("".join(f"deep{i} " + " ".join(["0.5"] * 4) + "\n" for i in range(2000))).encode())
+    (tmp_path / "vectors.txt.gz").write_bytes(whole[: len(whole) // 2])  # an interrupted download
+    with pytest.raises(WordVectorError, match=r"vectors.txt.gz: a damaged gzip file .*download it again"):
+        read_word_vectors(tmp_path / "vectors.txt.gz", tokenizer, dimension=4)
