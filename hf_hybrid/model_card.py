@@ -68,12 +68,16 @@ def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str 
     `metric_config` tells macro from weighted F1."""
     common = {"task_type": "text-classification", "task_name": "Text Classification",
               "dataset_name": dataset_name, "dataset_type": dataset_type, "dataset_split": split}
-    return [
+    results = [
         EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=round(report["accuracy"], 4), **common),
         EvalResult(metric_type="f1", metric_name="F1 (macro)", metric_config="macro",
                    metric_value=round(report["f1_macro"], 4), **common),
         EvalResult(metric_type="f1", metric_name="F1 (weighted)", metric_config="weighted",
                    metric_value=round(report["f1_weighted"], 4), **common),
+    ]
+    if "expected_calibration_error" not in report:  # a model trained before calibration was measured
+        return results
+    return results + [
         EvalResult(metric_type="expected_calibration_error", metric_name="Expected calibration error (15 bins)",
                    metric_value=round(report["expected_calibration_error"], 4), **common),
         EvalResult(metric_type="log_loss", metric_name="Log-loss", metric_value=round(report["log_loss"], 4),
@@ -85,6 +89,8 @@ def calibration_table(results: dict) -> str:
     """The calibration scores before and after calibration, on the validation split (where it was fitted) and the
     test split."""
     test = results["test"]
+    if "calibration" not in results or "uncalibrated" not in test:
+        return "Not measured: the model was trained by an hf-hybrid without calibration."
     stages = [("validation", "before", results["calibration"]["validation"]["before"]),
               ("validation", "after", results["calibration"]["validation"]["after"]),
               ("test", "before", test["uncalibrated"]), ("test", "after", test)]
@@ -98,6 +104,8 @@ def calibration_table(results: dict) -> str:
 
 def coverage_rows(report: dict) -> str:
     """The coverage table's rows: per threshold, the share of test papers labelled and their accuracy."""
+    if "coverage" not in report:
+        return "| n/a | not measured | |"
     return "\n".join(
         f"| {row['threshold']:.2f} | {row['labelled_share']:.1%} | "
         f"{'n/a' if row['accuracy'] is None else format(row['accuracy'], '.4f')} |"
@@ -170,7 +178,7 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         test_samples=report["num_samples"],
         metrics_table=metrics_table(report),
         best_validation_accuracy="n/a" if best is None else f"{best:.4f}",
-        calibration_method=results["calibration"]["method"],
+        calibration_method=results.get("calibration", {}).get("method", "none"),
         calibration_temperature=f"{config.calibration_temperature:.4f}",
         calibration_table=calibration_table(results),
         coverage_rows=coverage_rows(report),

@@ -4,6 +4,7 @@ import contextlib
 import functools
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from hf_hybrid.errors import UserError
 from hf_hybrid.evaluation import predict_logits
 from hf_hybrid.hub import pushed_files
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
-from hf_hybrid.model_card import CARD_HYPERPARAMETERS
+from hf_hybrid.model_card import CARD_HYPERPARAMETERS, ModelCardFacts, build_model_card
 from hf_hybrid.trainer import HybridTrainer, finetune_model, resolve_class_weights, train_model
 from hf_hybrid.training_args import (
     MODEL_HYPERPARAMETERS,
@@ -362,3 +363,16 @@ def test_finetune_refuses_final_fit():
     with pytest.raises(UserError, match="--final_fit trains a new model from scratch"):
         finetune_model(FinetuneArguments(model="unused"), DataArguments(train_file="unused.csv"),
                        HybridTrainingArguments(output_dir="unused", final_fit="all"))
+
+
+def test_a_folder_trained_before_calibration_still_gets_a_card(trained, tmp_path):
+    folder = tmp_path / "older"
+    shutil.copytree(trained[0], folder)
+    results = json.loads((folder / "eval_results.json").read_text())
+    del results["calibration"]
+    for key in ("uncalibrated", "coverage", "expected_calibration_error", "log_loss"):
+        del results["test"][key]
+    (folder / "eval_results.json").write_text(json.dumps(results))
+    card = str(build_model_card(ModelCardFacts.from_folder(folder)))
+    assert "Not measured: the model was trained by an hf-hybrid without calibration." in card
+    assert "expected_calibration_error" not in card.split("---")[1]
