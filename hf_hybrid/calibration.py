@@ -20,18 +20,34 @@ Example:
 
 import numpy as np
 import torch
+from torch import nn
+
+from .model.pipeline_arxiv_classification import decide_labels
 
 TEMPERATURE = "temperature"
 NO_CALIBRATION = "none"
 CALIBRATION_METHODS = (TEMPERATURE, NO_CALIBRATION)
 # The top-probability thresholds of the model card's coverage table.
 COVERAGE_THRESHOLDS = (0.5, 0.7, 0.9)
+# How a multi-label model's decision thresholds are set on the validation split (`--threshold_tuning`).
+PER_LABEL = "per_label"
+GLOBAL = "global"
+UNTUNED = "none"
+THRESHOLD_TUNING = (PER_LABEL, GLOBAL, UNTUNED)
+# The thresholds tried; 0.5 is the one of an untuned model.
+THRESHOLD_GRID = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))
 
 
 def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
-    """The temperature `T` > 0 that minimises the negative log-likelihood of `softmax(logits / T)` on `labels`."""
+    """The temperature `T` > 0 that minimises the negative log-likelihood of `softmax(logits / T)` on `labels`
+    (class ids), or, given multi-hot `labels` (one 0/1 row per paper), of every label's `sigmoid(logits / T)`."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    labels = torch.as_tensor(np.asarray(labels))
+    multi_label = labels.ndim == 2
+    labels = labels.to(torch.float64 if multi_label else torch.long)
+    loss_of = nn.functional.binary_cross_entropy_with_logits if multi_label else nn.functional.cross_entropy
+    if not torch.isfinite(logits).all():
+        raise ValueError("fitting a temperature needs finite scores: the model gave NaN or infinite ones")
     if len(labels) == 0:
         raise ValueError("fitting a temperature needs at least one labelled paper")
     # Optimising log T keeps T positive; the NLL is convex in 1/T, so L-BFGS finds the one minimum.
@@ -40,7 +56,7 @@ def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
 
     def negative_log_likelihood():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(logits / log_temperature.exp(), labels)
+        loss = loss_of(logits / log_temperature.exp(), labels)
         loss.backward()
         return loss
 
@@ -48,9 +64,30 @@ def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
     return float(log_temperature.detach().exp())
 
 
-def probabilities(logits) -> np.ndarray:
-    """Softmax of each row of `logits`, in float64."""
-    return torch.as_tensor(np.asarray(logits), dtype=torch.float64).softmax(dim=-1).numpy()
+def probabilities(logits, multi_label: bool = False) -> np.ndarray:
+    """Softmax of each row of `logits` (the sigmoid of each score, `multi_label`), in float64."""
+    scores = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    return (scores.sigmoid() if multi_label else scores.softmax(dim=-1)).numpy()
+
+
+def tune_thresholds(probabilities, labels, per_label: bool) -> list[float]:
+    """Decision thresholds of a multi-label model, from the probabilities and multi-hot `labels` of held-out papers:
+    one per label, each maximising that label's F1 (`per_label`), or one for every label, maximising the micro-F1
+    of the decisions (with the pipelines' rule, `decide_labels`: a paper with no label above it gets its most
+    probable one). Of thresholds that score alike, the one nearest 0.5 is kept."""
+    probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels).astype(bool)
+    candidates = sorted(THRESHOLD_GRID, key=lambda threshold: abs(threshold - 0.5))
+    if per_label:
+        return [max(candidates, key=lambda t: _f1(probabilities[:, j] >= t, labels[:, j]))
+                for j in range(labels.shape[1])]
+    best = max(candidates, key=lambda t: _f1(decide_labels(probabilities, [t] * labels.shape[1]).numpy(), labels))
+    return [best] * labels.shape[1]
+
+
+def _f1(decided, truth) -> float:
+    true_positives = np.logical_and(decided, truth).sum()
+    denominator = decided.sum() + truth.sum()
+    return float(2 * true_positives / denominator) if denominator else 0.0
 
 
 def coverage_table(logits, labels, thresholds=COVERAGE_THRESHOLDS) -> list[dict]:

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
 from .data import LABEL_COLUMN, DataError, encode_labels, prepare_table, read_table, tokenize_papers
 from .errors import UserError
-from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits
+from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, summary_metrics
 from .export import export_onnx
 from .hub import HubError, pinned_commit, push_model_folder, repo_files
 from .model import (
@@ -118,17 +119,20 @@ def run_evaluate(argv: list[str]) -> None:
     tokenizer, model = load_trained(args.model, args.revision)
     fold_if_asked(model, args)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    multi_label = model.config.is_multi_label
     table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
-                          source=args.test_file)
-    table = encode_labels(table, label_names, source=args.test_file)
-    logits = predict_logits(model, tokenizer, tokenize_papers(table, tokenizer), batch_size=args.batch_size,
-                            description="Evaluating")
-    report = evaluation_report(table[LABEL_COLUMN], logits, label_names)
+                          source=args.test_file, multi_label=multi_label)
+    tokenized = tokenize_papers(encode_labels(table, label_names, source=args.test_file, multi_label=multi_label),
+                                tokenizer)
+    logits = predict_logits(model, tokenizer, tokenized, batch_size=args.batch_size, description="Evaluating")
+    labels = np.asarray(tokenized[LABEL_COLUMN])
+    report = evaluation_report(labels, logits, label_names, model.config.label_thresholds)
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(report, indent=2))
-    summary = {key: report[key] for key in ("accuracy", "f1_macro", "f1_weighted", *CALIBRATION_METRICS,
-                                            "num_samples")}
-    summary["coverage"] = report["coverage"]
+    summary = {key: report[key] for key in (*summary_metrics(labels), *CALIBRATION_METRICS, "num_samples")
+               if key in report}
+    if not multi_label:
+        summary["coverage"] = report["coverage"]
     summary["per_class_f1"] = {name: scores["f1-score"] for name, scores in report["per_class"].items()}
     print(json.dumps(summary, indent=2))
 
@@ -145,7 +149,11 @@ def run_predict(argv: list[str]) -> None:
     parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field")
     parser.add_argument("--top_k", type=int, help="also list the K most probable labels with their probabilities")
     parser.add_argument("--threshold", type=float,
-                        help="abstain below this top probability: label null and needs_review true")
+                        help="abstain below this top probability: label null and needs_review true (multi-label "
+                        "models: every label with a probability this high, instead of the model's own thresholds)")
+    parser.add_argument("--allow_empty", action="store_true",
+                        help="multi-label models: a paper with no label above its threshold gets none (by default, "
+                        "its most probable one); needs_review is true either way")
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
@@ -154,6 +162,8 @@ def run_predict(argv: list[str]) -> None:
     tokenizer, model = load_trained(args.model, args.revision)
     if args.top_k is not None and args.top_k > model.config.num_labels:
         raise UserError(f"--top_k {args.top_k}: the model has only {model.config.num_labels} labels")
+    if args.allow_empty and not model.config.is_multi_label:
+        raise UserError("--allow_empty is for multi-label models: a single-label model abstains with --threshold")
     fold_if_asked(model, args)
     classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
     if args.input_file is None:
@@ -166,6 +176,8 @@ def run_predict(argv: list[str]) -> None:
         papers = [{"title": t or "", "abstract": a or ""}
                   for t, a in zip(table[args.title_column], table[args.abstract_column])]
     decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
+    if args.allow_empty:
+        decisions["allow_empty"] = True
     results = classify(papers, batch_size=args.batch_size, top_words=args.top_words, **decisions)
     lines = (json.dumps(result) for result in tqdm(results, desc="Predicting", disable=len(papers) < 100))
     if args.output_file:

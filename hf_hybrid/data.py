@@ -1,16 +1,18 @@
 """Papers in, tokenized `datasets` splits out.
 
 A table of papers (CSV, JSON/JSONL, Parquet or a Hub dataset) becomes a `DatasetDict` with
-`train`/`validation`/`test` splits of `title`, `abstract` and integer `labels` (a `ClassLabel`).
-Splits not given as files are cut off the training table, stratified by class and seeded, as the
-notebook did (70/15/15).
+`train`/`validation`/`test` splits of `title`, `abstract` and integer `labels` (a `ClassLabel`), or, for
+multi-label classification, `labels` as the list of each paper's label ids (a `Sequence` of `ClassLabel`), read
+from space-separated names (arXiv's convention: `cs.CV cs.LG`) or from a list column. Splits not given as files
+are cut off the training table, stratified by class and seeded, as the notebook did (70/15/15); multi-label papers
+are stratified by their rarest label (see `stratified_split`).
 """
 
 import logging
 from collections import Counter
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
 from .errors import UserError
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 TEXT_COLUMNS = ("title", "abstract")
 LABEL_COLUMN = "labels"
+LABEL_IDS_COLUMN = "label_ids"
 # A paper with fewer words than this (title and abstract together) is reported: it gives the model little to read.
 NEAR_EMPTY_WORDS = 5
 
@@ -70,15 +73,18 @@ def _has_no_rows(path: str, header_lines: int) -> bool:
 
 
 def prepare_table(table: Dataset, title_column: str, abstract_column: str, label_column: str,
-                  source: str = "data") -> Dataset:
+                  source: str = "data", multi_label: bool = False) -> Dataset:
     """Keeps the three columns as `title`, `abstract`, `label_name`, with missing texts as empty strings,
-    and drops papers that have neither a title nor an abstract."""
+    and drops papers that have neither a title nor an abstract. `multi_label`: `label_name` is the paper's
+    labels, sorted and space-separated, read from space-separated text or a list of names."""
     wanted = {title_column: "title", abstract_column: "abstract", label_column: "label_name"}
     missing = [column for column in wanted if column not in table.column_names]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
     # Lists, objects or bytes where text belongs would become their Python spelling, read as words.
-    not_text = [f"{column} ({table.features[column]})" for column in wanted if not _holds_text(table, column)]
+    names_allowed = {label_column} if multi_label else set()
+    not_text = [f"{column} ({table.features[column]})" for column in wanted
+                if not (_holds_text(table, column) or column in names_allowed and _holds_names(table, column))]
     if not_text:
         raise DataError(f"{source}: column(s) {', '.join(not_text)} should hold text, one value per paper")
     table = table.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
@@ -87,7 +93,7 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
         return {
             "title": [str(text or "").strip() for text in batch["title"]],
             "abstract": [str(text or "").strip() for text in batch["abstract"]],
-            "label_name": [None if label is None else " ".join(str(label).split()) for label in batch["label_name"]],
+            "label_name": [_label_text(label, multi_label) for label in batch["label_name"]],
         }
 
     text = Features({name: Value("string") for name in ("title", "abstract", "label_name")})
@@ -108,6 +114,29 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
     return kept
 
 
+def _label_text(label, multi_label: bool) -> str | None:
+    """A paper's label as one string: its name with runs of spaces collapsed, or, `multi_label`, its distinct
+    names (space-separated text or a list), sorted and space-separated."""
+    if label is None:
+        return None
+    if not multi_label:
+        return " ".join(str(label).split())
+    names = label if isinstance(label, list) else str(label).split()
+    return " ".join(sorted({word for name in names if name is not None for word in str(name).split()})) or None
+
+
+def label_list(label_name: str, multi_label: bool) -> list[str]:
+    """The label names a `label_name` of `prepare_table` holds."""
+    return label_name.split(" ") if multi_label else [label_name]
+
+
+def _holds_names(table: Dataset, column: str) -> bool:
+    """Whether `column` holds a list of label names (or of numbers) per paper."""
+    feature = table.features[column]
+    inner = getattr(feature, "feature", None)
+    return isinstance(inner, Value) and inner.dtype != "binary"
+
+
 def _holds_text(table: Dataset, column: str) -> bool:
     """Whether every value of `column` is text, a number or missing (a column of mixed types is checked value
     by value)."""
@@ -117,22 +146,60 @@ def _holds_text(table: Dataset, column: str) -> bool:
     return all(value is None or isinstance(value, (str, int, float)) for value in table[column])
 
 
-def encode_labels(table: Dataset, label_names: list[str], source: str = "data") -> Dataset:
-    """Turns `label_name` into integer `labels` following `label_names`; unknown labels are an error."""
-    unknown = sorted(set(table.unique("label_name")) - set(label_names))
+def encode_labels(table: Dataset, label_names: list[str], source: str = "data", multi_label: bool = False) -> Dataset:
+    """Turns `label_name` into integer `labels` following `label_names` (`multi_label`: each paper's list of label
+    ids); unknown labels are an error."""
+    present = {name for text in table.unique("label_name") for name in label_list(text, multi_label)}
+    unknown = sorted(present - set(label_names))
     if unknown:
         raise DataError(f"{source}: labels {unknown} are not among the model's {label_names}")
     index = {name: i for i, name in enumerate(label_names)}
-    table = table.map(lambda batch: {LABEL_COLUMN: [index[n] for n in batch["label_name"]]}, batched=True,
-                      remove_columns=["label_name"], desc="Encoding labels")
-    return table.cast_column(LABEL_COLUMN, ClassLabel(names=list(label_names)))
+    if multi_label:
+        def encode(batch):
+            return {LABEL_COLUMN: [[index[n] for n in text.split(" ")] for text in batch["label_name"]]}
+    else:
+        def encode(batch):
+            return {LABEL_COLUMN: [index[n] for n in batch["label_name"]]}
+    table = table.map(encode, batched=True, remove_columns=["label_name"], desc="Encoding labels")
+    label = ClassLabel(names=list(label_names))
+    return table.cast_column(LABEL_COLUMN, Sequence(label) if multi_label else label)
+
+
+def label_names_of(table: Dataset) -> list[str]:
+    """The label names of a table's `labels` column (single- or multi-label)."""
+    feature = table.features[LABEL_COLUMN]
+    return list((feature.feature if isinstance(feature, Sequence) else feature).names)
+
+
+def is_multi_label_table(table: Dataset) -> bool:
+    return isinstance(table.features[LABEL_COLUMN], Sequence)
+
+
+STRATUM_COLUMN = "stratum"
 
 
 def stratified_split(table: Dataset, held_out: dict[str, float], seed: int) -> DatasetDict:
     """Cuts each held-out set (`{"test": 0.15, "validation": 0.15}`: fractions of the whole table) off
-    `table`, every class in proportion, reproducibly for `seed`; the rest is `train`."""
+    `table`, every class in proportion, reproducibly for `seed`; the rest is `train`.
+
+    Multi-label papers are stratified by their rarest label (in the whole table), so that every label, the long
+    tail's too, has its share in each split; a label that is the rarest of too few papers to be shared out has its
+    papers stratified with the most frequent label's."""
+    names = label_names_of(table)
+    if is_multi_label_table(table):
+        frequency = Counter(label for labels in table[LABEL_COLUMN] for label in labels)
+        rarest = [min(labels, key=lambda label: (frequency[label], label)) for labels in table[LABEL_COLUMN]]
+        strata = Counter(rarest)
+        common = strata.most_common(1)[0][0]
+        rarest = [label if strata[label] >= len(held_out) + 1 else common for label in rarest]
+        split = stratified_split(
+            table.add_column(STRATUM_COLUMN, rarest).cast_column(STRATUM_COLUMN, ClassLabel(names=names))
+            .rename_columns({LABEL_COLUMN: "_labels", STRATUM_COLUMN: LABEL_COLUMN}),
+            held_out, seed,
+        )
+        return DatasetDict({name: part.remove_columns(LABEL_COLUMN).rename_column("_labels", LABEL_COLUMN)
+                            for name, part in split.items()})
     counts = Counter(table[LABEL_COLUMN])
-    names = table.features[LABEL_COLUMN].names
     smallest = min(counts, key=counts.get)
     if counts[smallest] < len(held_out) + 1:
         raise DataError(
@@ -156,10 +223,12 @@ class PaperSplits(DatasetDict):
     cleaning: dict = {}
 
 
-def unify_label_case(tables: dict[str, Dataset]) -> tuple[dict[str, Dataset], dict[str, str]]:
+def unify_label_case(tables: dict[str, Dataset],
+                     multi_label: bool = False) -> tuple[dict[str, Dataset], dict[str, str]]:
     """Labels that differ only in case (`cs.AI`, `CS.AI`) are one class, spelled as its most frequent
     spelling; returns the tables and the spellings replaced ({old: new})."""
-    counts = Counter(name for table in tables.values() for name in table["label_name"])
+    counts = Counter(name for table in tables.values() for text in table["label_name"]
+                     for name in label_list(text, multi_label))
     spelling = {}
     for name, _ in counts.most_common():
         spelling.setdefault(name.casefold(), name)
@@ -170,7 +239,8 @@ def unify_label_case(tables: dict[str, Dataset]) -> tuple[dict[str, Dataset], di
                    ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items()))
 
     def respell(batch):
-        return {"label_name": [spelling[name.casefold()] for name in batch["label_name"]]}
+        return {"label_name": [" ".join(sorted({spelling[name.casefold()] for name in label_list(text, multi_label)}))
+                               for text in batch["label_name"]]}
 
     return {name: table.map(respell, batched=True, desc="Unifying labels") for name, table in tables.items()}, renamed
 
@@ -208,8 +278,10 @@ def remove_duplicates(train: Dataset, held_out: dict[str, Dataset], source: str)
     return (train.select(keep) if removed else train), report
 
 
-def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None) -> DatasetDict:
-    """Reads, cleans, labels and splits the papers described by `DataArguments`.
+def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
+                multi_label: bool = False) -> DatasetDict:
+    """Reads, cleans, labels and splits the papers described by `DataArguments` (`multi_label`: each paper's
+    labels, space-separated or a list).
 
     Cleaning: labels that differ only in case are merged, exact duplicates are removed before splitting
     (see `remove_duplicates`); what it did is in the returned splits' `cleaning`.
@@ -224,32 +296,30 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     columns = (data_args.title_column, data_args.abstract_column, data_args.label_column)
     train = prepare_table(
         read_table(data_args.train_file, data_args.dataset_name, data_args.dataset_config, data_args.dataset_split),
-        *columns, source=source,
+        *columns, source=source, multi_label=multi_label,
     )
     extra = {
-        name: prepare_table(read_table(path), *columns, source=path)
+        name: prepare_table(read_table(path), *columns, source=path, multi_label=multi_label)
         for name, path in (("validation", data_args.validation_file), ("test", data_args.test_file))
         if path is not None
     }
-    tables, renamed = unify_label_case({"train": train, **extra})
+    tables, renamed = unify_label_case({"train": train, **extra}, multi_label)
     train, extra = tables.pop("train"), tables
     if data_args.labels:
         wanted = set(data_args.labels)
-        train = train.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True,
-                             desc="Keeping --labels")
-        extra = {name: t.filter(lambda b: [n in wanted for n in b["label_name"]], batched=True)
-                 for name, t in extra.items()}
+        train = keep_labels(train, wanted, multi_label)
+        extra = {name: keep_labels(table, wanted, multi_label) for name, table in extra.items()}
         if len(train) == 0:
             raise DataError(f"{source}: no paper has one of the labels {sorted(wanted)}")
     if label_names is None:
-        label_names = sorted(train.unique("label_name"))
+        label_names = sorted({name for text in train.unique("label_name") for name in label_list(text, multi_label)})
     if len(label_names) < 2:
         raise DataError(f"{source}: a classifier needs at least 2 classes, found {label_names}")
 
     train, cleaning = remove_duplicates(train, extra, source)
     cleaning["labels_merged_by_case"] = renamed
-    train = encode_labels(train, label_names, source)
-    extra = {name: encode_labels(table, label_names, name) for name, table in extra.items()}
+    train = encode_labels(train, label_names, source, multi_label)
+    extra = {name: encode_labels(table, label_names, name, multi_label) for name, table in extra.items()}
     sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
     split_seed = seed if data_args.split_seed is None else data_args.split_seed
     splits = PaperSplits(stratified_split(train, {name: size for name, size in sizes.items() if name not in extra},
@@ -267,6 +337,18 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None)
     return splits
 
 
+def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:
+    """The papers of `table` with one of the `wanted` labels; a multi-label paper keeps only those of its labels."""
+    if multi_label:
+        def restrict(batch):
+            return {"label_name": [" ".join(name for name in text.split(" ") if name in wanted)
+                                   for text in batch["label_name"]]}
+        table = table.map(restrict, batched=True, desc="Keeping --labels")
+        return table.filter(lambda batch: [bool(text) for text in batch["label_name"]], batched=True)
+    return table.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True,
+                        desc="Keeping --labels")
+
+
 def training_texts(train: Dataset):
     """Every title and abstract of the training split, in batches, for learning the vocabulary."""
     for start in range(0, len(train), 1000):
@@ -278,7 +360,19 @@ def training_texts(train: Dataset):
 def tokenize_papers(papers: Dataset | DatasetDict, tokenizer) -> Dataset | DatasetDict:
     """Encodes papers (one table or every split) once into Arrow; padding is left to the collator, per batch."""
 
-    def encode(batch):
-        return tokenizer(batch["title"], batch["abstract"])
+    tables = papers.values() if isinstance(papers, DatasetDict) else [papers]
+    label_count = next((len(label_names_of(t)) for t in tables if LABEL_COLUMN in t.column_names and
+                        is_multi_label_table(t)), None)
+    replaced = list(TEXT_COLUMNS)
+    if label_count is not None:
+        # The model's binary cross-entropy takes multi-hot rows (one 0/1 per label) in place of the label ids.
+        papers = papers.rename_column(LABEL_COLUMN, LABEL_IDS_COLUMN)
+        replaced.append(LABEL_IDS_COLUMN)
 
-    return papers.map(encode, batched=True, remove_columns=list(TEXT_COLUMNS), desc="Tokenizing")
+    def encode(batch):
+        encoded = tokenizer(batch["title"], batch["abstract"])
+        if label_count is not None:
+            encoded[LABEL_COLUMN] = [[float(i in ids) for i in range(label_count)] for ids in batch[LABEL_IDS_COLUMN]]
+        return encoded
+
+    return papers.map(encode, batched=True, remove_columns=replaced, desc="Tokenizing")

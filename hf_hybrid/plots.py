@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .plot_files import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT
+from .plot_files import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, LABEL_F1_PLOT
 
-__all__ = ["ATTENTION_PLOT", "CALIBRATION_PLOT", "CONFUSION_PLOT", "HISTORY_PLOT", "epoch_history", "plot_attention",
-           "plot_calibration",
-           "plot_confusion_matrix", "plot_history"]
+__all__ = ["ATTENTION_PLOT", "CALIBRATION_PLOT", "CONFUSION_PLOT", "HISTORY_PLOT", "LABEL_F1_PLOT", "epoch_history",
+           "plot_attention", "plot_calibration", "plot_confusion_matrix", "plot_history", "plot_label_f1"]
 
 
 def _pyplot():
@@ -28,7 +27,7 @@ def _pyplot():
 def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """(epoch, value) series of train/validation loss and accuracy from `Trainer.state.log_history`."""
     keys = {"loss": "train_loss", "train_accuracy": "train_accuracy", "eval_loss": "validation_loss",
-            "eval_accuracy": "validation_accuracy"}
+            "eval_accuracy": "validation_accuracy", "eval_f1_micro": "validation_f1_micro"}
     series = {name: [] for name in keys.values()}
     for entry in log_history:
         for key, name in keys.items():
@@ -41,9 +40,11 @@ def plot_history(log_history: list[dict], path: Path) -> Path:
     plt = _pyplot()
     series = epoch_history(log_history)
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, "accuracy")):
+    # A multi-label model's epochs are compared by micro-F1, a single-label model's by accuracy.
+    score = "f1_micro" if series["validation_f1_micro"] else "accuracy"
+    for axis, metric in ((loss_axis, "loss"), (accuracy_axis, score)):
         for split in ("train", "validation"):
-            points = series[f"{split}_{metric}"]
+            points = series.get(f"{split}_{metric}")
             if points:
                 axis.plot(*zip(*points), marker="o", label=split)
         axis.set(title=metric.capitalize(), xlabel="epoch")
@@ -65,6 +66,20 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     for (row, column), count in np.ndenumerate(matrix):
         color = "white" if count > matrix.max() / 2 else "black"
         axis.text(column, row, int(count), ha="center", va="center", color=color)
+    return _save(figure, path)
+
+
+def plot_label_f1(per_class: dict[str, dict], path: Path) -> Path:
+    """A multi-label model's test F1 per label, most frequent label first, with each label's number of papers."""
+    plt = _pyplot()
+    ranked = sorted(per_class.items(), key=lambda item: -item[1]["support"])
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(ranked) + 1.5))
+    positions = range(len(ranked))
+    axis.barh(positions, [scores["f1-score"] for _, scores in ranked], color="tab:blue")
+    axis.set(yticks=positions, yticklabels=[f"{name} ({int(scores['support'])})" for name, scores in ranked],
+             xlim=(0, 1), xlabel="F1 on the test split", title="Test F1 per label (papers)")
+    axis.invert_yaxis()
+    axis.grid(True, axis="x", alpha=0.3)
     return _save(figure, path)
 
 

@@ -21,10 +21,18 @@ from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_pt_utils import get_parameter_names
 
-from .calibration import TEMPERATURE, fit_temperature
-from .data import DataError, load_papers, tokenize_papers, training_texts
+from .calibration import GLOBAL, PER_LABEL, TEMPERATURE, UNTUNED, fit_temperature, probabilities, tune_thresholds
+from .data import DataError, label_names_of, load_papers, tokenize_papers, training_texts
 from .errors import UserError
-from .evaluation import CALIBRATION_METRICS, compute_metrics, evaluation_report, metrics_table, report_text
+from .evaluation import (
+    BEST_MULTI_LABEL_METRIC,
+    CALIBRATION_METRICS,
+    MULTI_LABEL_METRICS,
+    compute_metrics,
+    evaluation_report,
+    metrics_table,
+    report_text,
+)
 from .hub import check_hub_access, push_model_folder
 from .model import (
     MODEL_TYPE,
@@ -33,16 +41,19 @@ from .model import (
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMTokenizer,
 )
+from .model.configuration_hybrid_cnn_lstm import MULTI_LABEL, SINGLE_LABEL
 from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
 from .plots import (
     ATTENTION_PLOT,
     CALIBRATION_PLOT,
     CONFUSION_PLOT,
     HISTORY_PLOT,
+    LABEL_F1_PLOT,
     plot_attention,
     plot_calibration,
     plot_confusion_matrix,
     plot_history,
+    plot_label_f1,
 )
 from .training_args import FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION, NO_FINAL_FIT, NOTEBOOK_RECIPE
 from .word_vectors import (
@@ -89,7 +100,8 @@ class HybridTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if model.training and "labels" in inputs:
+        # Accuracy is a single-label model's: a multi-label one's labels are multi-hot rows.
+        if model.training and "labels" in inputs and inputs["labels"].ndim == 1:
             labels = inputs["labels"]
             correct = (outputs.logits.detach().argmax(dim=-1) == labels).sum()
             self._train_counts += torch.stack([correct, torch.tensor(labels.numel(), device=correct.device)]).to(
@@ -150,10 +162,16 @@ class FreezeEmbeddingCallback(TrainerCallback):
 
 
 def resolve_class_weights(spec: list[str], label_names: list[str], train_labels) -> list[float] | None:
-    """`["balanced"]`: inverse class frequency in the training split (n / (classes * count)); `["none"]`:
-    no weights; else `label=weight` pairs, by label name, other labels 1.0."""
+    """`["balanced"]`: inverse class frequency in the training split (n / (classes * count)), or, for multi-label
+    `train_labels` (each paper's list of label ids), each label's positive weight: its negative papers over its
+    positive ones; `["none"]`: no weights; else `label=weight` pairs, by label name, other labels 1.0."""
     if spec in (["none"], []):
         return None
+    train_labels = list(train_labels)
+    if spec == ["balanced"] and train_labels and isinstance(train_labels[0], list):
+        positives = np.bincount([i for ids in train_labels for i in ids], minlength=len(label_names))
+        weights = np.where(positives > 0, (len(train_labels) - positives) / np.maximum(positives, 1), 1.0)
+        return [round(float(weight), 6) for weight in weights]
     if spec == ["balanced"]:
         counts = np.bincount(np.asarray(train_labels), minlength=len(label_names))
         present = counts > 0
@@ -200,10 +218,10 @@ def train_model(model_args, data_args, training_args) -> dict:
         check_checkpoint_fits(training_args.resume_from_checkpoint, model_args)
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading papers"):
-        splits = load_papers(data_args, seed=training_args.seed)
+        splits = load_papers(data_args, seed=training_args.seed, multi_label=model_args.problem_type == MULTI_LABEL)
 
     def new_model(train):
-        return build_new_model(train, splits["train"].features["labels"].names, model_args, training_args)
+        return build_new_model(train, label_names_of(splits["train"]), model_args, training_args)
 
     model, tokenizer, embedding_start = new_model(splits["train"])
     return fit_and_report(model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start,
@@ -243,7 +261,8 @@ def check_checkpoint_fits(checkpoint: str, model_args) -> None:
     differing = [
         f"--{name} {_flag_value(value)} (the checkpoint's: {_flag_value(saved.get(name))})"
         for name, value in model_args.config_values().items()
-        if _normalised(saved.get(name)) != _normalised(value)
+        # a config saved before multi-label models existed has no problem type: it is single-label
+        if _normalised(saved.get(name) or (SINGLE_LABEL if name == "problem_type" else None)) != _normalised(value)
     ]
     if isinstance(saved.get("vocab_size"), int) and saved["vocab_size"] > model_args.vocab_size:
         differing.append(
@@ -299,17 +318,19 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
     config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     base_labels = [config.id2label[i] for i in range(config.num_labels)]
     with training_args.main_process_first(desc="loading papers"):
-        splits = load_papers(data_args, seed=training_args.seed)
-        label_names = splits["train"].features["labels"].names
+        splits = load_papers(data_args, seed=training_args.seed, multi_label=config.is_multi_label)
+        label_names = label_names_of(splits["train"])
         keep_head = set(label_names) <= set(base_labels)
         if keep_head and label_names != base_labels:
-            splits = load_papers(data_args, seed=training_args.seed, label_names=base_labels)
+            splits = load_papers(data_args, seed=training_args.seed, label_names=base_labels,
+                                 multi_label=config.is_multi_label)
             label_names = base_labels
     if not keep_head:
         logger.warning("new label set %s (model had %s): training a fresh classification head", label_names,
                        base_labels)
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
+        config.label_thresholds = None
     config.class_weights = resolve_class_weights(finetune_args.class_weights, label_names, splits["train"]["labels"])
     _log_unknown_words(tokenizer, splits["train"])
     model = HybridCNNLSTMForSequenceClassification.from_pretrained(
@@ -361,8 +382,9 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
             tokenized = tokenize_papers(splits, tokenizer)
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        calibration = calibrate(trainer, tokenized["validation"], training_args.calibration)
-        report, text = test_and_report(trainer, tokenized["test"])
+        calibration = calibrate(trainer, tokenized["validation"], training_args.calibration,
+                                training_args.threshold_tuning)
+        report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None
         if training_args.final_fit != NO_FINAL_FIT:
             final = fit_final_model(new_model, splits, trainer, training_args, staging)
@@ -370,7 +392,7 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
         if not trainer.is_world_process_zero():
             return {}
         facts = {
-            "best_validation_accuracy": trainer.state.best_metric,
+            f"best_validation_{trainer.args.metric_for_best_model}": trainer.state.best_metric,
             "epochs_trained": trainer.state.epoch,
             "calibration": calibration,
             "final_fit": final,
@@ -407,10 +429,15 @@ def _is_main_process(training_args) -> bool:
 
 def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> HybridTrainer:
     """The `HybridTrainer` of a run: writing into `staging`, early stopping, the embedding frozen as asked."""
+    best = training_args.metric_for_best_model
+    if model.config.is_multi_label and best == "accuracy":
+        # A multi-label model has no accuracy of one label per paper: its epochs are compared by micro-F1.
+        best = BEST_MULTI_LABEL_METRIC
     return HybridTrainer(
         model=model,
         # Our own push at the end sends only safe files; the Trainer's would also send its pickles.
-        args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging)),
+        args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging),
+                                 metric_for_best_model=best),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
@@ -423,10 +450,12 @@ def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> 
     )
 
 
-def calibrate(trainer, validation, method: str) -> dict:
+def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED) -> dict:
     """Fits the model's calibration on the validation split (every process takes part in the prediction and fits
     the same temperature) and stores it in the config; returns the temperature and the validation split's
-    calibration scores before and after."""
+    calibration scores before and after. A multi-label model then has its decision thresholds tuned on the calibrated
+    probabilities (`threshold_tuning`, stored in the config), and the result also holds the thresholds each way of
+    tuning gives (`thresholds`) with their validation scores."""
     config = trainer.model.config
     config.calibration_temperature = 1.0
     raw = trainer.predict(validation, metric_key_prefix="validation")
@@ -442,33 +471,67 @@ def calibrate(trainer, validation, method: str) -> dict:
                 temperature, scores["before"]["expected_calibration_error"],
                 scores["after"]["expected_calibration_error"], scores["before"]["log_loss"],
                 scores["after"]["log_loss"])
-    return {"method": method, "temperature": temperature, "validation": scores}
+    result = {"method": method, "temperature": temperature, "validation": scores}
+    if not config.is_multi_label:
+        return result
+    calibrated = probabilities(raw.predictions / temperature, multi_label=True)
+    candidates = {
+        UNTUNED: [0.5] * config.num_labels,
+        GLOBAL: tune_thresholds(calibrated, raw.label_ids, per_label=False),
+        PER_LABEL: tune_thresholds(calibrated, raw.label_ids, per_label=True),
+    }
+    config.label_thresholds = None if threshold_tuning == UNTUNED else candidates[threshold_tuning]
+    result["threshold_tuning"] = threshold_tuning
+    result["thresholds"] = {
+        name: {"thresholds": thresholds, "validation": multi_label_summary(
+            evaluation_report(raw.label_ids, raw.predictions / temperature, label_names, thresholds))}
+        for name, thresholds in candidates.items()
+    }
+    logger.info("thresholds (%s): validation micro-F1 %.4f, macro-F1 %.4f", threshold_tuning,
+                *(result["thresholds"][threshold_tuning]["validation"][m] for m in ("f1_micro", "f1_macro")))
+    return result
 
 
 def calibration_summary(report: dict) -> dict:
-    return {name: report[name] for name in ("accuracy", *CALIBRATION_METRICS, "calibration_bins")}
+    return {name: report[name] for name in (*summary_metrics_of(report), *CALIBRATION_METRICS, "calibration_bins")
+            if name in report}
 
 
-def test_and_report(trainer, test) -> tuple[dict, str]:
+def summary_metrics_of(report: dict) -> tuple[str, ...]:
+    return MULTI_LABEL_METRICS if "thresholds" in report else ("accuracy",)
+
+
+def multi_label_summary(report: dict) -> dict:
+    return {name: report[name] for name in MULTI_LABEL_METRICS}
+
+
+def test_and_report(trainer, test, threshold_candidates: dict | None = None) -> tuple[dict, str]:
     """Predicts the test split with the trained (best) model, on every process (each predicts its share), and
     prints its metrics; returns the full report, with `uncalibrated`: the calibration scores of the model's raw
-    scores, and scikit-learn's text report (on the main process)."""
+    scores, and scikit-learn's text report (on the main process). A multi-label model's report also holds, in
+    `threshold_tuning`, the test scores of each way of tuning its thresholds (`threshold_candidates`)."""
     config = trainer.model.config
     label_names = [config.id2label[i] for i in range(config.num_labels)]
     prediction = trainer.predict(test, metric_key_prefix="test")
     if not trainer.is_world_process_zero():
         return {}, ""
     trainer.save_metrics("test", prediction.metrics)
-    report = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
-    raw_logits = prediction.predictions * config.calibration_temperature
-    report["uncalibrated"] = calibration_summary(evaluation_report(prediction.label_ids, raw_logits, label_names))
+    labels, logits, thresholds = prediction.label_ids, prediction.predictions, config.label_thresholds
+    report = evaluation_report(labels, logits, label_names, thresholds)
+    raw_logits = logits * config.calibration_temperature
+    report["uncalibrated"] = calibration_summary(evaluation_report(labels, raw_logits, label_names, thresholds))
+    if threshold_candidates:
+        report["threshold_tuning"] = {
+            name: multi_label_summary(evaluation_report(labels, logits, label_names, candidate["thresholds"]))
+            for name, candidate in threshold_candidates.items()
+        }
     print(f"\nTest results ({len(test)} papers):\n{metrics_table(report)}\n")
-    return report, report_text(prediction.label_ids, prediction.predictions, label_names)
+    return report, report_text(labels, logits, label_names, thresholds)
 
 
-def best_epoch(log_history: list[dict], best_metric: float | None) -> float | None:
-    """The epoch of the evaluation that scored the best validation accuracy (the one restored at the end)."""
-    return next((entry["epoch"] for entry in log_history if entry.get("eval_accuracy") == best_metric), None)
+def best_epoch(log_history: list[dict], best_metric: float | None, metric: str = "accuracy") -> float | None:
+    """The epoch of the evaluation that scored the best validation `metric` (the one restored at the end)."""
+    return next((entry["epoch"] for entry in log_history if entry.get(f"eval_{metric}") == best_metric), None)
 
 
 def fit_final_model(new_model, splits, held_out_trainer, training_args, staging: Path) -> dict:
@@ -478,12 +541,14 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     trained on (with its test report when the test split stayed out)."""
     parts = ["train", "validation"] + (["test"] if training_args.final_fit == FINAL_FIT_ALL else [])
     papers = concatenate_datasets([splits[name] for name in parts])
-    epochs = best_epoch(held_out_trainer.state.log_history, held_out_trainer.state.best_metric)
+    epochs = best_epoch(held_out_trainer.state.log_history, held_out_trainer.state.best_metric,
+                        held_out_trainer.args.metric_for_best_model)
     epochs = round(epochs or held_out_trainer.state.epoch)
     logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
     set_seed(training_args.seed)
     model, tokenizer, embedding_start = new_model(papers)
     model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
+    model.config.label_thresholds = held_out_trainer.model.config.label_thresholds
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
@@ -504,7 +569,8 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     if training_args.final_fit == FINAL_FIT_TRAIN_VALIDATION:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        final["test"] = evaluation_report(prediction.label_ids, prediction.predictions, label_names)
+        final["test"] = evaluation_report(prediction.label_ids, prediction.predictions, label_names,
+                                          model.config.label_thresholds)
         print(f"\nThe final model on the test split ({len(splits['test'])} papers):\n"
               f"{metrics_table(final['test'])}\n")
     return final
@@ -527,7 +593,10 @@ def save_model_folder(trainer, model, tokenizer, train_result, report: dict, tex
     (output_dir / REPORT_FILE).write_text(text)
     (output_dir / TRAINING_ARGS_FILE).write_text(training_args.to_json_string())
     plot_history(trainer.state.log_history, output_dir / HISTORY_PLOT)
-    plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
+    if model.config.is_multi_label:
+        plot_label_f1(report["per_class"], output_dir / LABEL_F1_PLOT)
+    else:
+        plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
     plot_attention(model, tokenizer, example["title"], example["abstract"], output_dir / ATTENTION_PLOT)
     plot_calibration({"uncalibrated": report["uncalibrated"]["calibration_bins"],
                       "calibrated": report["calibration_bins"]}, output_dir / CALIBRATION_PLOT)
@@ -538,7 +607,8 @@ def save_model_folder(trainer, model, tokenizer, train_result, report: dict, tex
     _replace_folder(Path(training_args.output_dir), output_dir)
     logger.info("saved the model, metrics, plots and card to %s", training_args.output_dir)
     card = Path(training_args.output_dir) / CARD_FILE
-    print(f"Test accuracy {report['accuracy']:.4f}; the model card ({card}) says "
+    headline = "f1_micro" if model.config.is_multi_label else "accuracy"
+    print(f"Test {headline} {report[headline]:.4f}; the model card ({card}) says "
           f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
 
 

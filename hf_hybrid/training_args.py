@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from .calibration import CALIBRATION_METHODS, TEMPERATURE
+from .calibration import CALIBRATION_METHODS, PER_LABEL, TEMPERATURE, THRESHOLD_TUNING
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
+from .model.configuration_hybrid_cnn_lstm import MULTI_LABEL, SINGLE_LABEL
 from .model.tokenization_hybrid_cnn_lstm import MIN_FREQUENCY
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
@@ -95,9 +96,9 @@ def check_class_weights(spec: list[str]) -> None:
 
 
 # Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which the
-# `--class_weights` flag of `ModelArguments` gives by label name, and the calibration temperature, which training
-# fits (`--calibration`).
-NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature")
+# `--class_weights` flag of `ModelArguments` gives by label name, and the calibration temperature and the
+# multi-label thresholds, which training fits (`--calibration`, `--threshold_tuning`).
+NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
 
 
 def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
@@ -160,8 +161,17 @@ class ModelArguments(ConfigArguments):
     class_weights: list[str] = field(
         default_factory=lambda: ["balanced"],
         metadata={
-            "help": "'balanced' (inverse class frequency of the training split), 'none', or weights by label name, "
+            "help": "'balanced' (inverse class frequency of the training split; for multi-label, each label's "
+            "positive papers weighted by its negatives over its positives), 'none', or weights by label name, "
             "e.g. cs.AI=2.0 (unnamed labels get 1.0)."
+        },
+    )
+    problem_type: str = field(
+        default=SINGLE_LABEL,
+        metadata={
+            "help": f"'{SINGLE_LABEL}' (one label per paper) or '{MULTI_LABEL}' (every label a paper is listed in: "
+            "the label column holds space-separated names, e.g. 'cs.CV cs.LG', or a list).",
+            "choices": [SINGLE_LABEL, MULTI_LABEL],
         },
     )
 
@@ -190,7 +200,8 @@ class ModelArguments(ConfigArguments):
     def config_values(self) -> dict:
         """The hyperparameters of the config given by these arguments (but `vocab_size`: the model's is the
         size of the vocabulary learned)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ConfigArguments) if f.name != "vocab_size"}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ConfigArguments) if f.name != "vocab_size"}
+        return {**values, "problem_type": self.problem_type}
 
 
 @dataclass
@@ -295,6 +306,13 @@ class HybridTrainingArguments(TrainingArguments):
         metadata={"help": "'temperature': after training, fit the temperature that calibrates the probabilities on "
                   "the validation split and store it in the config; 'none': leave the scores as trained.",
                   "choices": list(CALIBRATION_METHODS)},
+    )
+    threshold_tuning: str = field(
+        default=PER_LABEL,
+        metadata={"help": "Multi-label models: after calibration, set the decision thresholds on the validation "
+                  "split, one 'per_label' (each maximising the label's F1), one 'global' for every label (maximising "
+                  "micro-F1), or 'none' (0.5); they are stored in the config.",
+                  "choices": list(THRESHOLD_TUNING)},
     )
     final_fit: str = field(
         default=NO_FINAL_FIT,

@@ -33,3 +33,26 @@ def write_papers_csv(path: Path, papers: list[dict] | None = None, **kwargs) -> 
         writer.writeheader()
         writer.writerows(papers)
     return Path(path)
+
+
+def make_multi_label_papers(n: int = 150, labels=("cs.AI", "cs.CL", "cs.CV", "cs.LG"), seed: int = 0) -> list[dict]:
+    """Papers of one or two labels each (space-separated in `categories`), their words drawn from each label's
+    topic: a tiny multi-label model can learn them."""
+    rng = random.Random(seed)
+    papers = []
+    for _ in range(n):
+        own = sorted(rng.sample(labels, 1 if rng.random() < 0.5 else 2))
+        topic = [word for label in own for word in TOPICS[label].split()]
+        title = " ".join(rng.choice(topic if rng.random() < 0.7 else COMMON) for _ in range(rng.randint(3, 8)))
+        words = [rng.choice(topic if rng.random() < 0.5 else COMMON) for _ in range(rng.randint(15, 60))]
+        papers.append({"title": title.capitalize(), "abstract": " ".join(words) + ".", "categories": " ".join(own)})
+    return papers
+
+
+def write_multi_label_csv(path: Path, papers: list[dict] | None = None, **kwargs) -> Path:
+    papers = make_multi_label_papers(**kwargs) if papers is None else papers
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["title", "abstract", "categories"])
+        writer.writeheader()
+        writer.writerows(papers)
+    return Path(path)

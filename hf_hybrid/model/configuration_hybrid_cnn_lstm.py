@@ -7,6 +7,8 @@ it imports nothing but ``transformers``.
 from transformers import PretrainedConfig
 
 MODEL_TYPE = "hybrid_cnn_lstm"
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
 
 # Every saved model can be loaded by all of these Auto classes, whichever one saved it.
 AUTO_MAP = {
@@ -32,7 +34,8 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         classifier_hidden_sizes: widths of the head's hidden layers.
         max_title_length / max_abstract_length: words kept per field; the tokenizer truncates to them.
         pad_token_id: id of `<PAD>`; its embedding stays zero.
-        class_weights: optional cross-entropy weight per label, in label-id order.
+        class_weights: optional weight per label, in label-id order: of the cross-entropy's classes, or, in
+            multi-label classification, of each label's positive papers in its binary cross-entropy.
         label_smoothing: share of each label's target spread over all labels in the loss (0: none).
         wide_branch: add a "wide" linear classifier over the paper's words and hashed word pairs, weighted by
             their inverse document frequency in the training split (as TF-IDF). Each branch learns on its own loss;
@@ -42,6 +45,13 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         calibration_temperature: the model's raw scores are divided by it before they are returned as `logits`, so
             that their softmax gives calibrated probabilities; training fits it on the validation split (temperature
             scaling). 1.0: no calibration. Dividing by one positive number never changes the predicted label.
+        label_thresholds: multi-label classification only: each label's decision threshold on its probability,
+            in label-id order, which training tunes on the validation split (None: 0.5 for every label).
+
+    `problem_type` (`PretrainedConfig`'s own field) is `"single_label_classification"` (the default: one label per
+    paper, softmax probabilities) or `"multi_label_classification"`: every label a paper is listed in, one sigmoid
+    probability per label, the binary cross-entropy as loss, and a paper predicted to be of every label whose
+    probability reaches its threshold.
 
     Example:
 
@@ -76,15 +86,23 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     wide_branch: bool = False
     wide_bigram_buckets: int = 1_048_576
     calibration_temperature: float = 1.0
+    label_thresholds: list[float] | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.problem_type is None:
+            self.problem_type = SINGLE_LABEL
         self.kernel_sizes = _integer_list("kernel_sizes", self.kernel_sizes)
         self.classifier_hidden_sizes = _integer_list("classifier_hidden_sizes", self.classifier_hidden_sizes)
         if self.label2id is None:
             self.label2id = {label: index for index, label in self.id2label.items()}
         self.auto_map = {**AUTO_MAP, **(getattr(self, "auto_map", None) or {})}
         self._check_values()
+
+    @property
+    def is_multi_label(self) -> bool:
+        """Whether the model predicts every label a paper is listed in (sigmoid probabilities) rather than one."""
+        return self.problem_type == MULTI_LABEL
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
@@ -116,6 +134,19 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature < 1e6:
             raise ValueError(f"`calibration_temperature` must be a positive number, got {temperature!r}")
         self.calibration_temperature = float(temperature)
+        if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
+            raise ValueError(f"`problem_type` must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
+        if self.label_thresholds is not None:
+            thresholds = self.label_thresholds
+            if self.problem_type != MULTI_LABEL:
+                raise ValueError("`label_thresholds` are for multi-label classification (`problem_type` "
+                                 f"{MULTI_LABEL!r})")
+            if not isinstance(thresholds, (list, tuple)) or len(thresholds) != self.num_labels or not all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds
+            ):
+                raise ValueError(f"`label_thresholds` needs one probability from 0 to 1 per label ({self.num_labels}), "
+                                 f"got {thresholds!r}")
+            self.label_thresholds = [float(t) for t in thresholds]
         if not isinstance(self.wide_branch, bool):
             raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:

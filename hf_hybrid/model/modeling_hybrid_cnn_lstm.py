@@ -48,11 +48,12 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
-            the weighted, smoothed cross-entropy.
+            the weighted, smoothed cross-entropy (binary, per label, in multi-label classification).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            the classification scores, divided by `config.calibration_temperature`: their softmax is the model's
-            calibrated probabilities. With `config.wide_branch`, the raw scores are log-probabilities: the deep
-            part's plus the wide branch's.
+            the classification scores, divided by `config.calibration_temperature`: their softmax (their sigmoid,
+            in multi-label classification) is the model's calibrated probabilities. With `config.wide_branch`, the
+            raw scores are the deep part's log-probabilities plus the wide branch's (its log-odds plus the wide
+            branch's, in multi-label classification).
         title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`, *optional*):
             attention over title words, zero on padding (with `output_attentions=True`).
         abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`, *optional*):
@@ -60,7 +61,8 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         fusion_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
             weight of the title and of the abstract; each row sums to one (with `output_attentions=True`).
         wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
-            the wide branch's log-probabilities (with `config.wide_branch`), before calibration.
+            the wide branch's log-probabilities (log-odds, in multi-label classification), with
+            `config.wide_branch`, before calibration.
     """
 
     loss: torch.FloatTensor | None = None
@@ -475,7 +477,9 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     r"""The encoder plus the notebook's BatchNorm/Dropout MLP head.
 
     With `labels`, `loss` is the cross-entropy, weighted by `config.class_weights` and smoothed by
-    `config.label_smoothing`. With `output_attentions=True`, the output also holds the encoder's
+    `config.label_smoothing`; with `config.problem_type == "multi_label_classification"`, `labels` are multi-hot
+    (one 0/1 per label) and `loss` is each label's binary cross-entropy, its positives weighted by
+    `config.class_weights`. With `output_attentions=True`, the output also holds the encoder's
     `title_attention`, `abstract_attention` and `fusion_weights`. With `config.wide_branch`, the model is two
     classifiers that predict together: `logits` is the head's log-probabilities plus those of the bag of words
     and word pairs (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two
@@ -513,9 +517,12 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         weight = None
         if self.config.class_weights is not None:
             weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
-        return nn.functional.cross_entropy(
-            logits, labels.view(-1), weight=weight, label_smoothing=self.config.label_smoothing
-        )
+        smoothing = self.config.label_smoothing
+        if self.config.is_multi_label:
+            # Smoothing moves each binary target towards 1/2, as cross-entropy's moves it towards 1/num_labels.
+            targets = labels.to(logits.dtype) * (1 - smoothing) + smoothing / 2
+            return nn.functional.binary_cross_entropy_with_logits(logits, targets, pos_weight=weight)
+        return nn.functional.cross_entropy(logits, labels.view(-1), weight=weight, label_smoothing=smoothing)
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
         """Folds the encoder for fast CPU inference and returns the model: see
@@ -551,7 +558,9 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
             wide_logits = self.wide(
                 title_input_ids, _mask_or_default(title_input_ids, title_attention_mask, pad),
                 abstract_input_ids, _mask_or_default(abstract_input_ids, abstract_attention_mask, pad),
-            ).log_softmax(dim=-1)
+            )
+            if not self.config.is_multi_label:
+                wide_logits = wide_logits.log_softmax(dim=-1)
 
         loss = None
         if labels is not None:
@@ -561,8 +570,9 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
                 # training papers first and leaves the deep one less to learn from.
                 loss = loss + self._loss(wide_logits, labels)
         if wide_logits is not None:
-            # The two classifiers predict together: the product of their probabilities.
-            logits = logits.log_softmax(dim=-1) + wide_logits
+            # The two classifiers predict together: the product of their probabilities, which for one label's
+            # yes/no (multi-label) is the sum of their log-odds.
+            logits = logits + wide_logits if self.config.is_multi_label else logits.log_softmax(dim=-1) + wide_logits
         logits = logits / self.config.calibration_temperature
 
         if output_attentions is None:

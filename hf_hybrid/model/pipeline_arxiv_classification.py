@@ -24,6 +24,10 @@ class ArxivClassificationPipeline(Pipeline):
     `top_k=K` adds `top_labels`: the K most probable labels with their probabilities, best first.
     `threshold=T` abstains below it: a paper whose top probability is below `T` gets `label` None and
     `needs_review` True (its `score` and `scores` are still given); every other paper `needs_review` False.
+    A multi-label model (`config.problem_type == "multi_label_classification"`) gives `labels` instead of `label`
+    and `score`: every label whose probability (its own sigmoid, in `scores`) reaches its threshold
+    (`config.label_thresholds`, or `threshold=T` for every label), most probable first, and `needs_review`: True
+    when no label reached its threshold; such a paper gets its most probable label, or none with `allow_empty=True`.
     `fold_for_inference=True` (or a dtype, `"bfloat16"`) runs the model's `fold_for_inference()` fast path:
     the same results, several times faster on CPU.
 
@@ -44,7 +48,8 @@ class ArxivClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.tokenizer.check_fits(self.model.config)
 
-    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, top_k=None, threshold=None, **kwargs):
+    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, top_k=None, threshold=None,
+                             allow_empty=None, **kwargs):
         if top_words is not None and not _is_count(top_words):
             raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
         if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= self.model.config.num_labels):
@@ -56,8 +61,10 @@ class ArxivClassificationPipeline(Pipeline):
         if fold_for_inference:
             # The model's fast CPU path; True means float32 tables, or name the dtype ("bfloat16").
             self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
-        postprocess = {name: value for name, value in
-                       (("top_words", top_words), ("top_k", top_k), ("threshold", threshold)) if value is not None}
+        if allow_empty is not None and not self.model.config.is_multi_label:
+            raise ValueError("`allow_empty` is for multi-label models: a single-label model abstains with `threshold`")
+        postprocess = {name: value for name, value in (("top_words", top_words), ("top_k", top_k),
+                       ("threshold", threshold), ("allow_empty", allow_empty)) if value is not None}
         return {}, {}, postprocess
 
     def preprocess(self, paper):
@@ -73,16 +80,30 @@ class ArxivClassificationPipeline(Pipeline):
         words = {key: inputs.pop(key) for key in ("title_words", "abstract_words")}
         return {**self.model(**inputs, output_attentions=True), **words}
 
-    def postprocess(self, outputs, top_words=5, top_k=None, threshold=None):
-        probabilities = outputs["logits"][0].float().softmax(dim=-1)
+    def postprocess(self, outputs, top_words=5, top_k=None, threshold=None, allow_empty=False):
+        multi_label = self.model.config.is_multi_label
+        logits = outputs["logits"][0].float()
+        probabilities = logits.sigmoid() if multi_label else logits.softmax(dim=-1)
         fusion_weights = outputs["fusion_weights"][0].float()
         labels = self.model.config.id2label
         best = int(probabilities.argmax())
-        below_threshold = threshold is not None and probabilities[best].item() < threshold
+        if multi_label:
+            thresholds = self.model.config.label_thresholds or [0.5] * len(labels)
+            decided = decide_labels(probabilities[None], [threshold] * len(labels) if threshold is not None
+                                    else thresholds, allow_empty=True)[0]
+            chosen = [i for i in torch.argsort(probabilities, descending=True).tolist() if decided[i]]
+            if not chosen and not allow_empty:
+                chosen = [best]
+            decision = {"labels": [labels[i] for i in chosen], "needs_review": not decided.any().item()}
+        else:
+            below_threshold = threshold is not None and probabilities[best].item() < threshold
+            decision = {
+                "label": None if below_threshold else labels[best],
+                "score": probabilities[best].item(),
+                **({} if threshold is None else {"needs_review": below_threshold}),
+            }
         result = {
-            "label": None if below_threshold else labels[best],
-            "score": probabilities[best].item(),
-            **({} if threshold is None else {"needs_review": below_threshold}),
+            **decision,
             "scores": {labels[i]: p.item() for i, p in enumerate(probabilities)},
             "fusion_weights": {"title": fusion_weights[0].item(), "abstract": fusion_weights[1].item()},
             "title_words": _most_attended(outputs["title_words"], outputs["title_attention"][0], top_words),
@@ -93,10 +114,24 @@ class ArxivClassificationPipeline(Pipeline):
             result["top_labels"] = [{"label": labels[i], "score": probabilities[i].item()} for i in ranked]
         if outputs.get("wide_logits") is not None:
             wide = outputs["wide_logits"][0].float()
-            # The raw scores are the two branches' log-probabilities summed; `logits` divides them by the temperature.
-            deep = outputs["logits"][0].float() * self.model.config.calibration_temperature - wide
-            result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
+            # The raw scores are the two branches' scores summed; `logits` divides them by the temperature.
+            deep = logits * self.model.config.calibration_temperature - wide
+            if multi_label:
+                result["branch_scores"] = {"deep": deep.sigmoid()[best].item(), "wide": wide.sigmoid()[best].item()}
+            else:
+                result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
         return result
+
+
+def decide_labels(probabilities, thresholds, allow_empty: bool = False) -> torch.Tensor:
+    """A multi-label model's decisions for a batch of papers (rows of label probabilities): every label whose
+    probability reaches its threshold and, for a paper with none, its most probable label, unless `allow_empty`."""
+    probabilities = torch.as_tensor(probabilities)
+    decided = probabilities >= torch.as_tensor(thresholds, dtype=probabilities.dtype)
+    if not allow_empty:
+        none = ~decided.any(dim=1)
+        decided[none, probabilities[none].argmax(dim=1)] = True
+    return decided
 
 
 def _is_count(value) -> bool:
