@@ -119,7 +119,8 @@ def check_paper(title: str | None, abstract: str | None) -> tuple[str, str]:
 
 
 def explain_paper(classify, title: str | None, abstract: str | None, threshold: float | None = None) -> dict:
-    """What the page shows for one paper: `label` (None when its top probability is below `threshold`),
+    """What the page shows for one paper: `label` (None when its top probability is below `threshold`; a multi-label
+    model's `labels` instead: those whose probability reaches `threshold`, or their own thresholds when it is 0),
     `scores` and `fusion_weights` (label -> weight), `title_words` and `abstract_words` (each word in reading
     order with its attention, scaled so that the field's most attended word is 1) and `notes` (what the model
     left out, and whether the paper needs a person's review). Raises `PaperError` on bad input."""
@@ -129,7 +130,13 @@ def explain_paper(classify, title: str | None, abstract: str | None, threshold: 
     result = classify({"title": title, "abstract": abstract},
                       top_words=max(tokenizer.max_title_length, tokenizer.max_abstract_length), **decision)
     notes = []
-    if result.get("needs_review"):
+    if "labels" in result:  # a multi-label model: every label at or above its threshold
+        rule = f"a probability of {threshold:.2f} or more" if threshold else "a probability at its threshold or above"
+        notes.append(f"Labels: {', '.join(result['labels'])} (each with {rule}).")
+        if result["needs_review"]:
+            notes.append("No label reached its threshold, so the paper gets its most probable one; it needs a "
+                         "person's review.")
+    elif result.get("needs_review"):
         notes.append(f"Below the threshold: the top probability, {result['score']:.2f}, is under {threshold:.2f}, "
                      "so no label is given; this paper needs a person's review.")
     for field, text in (("title", title), ("abstract", abstract)):
@@ -139,7 +146,7 @@ def explain_paper(classify, title: str | None, abstract: str | None, threshold: 
         if total > limit:
             notes.append(f"The {field} has {total} words; the model reads the first {limit}, as it was trained to.")
     return {
-        "label": result["label"],
+        **({"labels": result["labels"]} if "labels" in result else {"label": result["label"]}),
         "scores": result["scores"],
         "fusion_weights": result["fusion_weights"],
         "title_words": _in_reading_order(result["title_words"]),

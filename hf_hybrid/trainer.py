@@ -258,11 +258,12 @@ def check_checkpoint_fits(checkpoint: str, model_args) -> None:
                   else f"its config.json cannot be read: {error}")
         raise DataError(f"--resume_from_checkpoint {checkpoint}: no checkpoint there ({reason}): give a "
                         "checkpoint-* folder of the run's <output_dir>.partial") from None
+    # A config saved before multi-label models existed has no problem type: it is single-label.
+    saved["problem_type"] = saved.get("problem_type") or SINGLE_LABEL
     differing = [
         f"--{name} {_flag_value(value)} (the checkpoint's: {_flag_value(saved.get(name))})"
         for name, value in model_args.config_values().items()
-        # a config saved before multi-label models existed has no problem type: it is single-label
-        if _normalised(saved.get(name) or (SINGLE_LABEL if name == "problem_type" else None)) != _normalised(value)
+        if _normalised(saved.get(name)) != _normalised(value)
     ]
     if isinstance(saved.get("vocab_size"), int) and saved["vocab_size"] > model_args.vocab_size:
         differing.append(
