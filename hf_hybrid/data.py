@@ -12,7 +12,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 
-from .errors import UserError
+from .errors import DataError
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -22,10 +22,6 @@ TEXT_COLUMNS = ("title", "abstract")
 LABEL_COLUMN = "labels"
 # A paper with fewer words than this (title and abstract together) is reported: it gives the model little to read.
 NEAR_EMPTY_WORDS = 5
-
-
-class DataError(UserError):
-    """The papers cannot be used as given; the message says why in one line."""
 
 
 def read_table(path: str | None = None, dataset_name: str | None = None, config: str | None = None,
