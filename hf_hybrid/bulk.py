@@ -540,9 +540,7 @@ def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | N
             raise UserError(f"--id_column {settings.id_column}: results have a field of that name; "
                             "rename the column")
         columns.append(settings.id_column)
-    if not 0 <= settings.shard_index < settings.num_shards:
-        raise UserError(f"--shard_index {settings.shard_index} is out of range for --num_shards "
-                        f"{settings.num_shards} (0 to {settings.num_shards - 1})")
+    check_shard(settings)
 
     id_field = None
     if output_file is None:
@@ -601,6 +599,12 @@ def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | N
     return classified
 
 
+def check_shard(settings: BulkSettings) -> None:
+    if not 0 <= settings.shard_index < settings.num_shards:
+        raise UserError(f"--shard_index {settings.shard_index} is out of range for --num_shards "
+                        f"{settings.num_shards} (0 to {settings.num_shards - 1})")
+
+
 def _shard_rows(total: int, num_shards: int, shard_index: int) -> int:
     return max(0, -(-(total - shard_index) // num_shards))
 
@@ -648,3 +652,189 @@ def _write_settings(path: Path, settings: BulkSettings, finished: bool) -> None:
 def _finished(path: Path, settings: BulkSettings) -> bool:
     recorded = settings_path(path, settings.output_format)
     return recorded.exists() and json.loads(recorded.read_text()).get("finished", False)
+
+
+# ------------------------------------------------------------------------------------------------ shards
+
+
+def merge_predictions(inputs: list[str], output_file: str, chunk_size: int = CHUNK_SIZE) -> Path:
+    """Interleaves the outputs of the shards of one input (each complete) into the output a single run gives.
+
+    The shards are `num_shards=M` outputs whose indices are `I, I + N, ..., I + N * (W - 1)` for `W = len(inputs)`
+    shards and `N = M / W` (all M shards of the input: `N = 1`, `I = 0`); the merged output is then shard `I` of `N`,
+    settings file included. JSON Lines merge into one file, Parquet folders into one folder of `chunk_size`-row
+    parts, in any order given.
+    """
+    if not inputs:
+        raise UserError("give the shards' outputs to merge")
+    shards = []
+    for name in inputs:
+        path = Path(name)
+        recorded = settings_path(path, "parquet" if path.is_dir() else "jsonl")
+        if not recorded.exists():
+            raise UserError(f"{name}: no {recorded.name} beside it: not the output of a bulk prediction")
+        values = json.loads(recorded.read_text())
+        if not values.pop("finished", False):
+            raise UserError(f"{name} is not complete: run its command again to finish it, then merge")
+        shards.append((BulkSettings(**values), path))
+    shards.sort(key=lambda shard: shard[0].shard_index)
+    first = shards[0][0]
+    common = {key: value for key, value in asdict(first).items() if key != "shard_index"}
+    for settings, path in shards[1:]:
+        other = {key: value for key, value in asdict(settings).items() if key != "shard_index"}
+        if other != common:
+            differences = [key for key in common if common[key] != other[key]]
+            raise UserError(f"{path} was written with other settings than {shards[0][1]} ({', '.join(differences)})")
+    count, total_shards = len(shards), first.num_shards
+    step = total_shards // count
+    indices = [settings.shard_index for settings, _ in shards]
+    if total_shards % count or indices != [indices[0] + step * w for w in range(count)] or indices[0] >= step:
+        raise UserError(f"shards {indices} of {total_shards} do not make a whole: give all {total_shards} shards "
+                        "(or every one of a shard's own shards)")
+    merged = BulkSettings(**{**common, "num_shards": step, "shard_index": indices[0]})
+    output = Path(output_file)
+    if output.exists():
+        raise UserError(f"{output} exists: choose another --output_file or delete it")
+    if first.output_format == "parquet":
+        _merge_parquet([path for _, path in shards], output, chunk_size)
+    else:
+        _merge_json_lines([path for _, path in shards], output)
+    _write_settings(output, merged, finished=True)
+    return output
+
+
+def _merge_json_lines(paths: list[Path], output: Path) -> None:
+    handles = [open(path, "rb") for path in paths]
+    try:
+        temporary = output.with_name(output.name + ".tmp")
+        with open(temporary, "wb") as merged:
+            exhausted = False
+            while not exhausted:
+                for shard, handle in enumerate(handles):
+                    line = handle.readline()
+                    if not line:
+                        exhausted = True
+                        if any(other.readline() for other in handles[shard:]):
+                            raise UserError(f"{paths[shard]} has fewer results than the shards before it and "
+                                            "more than those after: these are not shards of one input")
+                        break
+                    merged.write(line)
+        os.replace(temporary, output)
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _merge_parquet(paths: list[Path], output: Path, chunk_size: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    class Rows:
+        def __init__(self, folder):
+            self.parts = iter(sorted(folder.glob("part-*.parquet")))
+            self.pending = None
+
+        def take(self, n):
+            pieces = []
+            while n:
+                if self.pending is None or not len(self.pending):
+                    part = next(self.parts, None)
+                    if part is None:
+                        break
+                    self.pending = pq.read_table(part)
+                piece = self.pending.slice(0, n)
+                self.pending = self.pending.slice(len(piece))
+                pieces.append(piece)
+                n -= len(piece)
+            return pa.concat_tables(pieces) if pieces else None
+
+    counts = [sum(pq.read_metadata(part).num_rows for part in path.glob("part-*.parquet")) for path in paths]
+    count, total = len(paths), sum(counts)
+    if counts != [_shard_rows(total, count, s) for s in range(count)]:
+        raise UserError(f"the shards hold {counts} results: these are not shards of one input")
+    readers = [Rows(path) for path in paths]
+    output.mkdir(parents=True)
+    for start in range(0, total, chunk_size):
+        end = min(start + chunk_size, total)
+        positions = np.arange(start, end)
+        shard_of = positions % count
+        firsts = start + (np.arange(count) - start) % count
+        wanted = [int(((shard_of == s)).sum()) for s in range(count)]
+        tables = [reader.take(n) for reader, n in zip(readers, wanted)]
+        offsets = np.concatenate([[0], np.cumsum(wanted)[:-1]])
+        index = offsets[shard_of] + (positions - firsts[shard_of]) // count
+        block = pa.concat_tables([table for table in tables if table is not None]).take(pa.array(index))
+        final = output / _part_name(start)
+        pq.write_table(block, final.with_name(final.name + ".tmp"))
+        os.replace(final.with_name(final.name + ".tmp"), final)
+
+
+# ------------------------------------------------------------------------------------------------ workers
+
+
+def _worker(model: str, revision, settings: dict, output_file: str, batch_size: int, chunk_size: int,
+            threads: int, progress_queue) -> None:
+    """One worker process of `classify_with_workers`: loads and folds the model, classifies its shard."""
+    torch.set_num_threads(threads)
+    from .cli import load_trained
+
+    tokenizer, classifier = load_trained(model, revision)
+    if settings["fold"]:
+        classifier.fold_for_inference(settings["fold"])
+    classify_file(classifier, tokenizer, BulkSettings(**settings), output_file, batch_size=batch_size,
+                  chunk_size=chunk_size, progress=False, progress_queue=progress_queue)
+
+
+def classify_with_workers(settings: BulkSettings, output_file: str, num_workers: int, batch_size: int = 64,
+                          chunk_size: int = CHUNK_SIZE, overwrite: bool = False) -> None:
+    """`classify_file` in `num_workers` processes on this machine, each with its own model and its share of the
+    CPU threads, each writing a shard under `<output_file>.workers/`, merged into `output_file` at the end.
+    Killed, the same call goes on with every worker's shard where it stopped."""
+    import multiprocessing
+    import shutil
+
+    from tqdm.auto import tqdm
+
+    check_shard(settings)
+    output = Path(output_file)
+    workers_dir = output.with_name(output.name + ".workers")
+    if overwrite:
+        shutil.rmtree(workers_dir, ignore_errors=True)
+        shutil.rmtree(output, ignore_errors=True) if output.is_dir() else output.unlink(missing_ok=True)
+        settings_path(output, settings.output_format).unlink(missing_ok=True)
+    if output.exists():
+        if _finished(output, settings) and _check_resume(output, settings, overwrite=False) >= 0:
+            logger.info("%s is complete", output)
+            return
+        raise UserError(f"{output} exists: choose another --output_file or give --overwrite")
+    workers_dir.mkdir(parents=True, exist_ok=True)
+    total = _shard_rows(count_rows(settings.input_file), settings.num_shards, settings.shard_index)
+    suffix = ".jsonl" if settings.output_format == "jsonl" else ""
+    shard_files, shard_settings = [], []
+    for w in range(num_workers):
+        values = {**asdict(settings), "num_shards": settings.num_shards * num_workers,
+                  "shard_index": settings.shard_index + settings.num_shards * w}
+        shard_settings.append(values)
+        shard_files.append(str(workers_dir / f"shard-{w:03d}-of-{num_workers:03d}{suffix}"))
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    threads = max(1, (os.cpu_count() or 1) // num_workers)
+    processes = [context.Process(target=_worker, args=(settings.model, settings.revision, values, path, batch_size,
+                                                       chunk_size, threads, queue))
+                 for values, path in zip(shard_settings, shard_files)]
+    for process in processes:
+        process.start()
+    done = 0
+    with tqdm(total=total, unit="papers", desc="Predicting", smoothing=0.1, dynamic_ncols=True) as bar:
+        while any(process.is_alive() for process in processes) or not queue.empty():
+            try:
+                count = queue.get(timeout=0.5)
+            except Exception:  # queue.Empty
+                continue
+            done += count
+            bar.update(count)
+    failed = [w for w, process in enumerate(processes) if process.join() or process.exitcode != 0]
+    if failed:
+        raise UserError(f"worker(s) {failed} failed (see above); run the same command again to go on")
+    merge_predictions(shard_files, output_file, chunk_size)
+    shutil.rmtree(workers_dir)

@@ -159,6 +159,9 @@ def run_predict(argv: list[str]) -> None:
     parser.add_argument("--num_shards", type=int, default=1,
                         help="split the input into this many parts: rows i with i %% num_shards == shard_index")
     parser.add_argument("--shard_index", type=int, default=0, help="which part this process classifies")
+    parser.add_argument("--num_workers", type=int, default=1,
+                        help="processes on this machine, each with its own model and share of the cores, each "
+                             "classifying a shard; merged into --output_file at the end")
     parser.add_argument("--overwrite", action="store_true",
                         help="start the output again instead of continuing it")
     args = parser.parse_args(argv)
@@ -168,7 +171,9 @@ def run_predict(argv: list[str]) -> None:
         parser.error("give --fold_for_inference or --no_fold, not both")
     check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE, "top_k": AT_LEAST_ONE,
                         "threshold": PROBABILITY_OR_ONE, "chunk_size": AT_LEAST_ONE, "num_shards": AT_LEAST_ONE,
-                        "shard_index": NOT_NEGATIVE})
+                        "shard_index": NOT_NEGATIVE, "num_workers": AT_LEAST_ONE})
+    if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
+        parser.error("--num_workers needs --input_file and --output_file")
     if args.input_file is not None:
         bulk.input_format(args.input_file)  # a missing or unknown file is refused before the model loads
     tokenizer, model = load_trained(args.model, args.revision)
@@ -182,17 +187,33 @@ def run_predict(argv: list[str]) -> None:
         print(json.dumps(classify(paper, top_words=args.top_words, **decisions)))
         return
     fold = None if args.no_fold else (args.fold_for_inference or "float32")
-    if fold:
-        model.fold_for_inference(fold)
-        logger.info("folded the model for fast CPU inference: %s (--no_fold to skip)", bulk.describe_fold(model))
     settings = bulk.BulkSettings(
         input_file=str(Path(args.input_file).resolve()), input_bytes=Path(args.input_file).stat().st_size,
         model=args.model, revision=args.revision, title_column=args.title_column,
         abstract_column=args.abstract_column, id_column=args.id_column, top_words=args.top_words, top_k=args.top_k,
         threshold=args.threshold, fold=fold, output_format=args.output_format, num_shards=args.num_shards,
         shard_index=args.shard_index)
+    if args.num_workers > 1:
+        del model  # each worker loads its own
+        bulk.classify_with_workers(settings, args.output_file, args.num_workers, batch_size=args.batch_size,
+                                   chunk_size=args.chunk_size, overwrite=args.overwrite)
+        return
+    if fold:
+        model.fold_for_inference(fold)
+        logger.info("folded the model for fast CPU inference: %s (--no_fold to skip)", bulk.describe_fold(model))
     bulk.classify_file(model, tokenizer, settings, args.output_file, batch_size=args.batch_size,
                        chunk_size=args.chunk_size, overwrite=args.overwrite)
+
+
+@command("merge-predictions", "merge the outputs of predict --num_shards into the output of one run")
+def run_merge_predictions(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid merge-predictions", description=description("merge-predictions"))
+    parser.add_argument("shards", nargs="+", help="the shards' --output_file (in any order)")
+    parser.add_argument("--output_file", required=True, help="the merged JSON Lines file (Parquet: folder)")
+    parser.add_argument("--chunk_size", type=int, default=bulk.CHUNK_SIZE, help="rows per merged Parquet part")
+    args = parser.parse_args(argv)
+    check_ranges(args, {"chunk_size": AT_LEAST_ONE})
+    print(bulk.merge_predictions(args.shards, args.output_file, args.chunk_size))
 
 
 @command("push", "upload a trained model folder to the Hugging Face Hub")

@@ -248,3 +248,54 @@ def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format
     assert main(command) == 0  # a complete output is left as it is
     assert [line["paper_id"] for line in (read_jsonl(output) if output_format == "jsonl" else got)] == \
         [row["paper_id"] for row in rows]
+
+
+# ------------------------------------------------------------------------------------------------ shards
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
+def test_shards_merge_into_the_output_of_one_run(output_format, saved_model_dir, tmp_path, capsys):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.jsonl", rows)
+    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
+              "--output_format", output_format, "--chunk_size", "5"]
+    single = tmp_path / "single"
+    assert main([*common, "--output_file", str(single)]) == 0
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for index in (2, 0, 1):
+        assert main([*common, "--output_file", str(shards[index]), "--num_shards", "3", "--shard_index",
+                     str(index)]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge-predictions", str(shards[1]), str(shards[0]), "--output_file", str(merged), "--chunk_size",
+                 "5"]) == 1  # not the whole input: shard 2 is missing
+    assert "do not make a whole" in capsys.readouterr().err
+    assert main(["merge-predictions", *map(str, shards), "--output_file", str(merged), "--chunk_size", "5"]) == 0
+
+    def results(path):
+        if output_format == "jsonl":
+            return read_jsonl(path)
+        assert sorted(p.name for p in path.iterdir()) == sorted(p.name for p in single.iterdir())
+        return pa.concat_tables(pq.read_table(part) for part in sorted(path.glob("part-*.parquet"))).to_pylist()
+
+    got = results(merged)
+    assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
+    assert_same_results(got, results(single))
+    settings = "_bulk.json" if output_format == "parquet" else ".bulk.json"
+    recorded = [json.loads(((p / settings) if output_format == "parquet" else p.with_name(p.name + settings))
+                           .read_text()) for p in (merged, single)]
+    assert recorded[0] == recorded[1]
+    assert main([*common, "--output_file", str(merged)]) == 0  # the merged output is a complete single-run output
+
+
+def test_num_workers_give_the_output_of_one_process(saved_model_dir, tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.csv", rows)
+    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
+              "--chunk_size", "6"]
+    single, workers = tmp_path / "single.jsonl", tmp_path / "workers.jsonl"
+    assert main([*common, "--output_file", str(single)]) == 0
+    assert main([*common, "--output_file", str(workers), "--num_workers", "2"]) == 0
+    assert not (tmp_path / "workers.jsonl.workers").exists()
+    got = read_jsonl(workers)
+    assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
+    assert_same_results(got, read_jsonl(single))
