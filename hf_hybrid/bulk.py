@@ -838,3 +838,95 @@ def classify_with_workers(settings: BulkSettings, output_file: str, num_workers:
         raise UserError(f"worker(s) {failed} failed (see above); run the same command again to go on")
     merge_predictions(shard_files, output_file, chunk_size)
     shutil.rmtree(workers_dir)
+
+
+# ------------------------------------------------------------------------------------------------ Ray Data
+
+
+class RayClassifier:
+    """The `map_batches` stage of `classify_with_ray`: one loaded (folded) model per Ray worker, classifying
+    pyarrow batches into tables of `build_records`' results (the id column first when given)."""
+
+    def __init__(self, model: str, revision: str | None = None, fold: str | None = "float32", batch_size: int = 64,
+                 top_words: int = 5, top_k: int | None = None, threshold: float | None = None,
+                 title_column: str = "title", abstract_column: str = "abstract", id_column: str | None = None,
+                 threads: int | None = None):
+        if threads:
+            torch.set_num_threads(threads)
+        from .cli import load_trained
+
+        tokenizer, classifier = load_trained(model, revision)
+        if fold:
+            classifier.fold_for_inference(fold)
+        self.config, self.top_k, self.threshold = classifier.config, top_k, threshold
+        self.columns = (title_column, abstract_column, id_column)
+        self.classify = BulkClassifier(classifier, tokenizer, batch_size=batch_size, top_words=top_words,
+                                       top_k=top_k, threshold=threshold)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        title_column, abstract_column, id_column = self.columns
+        records = self.classify(_texts(batch, title_column, "input"), _texts(batch, abstract_column, "input"))
+        ids, id_field = None, None
+        if id_column is not None:
+            ids, id_field = (id_column, batch.column(id_column).to_pylist()), (id_column, batch.column(id_column).type)
+        return pa.Table.from_pylist(_with_ids(records, ids),
+                                    schema=records_schema(self.config, self.top_k, self.threshold, id_field))
+
+
+def classify_with_ray(input_path: str | list[str], output_path: str, model: str, *, revision: str | None = None,
+                      output_format: str = "parquet", concurrency: int | tuple[int, int] = 1,
+                      num_cpus_per_worker: float = 1, batch_size: int = 64, chunk_size: int = CHUNK_SIZE,
+                      top_words: int = 5, top_k: int | None = None, threshold: float | None = None,
+                      title_column: str = "title", abstract_column: str = "abstract", id_column: str | None = None,
+                      fold: str | None = "float32", address: str | None = None):
+    """Classifies files of papers (Parquet, CSV or JSON Lines, read with Ray Data's own readers) on a Ray cluster
+    into `output_path` (a folder of Parquet or JSON Lines files, written by Ray Data), in input order.
+
+    Each of `concurrency` Ray workers (an int, or `(min, max)` for an autoscaling pool) holds one loaded, folded
+    model and `num_cpus_per_worker` CPUs (leave the cluster a CPU beside them for Ray Data's read and write
+    tasks, or the pipeline waits for one); `chunk_size` papers go to a worker at a time, in batches of
+    `batch_size`. `address` is the cluster (`"ray://head:10001"`, `"auto"`); without it, an already started Ray or
+    a new local one. `model` must be readable from every worker: a Hub repo id, or a folder every node has.
+    Returns the Ray `Dataset` of the results.
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+        import pyarrow.json as pjson
+        import ray
+    except ImportError as error:
+        raise ImportError("classify_with_ray needs Ray Data: pip install 'hf-hybrid[ray]'") from error
+    if output_format not in OUTPUT_FORMATS:
+        raise UserError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, got {output_format!r}")
+    if not ray.is_initialized():
+        ray.init(address=address)
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    paths = [input_path] if isinstance(input_path, str) else list(input_path)
+    formats = {FORMATS.get(Path(path).suffix.lower()) for path in paths}
+    if len(formats) != 1 or None in formats:
+        raise DataError(f"{input_path}: give files of one format: {', '.join(sorted(FORMATS))}")
+    fmt = formats.pop()
+    texts = {title_column: pa.string(), abstract_column: pa.string()}
+    if fmt == "parquet":
+        dataset = ray.data.read_parquet(paths, columns=[c for c in (*texts, id_column) if c])
+    elif fmt == "csv":
+        dataset = ray.data.read_csv(paths, convert_options=pcsv.ConvertOptions(column_types=texts),
+                                    parse_options=pcsv.ParseOptions(newlines_in_values=True))
+    else:
+        dataset = ray.data.read_json(
+            paths, parse_options=pjson.ParseOptions(explicit_schema=pa.schema(list(texts.items())),
+                                                    unexpected_field_behavior="infer"))
+    results = dataset.map_batches(
+        RayClassifier, batch_format="pyarrow", batch_size=chunk_size, concurrency=concurrency,
+        num_cpus=num_cpus_per_worker,
+        fn_constructor_kwargs=dict(model=model, revision=revision, fold=fold, batch_size=batch_size,
+                                   top_words=top_words, top_k=top_k, threshold=threshold, title_column=title_column,
+                                   abstract_column=abstract_column, id_column=id_column,
+                                   threads=max(1, int(num_cpus_per_worker))))
+    if output_format == "parquet":
+        results.write_parquet(output_path)
+    else:
+        results.write_json(output_path)
+    return ray.data.read_parquet(output_path) if output_format == "parquet" else ray.data.read_json(output_path)

@@ -299,3 +299,28 @@ def test_num_workers_give_the_output_of_one_process(saved_model_dir, tmp_path):
     got = read_jsonl(workers)
     assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
     assert_same_results(got, read_jsonl(single))
+
+
+# ------------------------------------------------------------------------------------------------ Ray Data
+
+
+def test_ray_data_gives_the_single_process_results(wide_model_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    from hf_hybrid.bulk import classify_with_ray
+
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.parquet", rows)
+    single = tmp_path / "single.jsonl"
+    assert main(["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file", str(single),
+                 "--id_column", "paper_id", "--top_k", "2"]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        classify_with_ray(str(source), str(tmp_path / "ray_out"), str(wide_model_dir), concurrency=1, chunk_size=9,
+                          id_column="paper_id", top_k=2)
+        got = pa.concat_tables(pq.read_table(part) for part in sorted((tmp_path / "ray_out").glob("*.parquet")))
+    finally:
+        ray.shutdown()
+    by_id = {line["paper_id"]: line for line in got.to_pylist()}
+    assert sorted(by_id) == [row["paper_id"] for row in rows] and len(got) == len(rows)  # every row exactly once
+    expected = read_jsonl(single)
+    assert_same_results([by_id[line["paper_id"]] for line in expected], expected)
