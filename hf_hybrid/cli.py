@@ -293,7 +293,8 @@ def space_labels(repo_id: str, commit: str) -> list[str]:
 
 def usage() -> str:
     lines = ["usage: hf-hybrid COMMAND [--help] [options]", "", "commands:"]
-    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 
