@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 from transformers.utils import logging as transformers_logging
 
+from . import bulk
 from .data import LABEL_COLUMN, DataError, encode_labels, prepare_table, read_table, tokenize_papers
 from .errors import UserError
 from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, summary_metrics
@@ -40,6 +40,8 @@ from .training_args import (
     check_ranges,
     parse_training_arguments,
 )
+
+logger = logging.getLogger(__name__)
 
 # Every command: its name -> (what runs it, what `hf-hybrid --help` says it does). Filled by `@command`.
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {}
@@ -142,11 +144,14 @@ def run_predict(argv: list[str]) -> None:
     parser = _model_source_parser("hf-hybrid predict", description("predict"))
     parser.add_argument("--title", help="one paper's title")
     parser.add_argument("--abstract", help="one paper's abstract")
-    parser.add_argument("--input_file", help="CSV, JSON/JSONL or Parquet of papers")
-    parser.add_argument("--output_file", help="JSON Lines, one result per paper (default: stdout)")
+    parser.add_argument("--input_file", help="CSV, JSON/JSONL or Parquet of papers, classified in chunks")
+    parser.add_argument("--output_file", help="JSON Lines, one result per paper in input order (default: stdout); "
+                                              "a folder of part files with --output_format parquet")
+    parser.add_argument("--output_format", choices=bulk.OUTPUT_FORMATS, default="jsonl")
     parser.add_argument("--title_column", default="title")
     parser.add_argument("--abstract_column", default="abstract")
-    parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field")
+    parser.add_argument("--id_column", help="a column of the input copied into each result (e.g. the paper's id)")
+    parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field (0: none)")
     parser.add_argument("--top_k", type=int, help="also list the K most probable labels with their probabilities")
     parser.add_argument("--threshold", type=float,
                         help="abstain below this top probability: label null and needs_review true (multi-label "
@@ -154,38 +159,73 @@ def run_predict(argv: list[str]) -> None:
     parser.add_argument("--allow_empty", action="store_true",
                         help="multi-label models: a paper with no label above its threshold gets none (by default, "
                         "its most probable one); needs_review is true either way")
+    parser.add_argument("--no_fold", action="store_true",
+                        help="with --input_file: do not fold the model for fast CPU inference (folding is the "
+                             "default for files; its tables take about 600 MB at the default size)")
+    parser.add_argument("--chunk_size", type=int, default=bulk.CHUNK_SIZE,
+                        help="papers read, classified and written at a time (memory grows with it)")
+    parser.add_argument("--num_shards", type=int, default=1,
+                        help="split the input into this many parts: rows i with i %% num_shards == shard_index")
+    parser.add_argument("--shard_index", type=int, default=0, help="which part this process classifies")
+    parser.add_argument("--num_workers", type=int, default=1,
+                        help="processes on this machine, each with its own model and share of the cores, each "
+                             "classifying a shard; merged into --output_file at the end")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start the output again instead of continuing it")
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
+    if args.no_fold and args.fold_for_inference:
+        parser.error("give --fold_for_inference or --no_fold, not both")
     check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE, "top_k": AT_LEAST_ONE,
-                        "threshold": PROBABILITY_OR_ONE})
+                        "threshold": PROBABILITY_OR_ONE, "chunk_size": AT_LEAST_ONE, "num_shards": AT_LEAST_ONE,
+                        "shard_index": NOT_NEGATIVE, "num_workers": AT_LEAST_ONE})
+    if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
+        parser.error("--num_workers needs --input_file and --output_file")
+    if args.input_file is not None:
+        bulk.input_format(args.input_file)  # a missing or unknown file is refused before the model loads
     tokenizer, model = load_trained(args.model, args.revision)
     if args.top_k is not None and args.top_k > model.config.num_labels:
         raise UserError(f"--top_k {args.top_k}: the model has only {model.config.num_labels} labels")
     if args.allow_empty and not model.config.is_multi_label:
         raise UserError("--allow_empty is for multi-label models: a single-label model abstains with --threshold")
-    fold_if_asked(model, args)
-    classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
     if args.input_file is None:
-        papers = [{"title": args.title or "", "abstract": args.abstract or ""}]
-    else:
-        table = read_table(args.input_file)
-        missing = [c for c in (args.title_column, args.abstract_column) if c not in table.column_names]
-        if missing:
-            raise DataError(f"{args.input_file}: missing column(s) {', '.join(missing)}")
-        papers = [{"title": t or "", "abstract": a or ""}
-                  for t, a in zip(table[args.title_column], table[args.abstract_column])]
-    decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
-    if args.allow_empty:
-        decisions["allow_empty"] = True
-    results = classify(papers, batch_size=args.batch_size, top_words=args.top_words, **decisions)
-    lines = (json.dumps(result) for result in tqdm(results, desc="Predicting", disable=len(papers) < 100))
-    if args.output_file:
-        with open(args.output_file, "w") as handle:
-            handle.writelines(line + "\n" for line in lines)
-    else:
-        for line in lines:
-            print(line)
+        fold_if_asked(model, args)
+        classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
+        decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
+        if args.allow_empty:
+            decisions["allow_empty"] = True
+        paper = {"title": args.title or "", "abstract": args.abstract or ""}
+        print(json.dumps(classify(paper, top_words=args.top_words, **decisions)))
+        return
+    fold = None if args.no_fold else (args.fold_for_inference or "float32")
+    settings = bulk.BulkSettings(
+        input_file=str(Path(args.input_file).resolve()), input_bytes=Path(args.input_file).stat().st_size,
+        model=args.model, revision=args.revision, title_column=args.title_column,
+        abstract_column=args.abstract_column, id_column=args.id_column, top_words=args.top_words, top_k=args.top_k,
+        threshold=args.threshold, fold=fold, output_format=args.output_format, num_shards=args.num_shards,
+        shard_index=args.shard_index, allow_empty=args.allow_empty)
+    if args.num_workers > 1:
+        del model  # each worker loads its own
+        bulk.classify_with_workers(settings, args.output_file, args.num_workers, batch_size=args.batch_size,
+                                   chunk_size=args.chunk_size, overwrite=args.overwrite)
+        return
+    if fold:
+        model.fold_for_inference(fold)
+        logger.info("folded the model for fast CPU inference: %s (--no_fold to skip)", bulk.describe_fold(model))
+    bulk.classify_file(model, tokenizer, settings, args.output_file, batch_size=args.batch_size,
+                       chunk_size=args.chunk_size, overwrite=args.overwrite)
+
+
+@command("merge-predictions", "merge the outputs of predict --num_shards into the output of one run")
+def run_merge_predictions(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid merge-predictions", description=description("merge-predictions"))
+    parser.add_argument("shards", nargs="+", help="the shards' --output_file (in any order)")
+    parser.add_argument("--output_file", required=True, help="the merged JSON Lines file (Parquet: folder)")
+    parser.add_argument("--chunk_size", type=int, default=bulk.CHUNK_SIZE, help="rows per merged Parquet part")
+    args = parser.parse_args(argv)
+    check_ranges(args, {"chunk_size": AT_LEAST_ONE})
+    print(bulk.merge_predictions(args.shards, args.output_file, args.chunk_size))
 
 
 @command("push", "upload a trained model folder to the Hugging Face Hub")
@@ -265,7 +305,8 @@ def space_labels(repo_id: str, commit: str) -> list[str]:
 
 def usage() -> str:
     lines = ["usage: hf-hybrid COMMAND [--help] [options]", "", "commands:"]
-    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    width = max(map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {text}" for name, (_, text) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
-from .errors import UserError
+from .errors import DataError
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -25,10 +25,6 @@ LABEL_COLUMN = "labels"
 LABEL_IDS_COLUMN = "label_ids"
 # A paper with fewer words than this (title and abstract together) is reported: it gives the model little to read.
 NEAR_EMPTY_WORDS = 5
-
-
-class DataError(UserError):
-    """The papers cannot be used as given; the message says why in one line."""
 
 
 def read_table(path: str | None = None, dataset_name: str | None = None, config: str | None = None,

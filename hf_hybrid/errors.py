@@ -7,3 +7,7 @@ hf-hybrid (or in a library under it) and keeps its traceback.
 
 class UserError(ValueError):
     """What the user gave cannot be used; the message says why, and what to do, in one line."""
+
+
+class DataError(UserError):
+    """The papers cannot be used as given; the message says why in one line."""

@@ -1,0 +1,326 @@
+"""Bulk prediction (`hf-hybrid predict --input_file`, `hf_hybrid.bulk`): the pipeline's results, in input order,
+from CSV, JSON Lines and Parquet; resuming after a kill; shards and their merge."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import with_trained_batch_norms
+from papers import make_papers
+
+from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+from hf_hybrid.bulk import read_chunks
+from hf_hybrid.cli import main
+
+# Papers with what bulk reading must keep: empty fields, accents, out-of-vocabulary words, a title that reads
+# "None", a field longer than the model reads.
+ODD_PAPERS = [
+    {"title": "", "abstract": "Deep networks for image recognition."},
+    {"title": "Schrödinger error-correction, unheard-of words", "abstract": ""},
+    {"title": "None", "abstract": "nan"},
+    {"title": "", "abstract": ""},
+    {"title": "language " * 20, "abstract": "attention " * 40},
+]
+
+
+@pytest.fixture(scope="module")
+def wide_model_dir(tmp_path_factory, make_tiny_config, tiny_tokenizer):
+    """A tiny model with the wide branch (so results have `branch_scores`), calibrated, with trained BatchNorms."""
+    torch.manual_seed(1)
+    config = make_tiny_config(wide_branch=True, wide_bigram_buckets=64, calibration_temperature=1.3)
+    model = with_trained_batch_norms(HybridCNNLSTMForSequenceClassification(config)).eval()
+    with torch.no_grad():
+        model.wide.weight.normal_(0.0, 0.5)
+    path = tmp_path_factory.mktemp("wide_model")
+    ArxivClassificationPipeline(model=model, tokenizer=tiny_tokenizer).save_pretrained(str(path))
+    return path
+
+
+def paper_rows(n_per_class=12, seed=3):
+    papers = [{"title": p["title"], "abstract": p["abstract"]} for p in make_papers(n_per_class, seed=seed)]
+    papers[5:5] = ODD_PAPERS
+    return [{"paper_id": f"id{i:04d}", **paper} for i, paper in enumerate(papers)]
+
+
+def write_input(path, rows):
+    table = pa.Table.from_pylist(rows)
+    if path.suffix == ".parquet":
+        pq.write_table(table, path, row_group_size=7)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    else:
+        import pyarrow.csv as pcsv
+
+        pcsv.write_csv(table, path)
+    return path
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def assert_same_results(got, expected):
+    """The same labels and words, the same fields, probabilities and weights up to float32 summation order."""
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        assert list(mine) == list(theirs)
+        for key, value in theirs.items():
+            if key in ("title_words", "abstract_words"):
+                assert [(w["word"], w["position"]) for w in mine[key]] == [(w["word"], w["position"]) for w in value]
+                assert [w["attention"] for w in mine[key]] == pytest.approx([w["attention"] for w in value],
+                                                                              abs=1e-5)
+            elif key == "top_labels":
+                assert [t["label"] for t in mine[key]] == [t["label"] for t in value]
+            elif isinstance(value, dict):
+                assert mine[key] == pytest.approx(value, abs=1e-5)
+            elif isinstance(value, float):
+                assert mine[key] == pytest.approx(value, abs=1e-5)
+            else:
+                assert mine[key] == value, key
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_file_gets_the_pipelines_results_in_input_order(suffix, wide_model_dir, tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / f"papers{suffix}", rows)
+    classify = ArxivClassificationPipeline(model=HybridCNNLSTMForSequenceClassification.from_pretrained(wide_model_dir),
+                                           tokenizer=HybridCNNLSTMTokenizer.from_pretrained(wide_model_dir))
+    papers = [{"title": r["title"], "abstract": r["abstract"]} for r in rows]
+    threshold = sorted(result["score"] for result in classify(papers))[len(rows) // 2]  # half of them abstain
+    expected = classify(papers, top_words=20, top_k=2, threshold=threshold)
+
+    output = tmp_path / "predictions.jsonl"
+    flags = ["--top_k", "2", "--threshold", str(threshold), "--top_words", "20"]
+    assert main(["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file",
+                 str(output), "--id_column", "paper_id", "--chunk_size", "7", "--batch_size", "3", *flags]) == 0
+    got = read_jsonl(output)
+    assert [line.pop("paper_id") for line in got] == [row["paper_id"] for row in rows]
+    assert {"branch_scores", "needs_review", "top_labels"} <= set(expected[0])
+    assert any(line["needs_review"] for line in got) and not all(line["needs_review"] for line in got)
+    assert_same_results(got, expected)
+
+
+def test_parquet_output_holds_the_same_records_and_no_fold_the_same_labels(wide_model_dir, tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.csv", rows)
+    jsonl, parquet, unfolded = tmp_path / "out.jsonl", tmp_path / "out_parquet", tmp_path / "unfolded.jsonl"
+    common = ["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--id_column", "paper_id",
+              "--chunk_size", "10", "--threshold", "0.45"]
+    assert main([*common, "--output_file", str(jsonl)]) == 0
+    assert main([*common, "--output_file", str(parquet), "--output_format", "parquet"]) == 0
+    assert main([*common, "--output_file", str(unfolded), "--no_fold"]) == 0
+    parts = sorted(path.name for path in parquet.glob("*.parquet"))
+    assert parts == [f"part-{start:012d}.parquet" for start in range(0, len(rows), 10)]
+    table = pa.concat_tables(pq.read_table(parquet / name) for name in parts)
+    assert_same_results(table.to_pylist(), read_jsonl(jsonl))
+    assert_same_results(read_jsonl(unfolded), read_jsonl(jsonl))
+
+
+def test_top_words_zero_turns_the_words_off(saved_model_dir, tmp_path, capsys):
+    source = write_input(tmp_path / "papers.jsonl", paper_rows(2))
+    assert main(["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--top_words", "0"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(paper_rows(2))
+    assert all(line["title_words"] == [] and line["abstract_words"] == [] for line in lines)
+
+
+def test_chunks_are_bounded_and_in_order(tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.parquet", rows)
+    chunks = list(read_chunks(str(source), ["title", "abstract", "paper_id"], "paper_id", chunk_size=4, skip=3,
+                              num_shards=2, shard_index=1))
+    assert [len(chunk) for chunk in chunks[:-1]] == [4] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 4
+    assert [i for chunk in chunks for i in chunk.column("paper_id").to_pylist()] == \
+        [row["paper_id"] for row in rows[1::2][3:]]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--id_column", "doi"], "missing column(s) doi"),
+        (["--num_shards", "2", "--shard_index", "2"], "--shard_index 2 is out of range for --num_shards 2"),
+        (["--id_column", "score"], "--id_column score: results have a field of that name"),
+        (["--output_format", "parquet"], "--output_format parquet needs --output_file"),
+    ],
+)
+def test_bad_bulk_flags_are_one_line_errors(flags, message, saved_model_dir, tmp_path, capsys):
+    rows = [{**row, "score": 1} for row in paper_rows(1)]
+    source = write_input(tmp_path / "papers.csv", rows)
+    assert main(["predict", "--model", str(saved_model_dir), "--input_file", str(source), *flags]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_an_output_of_other_settings_or_other_origin_is_refused(saved_model_dir, tmp_path, capsys):
+    source = write_input(tmp_path / "papers.csv", paper_rows(2))
+    output = tmp_path / "out.jsonl"
+    command = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--output_file", str(output)]
+    assert main(command) == 0
+    capsys.readouterr()
+    assert main([*command, "--top_k", "2"]) == 1
+    assert "was written with other settings (top_k None -> 2)" in capsys.readouterr().err
+    assert main([*command, "--top_k", "2", "--overwrite"]) == 0
+    assert all("top_labels" in line for line in read_jsonl(output))
+    other = tmp_path / "other.jsonl"
+    other.write_text("{}\n")
+    assert main([*command[:-1], str(other)]) == 1
+    assert "exists and was not written by a bulk prediction" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ resuming
+
+# Runs `hf-hybrid predict` with the output's writes stopped after `STOP_AFTER` chunks: the last one cut after
+# `CUT` bytes (a line torn by the kill), then the process waits to be killed. The test kills it with SIGKILL.
+STOPPED_RUN = textwrap.dedent("""
+    import os, sys, threading
+    from hf_hybrid import bulk
+    from hf_hybrid.cli import main
+
+    stop_after, cut, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    calls = []
+
+    def stop(write):
+        def stopping(self, records, ids, start):
+            calls.append(1)
+            if len(calls) <= stop_after:
+                return write(self, records, ids, start)
+            if isinstance(self, bulk.JsonLinesOutput):
+                self.handle.write(bulk._json_lines(records, ids)[:cut])
+                self.handle.flush()
+            else:  # a part file half written under its temporary name
+                (self.path / (bulk._part_name(start) + ".tmp")).write_bytes(b"PAR1 torn")
+            open(marker, "w").close()
+            threading.Event().wait()
+        return stopping
+
+    bulk.JsonLinesOutput.write = stop(bulk.JsonLinesOutput.write)
+    bulk.ParquetOutput.write = stop(bulk.ParquetOutput.write)
+    main(sys.argv[4:])
+""")
+
+
+def killed_run(command, tmp_path, stop_after, cut):
+    marker = tmp_path / f"stopped-{stop_after}-{cut}"
+    process = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, str(stop_after), str(cut), str(marker),
+                                *command], env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+                               stderr=subprocess.PIPE, text=True)
+    while not marker.exists():  # no timing: the process says when it has stopped
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended before it was stopped: {process.stderr.read()[-2000:]}")
+        try:
+            process.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            pass
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
+def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format, saved_model_dir, tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.csv", rows)
+    output = tmp_path / f"out.{output_format}"
+    command = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--output_file",
+               str(output), "--output_format", output_format, "--id_column", "paper_id", "--chunk_size", "8"]
+    reference = tmp_path / "reference.jsonl"
+    assert main([*command[:6], str(reference), *command[9:]]) == 0
+
+    killed_run(command, tmp_path, stop_after=2, cut=150)  # killed in the middle of a line of the third chunk
+    if output_format == "jsonl":
+        assert len(output.read_text().splitlines()) == 2 * 8 + 1 and not output.read_text().endswith("\n")
+    killed_run(command, tmp_path, stop_after=1, cut=0)  # resumed, killed again between chunks
+    assert main(command) == 0
+    if output_format == "jsonl":
+        got = read_jsonl(output)
+    else:
+        assert not list(output.glob("*.tmp"))
+        got = pa.concat_tables(pq.read_table(part) for part in sorted(output.glob("part-*.parquet"))).to_pylist()
+    assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
+    assert_same_results(got, read_jsonl(reference))
+    assert main(command) == 0  # a complete output is left as it is
+    assert [line["paper_id"] for line in (read_jsonl(output) if output_format == "jsonl" else got)] == \
+        [row["paper_id"] for row in rows]
+
+
+# ------------------------------------------------------------------------------------------------ shards
+
+
+@pytest.mark.parametrize("output_format", ["jsonl", "parquet"])
+def test_shards_merge_into_the_output_of_one_run(output_format, saved_model_dir, tmp_path, capsys):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.jsonl", rows)
+    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
+              "--output_format", output_format, "--chunk_size", "5"]
+    single = tmp_path / "single"
+    assert main([*common, "--output_file", str(single)]) == 0
+    shards = [tmp_path / f"shard{i}" for i in range(3)]
+    for index in (2, 0, 1):
+        assert main([*common, "--output_file", str(shards[index]), "--num_shards", "3", "--shard_index",
+                     str(index)]) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge-predictions", str(shards[1]), str(shards[0]), "--output_file", str(merged), "--chunk_size",
+                 "5"]) == 1  # not the whole input: shard 2 is missing
+    assert "do not make a whole" in capsys.readouterr().err
+    assert main(["merge-predictions", *map(str, shards), "--output_file", str(merged), "--chunk_size", "5"]) == 0
+
+    def results(path):
+        if output_format == "jsonl":
+            return read_jsonl(path)
+        assert sorted(p.name for p in path.iterdir()) == sorted(p.name for p in single.iterdir())
+        return pa.concat_tables(pq.read_table(part) for part in sorted(path.glob("part-*.parquet"))).to_pylist()
+
+    got = results(merged)
+    assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
+    assert_same_results(got, results(single))
+    settings = "_bulk.json" if output_format == "parquet" else ".bulk.json"
+    recorded = [json.loads(((p / settings) if output_format == "parquet" else p.with_name(p.name + settings))
+                           .read_text()) for p in (merged, single)]
+    assert recorded[0] == recorded[1]
+    assert main([*common, "--output_file", str(merged)]) == 0  # the merged output is a complete single-run output
+
+
+def test_num_workers_give_the_output_of_one_process(saved_model_dir, tmp_path):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.csv", rows)
+    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
+              "--chunk_size", "6"]
+    single, workers = tmp_path / "single.jsonl", tmp_path / "workers.jsonl"
+    assert main([*common, "--output_file", str(single)]) == 0
+    assert main([*common, "--output_file", str(workers), "--num_workers", "2"]) == 0
+    assert not (tmp_path / "workers.jsonl.workers").exists()
+    got = read_jsonl(workers)
+    assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
+    assert_same_results(got, read_jsonl(single))
+
+
+# ------------------------------------------------------------------------------------------------ Ray Data
+
+
+def test_ray_data_gives_the_single_process_results(wide_model_dir, tmp_path):
+    ray = pytest.importorskip("ray")
+    from hf_hybrid.bulk import classify_with_ray
+
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.parquet", rows)
+    single = tmp_path / "single.jsonl"
+    assert main(["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file", str(single),
+                 "--id_column", "paper_id", "--top_k", "2"]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        classify_with_ray(str(source), str(tmp_path / "ray_out"), str(wide_model_dir), concurrency=1, chunk_size=9,
+                          id_column="paper_id", top_k=2)
+        got = pa.concat_tables(pq.read_table(part) for part in sorted((tmp_path / "ray_out").glob("*.parquet")))
+    finally:
+        ray.shutdown()
+    by_id = {line["paper_id"]: line for line in got.to_pylist()}
+    assert sorted(by_id) == [row["paper_id"] for row in rows] and len(got) == len(rows)  # every row exactly once
+    expected = read_jsonl(single)
+    assert_same_results([by_id[line["paper_id"]] for line in expected], expected)
