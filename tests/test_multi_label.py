@@ -431,3 +431,28 @@ def test_the_accuracy_benchmark_compares_with_tfidf_one_vs_rest(papers_csv, tmp_
                            capture_output=True, text=True, timeout=590)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "n/a (trained earlier)" in again.stdout and f"{results['hf_hybrid']['f1_micro']:.4f}" in again.stdout
+
+
+def test_bulk_prediction_gives_the_pipelines_labels(trained, papers_csv, tmp_path):
+    output = tmp_path / "predictions.jsonl"
+    assert main(["predict", "--model", str(trained), "--input_file", str(papers_csv), "--output_file", str(output),
+                 "--top_k", "2"]) == 0
+    bulk = [json.loads(line) for line in output.read_text().splitlines()]
+    papers = [{"title": p["title"], "abstract": p["abstract"]} for p in make_multi_label_papers(200)]
+    expected = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True)(papers, top_k=2)
+    assert len(bulk) == 200
+    for got, want in zip(bulk, expected):
+        assert got["labels"] == want["labels"] and got["needs_review"] == want["needs_review"]
+        assert list(got["scores"].values()) == pytest.approx(list(want["scores"].values()), abs=1e-5)
+        assert [entry["label"] for entry in got["top_labels"]] == [entry["label"] for entry in want["top_labels"]]
+    parquet = tmp_path / "parquet"
+    assert main(["predict", "--model", str(trained), "--input_file", str(papers_csv), "--output_file", str(parquet),
+                 "--output_format", "parquet", "--threshold", "1.0", "--allow_empty"]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(parquet)
+    assert table.num_rows == 200 and str(table.schema.field("labels").type) == "list<element: string>"
+    for labels, review, scores in zip(table["labels"].to_pylist(), table["needs_review"].to_pylist(),
+                                      table["scores"].to_pylist()):
+        certain = [name for name, p in sorted(scores.items(), key=lambda item: -item[1]) if p >= 1.0]
+        assert labels == certain and review is (not certain)
