@@ -307,6 +307,8 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
         extra = {name: keep_labels(table, wanted, multi_label) for name, table in extra.items()}
         if len(train) == 0:
             raise DataError(f"{source}: no paper has one of the labels {sorted(wanted)}")
+    if not multi_label:
+        check_single_names(train.unique("label_name"), source)
     if label_names is None:
         label_names = sorted({name for text in train.unique("label_name") for name in label_list(text, multi_label)})
     if len(label_names) < 2:
@@ -331,6 +333,16 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
     for name, split in splits.items():
         logger.info("%s: %d papers", name, len(split))
     return splits
+
+
+def check_single_names(label_texts: list[str], source: str) -> None:
+    """Refuses single-label papers whose labels list several of the other labels (`cs.CV cs.LG` beside `cs.CV` and
+    `cs.LG`): read as one label each, every combination would be a class of its own."""
+    names = set(label_texts)
+    combined = sorted(text for text in names if " " in text and all(part in names for part in text.split(" ")))
+    if combined:
+        raise DataError(f"{source}: labels such as {combined[0]!r} list several of the other labels; to give each "
+                        "paper every label it lists, train with --problem_type multi_label_classification")
 
 
 def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:

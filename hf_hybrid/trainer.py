@@ -460,6 +460,9 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
     config = trainer.model.config
     config.calibration_temperature = 1.0
     raw = trainer.predict(validation, metric_key_prefix="validation")
+    if not np.isfinite(raw.predictions).all():
+        raise UserError("the trained model gives NaN or infinite scores on the validation split (training diverged): "
+                        f"train again with a lower --learning_rate than {trainer.args.learning_rate}")
     if method == TEMPERATURE:
         config.calibration_temperature = fit_temperature(raw.predictions, raw.label_ids)
     temperature = config.calibration_temperature

@@ -591,3 +591,32 @@ def test_a_truncated_gzipped_vectors_file_is_refused_as_damaged(tmp_path):
     (tmp_path / "vectors.txt.gz").write_bytes(whole[: len(whole) // 2])  # an interrupted download
     with pytest.raises(WordVectorError, match=r"vectors.txt.gz: a damaged gzip file .*download it again"):
         read_word_vectors(tmp_path / "vectors.txt.gz", tokenizer, dimension=4)
+
+
+def test_labels_listing_several_labels_are_refused_without_multi_label(capsys, tmp_path):
+    from papers import make_papers
+
+    papers = make_papers(20)
+    for paper in papers[:10]:
+        paper["category"] = "cs.AI cs.CV"  # a cross-listed paper, read as one new class without --problem_type
+    line = refused(capsys, ["train", "--train_file", write_papers_csv(tmp_path / "papers.csv", papers),
+                            "--output_dir", tmp_path / "out", *TINY_FLAGS])
+    assert "labels such as 'cs.AI cs.CV' list several of the other labels" in line
+    assert "--problem_type multi_label_classification" in line and not (tmp_path / "out").exists()
+
+
+def test_a_diverged_run_is_refused_before_calibration(capsys, papers_csv, tmp_path, monkeypatch):
+    import hf_hybrid.trainer as trainer_module
+
+    real_predict = trainer_module.HybridTrainer.predict
+
+    def diverged(self, *args, **kwargs):
+        result = real_predict(self, *args, **kwargs)
+        result.predictions[:] = float("nan")
+        return result
+
+    monkeypatch.setattr(trainer_module.HybridTrainer, "predict", diverged)
+    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "out",
+                            "--num_train_epochs", "1", *TINY_FLAGS])
+    assert "NaN or infinite scores on the validation split (training diverged)" in line
+    assert "lower --learning_rate than 0.01" in line and not (tmp_path / "out").exists()
