@@ -21,6 +21,7 @@ from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits
 from .export import export_onnx
 from .hub import HubError, pinned_commit, push_model_folder, repo_files
 from .model import (
+    CODE_FILES,
     ArxivClassificationPipeline,
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
@@ -232,8 +233,7 @@ def run_demo(argv: list[str]) -> None:
 
 
 # What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
-SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", "configuration_hybrid_cnn_lstm.py",
-               "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"]
+SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", *CODE_FILES]
 
 
 def check_space_can_load(repo_id: str, commit: str) -> None:

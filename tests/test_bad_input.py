@@ -562,12 +562,14 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
 
 
 REPO_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "layers_hybrid_cnn_lstm.py",
+              "loading_hybrid_cnn_lstm.py", "folding_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
               "pipeline_arxiv_classification.py", "README.md"]
 
 
 @pytest.mark.parametrize("missing", [["tokenizer.json"],
                                      ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
+                                     ["folding_hybrid_cnn_lstm.py"],
                                      ["model.safetensors"]])
 def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli
