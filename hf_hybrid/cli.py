@@ -97,12 +97,18 @@ def load_trained(model: str, revision: str | None = None):
     model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
     if model_type != MODEL_TYPE:
         raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
+    verbosity = transformers_logging.get_verbosity()
+    # A sound classifier folder loads without a load report; a refused one's error line says what the report
+    # would, which calls the misfit weights re-initialised, as if the load went on.
+    transformers_logging.set_verbosity_error()
     try:
         tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
         classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
         tokenizer.check_fits(classifier.config)
     except ValueError as error:  # the shipped files' own checks of the folder (they know no hf_hybrid error)
         raise UserError(str(error)) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     return tokenizer, classifier
 
 

@@ -144,6 +144,16 @@ def test_damaged_weights_give_one_line_and_no_traceback_from_the_installed_comma
                       "download it again or re-save the model"]
 
 
+def test_weights_that_do_not_fit_give_one_line_and_no_load_report_from_the_installed_command(trained_copy):
+    _edit_config(kernel_sizes=[3, 4])(trained_copy)
+    result = subprocess.run([Path(sys.executable).parent / "hf-hybrid", "predict", "--model", trained_copy,
+                             "--title", "x", "--abstract", "y"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "LOAD REPORT" not in result.stderr and "Reinit" not in result.stderr  # it was refused, not re-initialised
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("hf-hybrid")]
+    assert "hybrid.abstract_encoder.convs.2.bias unexpected" in error and "check kernel_sizes" in error
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Training output: all or nothing
 # ------------------------------------------------------------------------------------------------------------
