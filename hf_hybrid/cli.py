@@ -22,6 +22,7 @@ from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, 
 from .export import export_onnx
 from .hub import HubError, pinned_commit, push_model_folder, repo_files
 from .model import (
+    CODE_FILES,
     ArxivClassificationPipeline,
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
@@ -99,12 +100,18 @@ def load_trained(model: str, revision: str | None = None):
     model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
     if model_type != MODEL_TYPE:
         raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
+    verbosity = transformers_logging.get_verbosity()
+    # A sound classifier folder loads without a load report; a refused one's error line says what the report
+    # would, which calls the misfit weights re-initialised, as if the load went on.
+    transformers_logging.set_verbosity_error()
     try:
         tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
         classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
         tokenizer.check_fits(classifier.config)
     except ValueError as error:  # the shipped files' own checks of the folder (they know no hf_hybrid error)
         raise UserError(str(error)) from error
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     return tokenizer, classifier
 
 
@@ -284,8 +291,7 @@ def run_demo(argv: list[str]) -> None:
 
 
 # What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
-SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", "configuration_hybrid_cnn_lstm.py",
-               "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"]
+SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", *CODE_FILES]
 
 
 def check_space_can_load(repo_id: str, commit: str) -> None:

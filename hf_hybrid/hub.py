@@ -13,6 +13,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
+from .model import CODE_FILES
 from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
 from .plot_files import PLOT_FILES
 
@@ -23,8 +24,7 @@ logger = logging.getLogger(__name__)
 PUSHED_FILES = [
     "config.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
     "tokenizer.json", "tokenizer_config.json",
-    "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
-    "pipeline_arxiv_classification.py",
+    *CODE_FILES,
     "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
     "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
     *PLOT_FILES,

@@ -36,6 +36,9 @@ CLI = [sys.executable, "-m", "hf_hybrid.cli"]
 CODE_FILES = {
     "configuration_hybrid_cnn_lstm.py",
     "modeling_hybrid_cnn_lstm.py",
+    "layers_hybrid_cnn_lstm.py",
+    "loading_hybrid_cnn_lstm.py",
+    "folding_hybrid_cnn_lstm.py",
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
 }

@@ -144,6 +144,16 @@ def test_damaged_weights_give_one_line_and_no_traceback_from_the_installed_comma
                       "download it again or re-save the model"]
 
 
+def test_weights_that_do_not_fit_give_one_line_and_no_load_report_from_the_installed_command(trained_copy):
+    _edit_config(kernel_sizes=[3, 4])(trained_copy)
+    result = subprocess.run([Path(sys.executable).parent / "hf-hybrid", "predict", "--model", trained_copy,
+                             "--title", "x", "--abstract", "y"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "LOAD REPORT" not in result.stderr and "Reinit" not in result.stderr  # it was refused, not re-initialised
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("hf-hybrid")]
+    assert "hybrid.abstract_encoder.convs.2.bias unexpected" in error and "check kernel_sizes" in error
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Training output: all or nothing
 # ------------------------------------------------------------------------------------------------------------
@@ -430,20 +440,40 @@ def test_the_push_sends_only_hf_hybrid_files_of_the_folder_itself(trained_copy, 
             "helper.py, my_notes.txt, real_attention.png") in caplog.text
 
 
-def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, papers_csv):
+def saved_checkpoint(staging: Path) -> Path | None:
+    """A checkpoint of `staging` whose trainer state (which the Trainer writes last) is whole JSON, if any."""
+    for state in staging.glob("checkpoint-*/trainer_state.json"):
+        try:
+            json.loads(state.read_text())
+        except (OSError, ValueError):  # being written, or rotated away meanwhile
+            continue
+        return state.parent
+    return None
+
+
+def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, papers_csv, tmp_path):
     import signal
     import time
 
     before = folder_bytes(trained_copy)
     staging = staging_dir(trained_copy)
+    # So many epochs, and a patience as long, that the run cannot end before the interrupt, which is sent on a
+    # signal of the run itself: its first checkpoint saved whole.
     argv = [Path(sys.executable).parent / "hf-hybrid", "train", "--train_file", papers_csv, "--output_dir",
-            trained_copy, *TINY_FLAGS, "--num_train_epochs", "200", "--early_stopping_patience", "1000"]
-    process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not list(staging.glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+            trained_copy, *TINY_FLAGS, "--num_train_epochs", "100000", "--early_stopping_patience", "100000"]
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: a pipe that is not read would block the run once full
+    with log.open("w") as stderr:
+        process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while saved_checkpoint(staging) is None:
+                assert process.poll() is None, f"the run ended before its first checkpoint:\n{log.read_text()[-3000:]}"
+                time.sleep(0.1)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    stderr = log.read_text()
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
     advice = re.search(re.escape(f"{trained_copy} is unchanged; its partial files are in {staging}; ")
                        + r"resume with --resume_from_checkpoint (\S+)", stderr)
@@ -562,12 +592,14 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
 
 
 REPO_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "layers_hybrid_cnn_lstm.py",
+              "loading_hybrid_cnn_lstm.py", "folding_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
               "pipeline_arxiv_classification.py", "README.md"]
 
 
 @pytest.mark.parametrize("missing", [["tokenizer.json"],
                                      ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
+                                     ["folding_hybrid_cnn_lstm.py"],
                                      ["model.safetensors"]])
 def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli

@@ -33,7 +33,8 @@ def test_the_wheel_holds_the_card_template_the_metric_module_and_the_model_code(
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "hf_hybrid/model_card_template.md" in names
     assert "hf_hybrid/metrics/classification_report/classification_report.py" in names
-    for module in ("configuration_hybrid_cnn_lstm", "modeling_hybrid_cnn_lstm", "tokenization_hybrid_cnn_lstm",
+    for module in ("configuration_hybrid_cnn_lstm", "modeling_hybrid_cnn_lstm", "layers_hybrid_cnn_lstm",
+                   "loading_hybrid_cnn_lstm", "folding_hybrid_cnn_lstm", "tokenization_hybrid_cnn_lstm",
                    "pipeline_arxiv_classification"):
         assert f"hf_hybrid/model/{module}.py" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)

@@ -9,28 +9,36 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import SAVED_TEMPERATURE
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
+import hf_hybrid.model
 from hf_hybrid import (
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMModel,
     HybridCNNLSTMTokenizer,
 )
+from hf_hybrid.hub import pushed_files
 
 from fresh_process import without_hf_hybrid
 
 SHIPPED_FILES = {
     "configuration_hybrid_cnn_lstm.py",
     "modeling_hybrid_cnn_lstm.py",
+    "layers_hybrid_cnn_lstm.py",
+    "loading_hybrid_cnn_lstm.py",
+    "folding_hybrid_cnn_lstm.py",
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
 }
-ALLOWED_IMPORTS = {"torch", "transformers", "tokenizers", "dataclasses", "collections.abc", "re", "__future__"}
+# `tokenizers` and `safetensors` are dependencies of `transformers`, so wherever it is installed, they are.
+SHIPPED_PACKAGES = {"torch", "transformers", "tokenizers", "safetensors"}
+ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "re", "__future__"}
 
 TITLES = ["Attention is all you need", "Solving the Schrödinger equation with zebra networks", ""]
 ABSTRACTS = [
@@ -50,9 +58,13 @@ FRESH_PROCESS = without_hf_hybrid(
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     encoder = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    def folding_modules():
+        return sorted(name for name in sys.modules if name.endswith(".folding_hybrid_cnn_lstm"))
+
     with torch.no_grad():
         logits = model(**tokenizer(titles, abstracts, padding=True, return_tensors="pt")).logits
         batch = tokenizer(titles, abstracts, padding=True, return_tensors="pt")
+        folding_before = folding_modules()
         folded_logits = model.fold_for_inference()(**batch).logits
     classify = pipeline(model=folder, trust_remote_code=True)
     print(json.dumps({
@@ -68,6 +80,8 @@ FRESH_PROCESS = without_hf_hybrid(
         "calibration_temperature": config.calibration_temperature,
         "logits": logits.tolist(),
         "folded_logits": folded_logits.tolist(),
+        "folding_modules": [folding_before, folding_modules()],
+        "folded_tables": [type(model.hybrid._folded_encoders).__module__, str(model.folded_for_inference)],
         "folded_pipeline_result": pipeline(model=folder, trust_remote_code=True, fold_for_inference=True)(
             {"title": titles[0], "abstract": abstracts[0]}),
         "encoder_embedding": encoder.embedding.weight.tolist(),
@@ -139,6 +153,10 @@ def test_fresh_process_gives_bitwise_identical_logits(fresh_process, saved_model
 
 
 def test_fresh_process_folds_the_model_for_inference_with_the_same_results(fresh_process):
+    # The folding code is the folder's, imported only when the model was folded.
+    before, after = fresh_process["folding_modules"]
+    assert before == [] and len(after) == 1 and after[0].startswith("transformers_modules.")
+    assert fresh_process["folded_tables"] == [after[0], "torch.float32"]
     torch.testing.assert_close(torch.tensor(fresh_process["folded_logits"]), torch.tensor(fresh_process["logits"]),
                                atol=1e-5, rtol=0)
     folded, plain = fresh_process["folded_pipeline_result"], fresh_process["pipeline_result"]
@@ -161,6 +179,14 @@ def test_fresh_process_pipeline_gives_the_same_result(fresh_process, saved_model
 
 
 # --- what the folder ships ---
+
+
+def test_every_file_of_the_model_code_is_shipped_pushed_and_listed(saved_model_dir):
+    """A new sibling of the model code that a saved folder or a push left out would break loading from it."""
+    package = {path.name for path in Path(hf_hybrid.model.__file__).parent.glob("*.py")} - {"__init__.py"}
+    saved = {path.name for path in saved_model_dir.glob("*.py")}
+    assert saved == package == SHIPPED_FILES == set(hf_hybrid.model.CODE_FILES)
+    assert set(pushed_files(saved_model_dir)) >= SHIPPED_FILES
 
 
 def test_saved_folder_ships_the_model_code(saved_model_dir):
@@ -186,7 +212,7 @@ def test_shipped_file_imports_only_torch_transformers_and_its_siblings(saved_mod
         else:
             continue
         for module in modules:
-            allowed = module in ALLOWED_IMPORTS or module.split(".")[0] in {"torch", "transformers", "tokenizers"}
+            allowed = module in ALLOWED_IMPORTS or module.split(".")[0] in SHIPPED_PACKAGES
             assert allowed, f"line {node.lineno}: {filename} imports {module}"
 
 

@@ -70,7 +70,8 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
     names = {path.name for path in output_dir.iterdir()}
     expected = {
         "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-        "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
+        "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "layers_hybrid_cnn_lstm.py",
+        "loading_hybrid_cnn_lstm.py", "folding_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
         "pipeline_arxiv_classification.py", "eval_results.json", "classification_report.txt",
         "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png", "calibration.png",
         "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",

@@ -1,6 +1,6 @@
 """The files of this folder are what every saved model ships for `trust_remote_code`.
 
-They import only `torch`, `transformers`, `tokenizers` (a `transformers` dependency), a few standard
+They import only `torch`, `transformers`, its dependencies `tokenizers` and `safetensors`, a few standard
 library modules and each other. Importing this package also registers the
 classes with the Auto* factories and the `arxiv-classification` pipeline task: in a process that
 imports `hf_hybrid`, saved models and tokenizers load with the Auto classes without remote code, and
@@ -28,6 +28,17 @@ from .pipeline_arxiv_classification import ArxivClassificationPipeline
 from .tokenization_hybrid_cnn_lstm import HybridCNNLSTMTokenizer
 
 PIPELINE_TASK = "arxiv-classification"
+# The code a saved model ships: `save_pretrained` copies these from the registered classes' modules and their
+# relative imports (the folding file's too, imported lazily), and loading with remote code fetches them all.
+CODE_FILES = [
+    "configuration_hybrid_cnn_lstm.py",
+    "modeling_hybrid_cnn_lstm.py",
+    "layers_hybrid_cnn_lstm.py",
+    "loading_hybrid_cnn_lstm.py",
+    "folding_hybrid_cnn_lstm.py",
+    "tokenization_hybrid_cnn_lstm.py",
+    "pipeline_arxiv_classification.py",
+]
 
 AutoConfig.register(MODEL_TYPE, HybridCNNLSTMConfig, exist_ok=True)
 AutoModel.register(HybridCNNLSTMConfig, HybridCNNLSTMModel, exist_ok=True)
@@ -46,6 +57,7 @@ PIPELINE_REGISTRY.register_pipeline(
 )
 
 __all__ = [
+    "CODE_FILES",
     "PIPELINE_TASK",
     "ArxivClassificationPipeline",
     "HybridCNNLSTMConfig",
