@@ -55,8 +55,16 @@ def class_probabilities(logits: torch.Tensor, config) -> torch.Tensor:
     return logits.float().sigmoid() if config.is_multi_label else logits.float().softmax(dim=-1)
 
 
-def build_records(config, logits, fusion_weights, words: dict[str, list[list[dict]]], wide_logits=None,
-                  top_k: int | None = None, threshold: float | None = None, allow_empty: bool = False) -> list[dict]:
+def build_records(
+    config,
+    logits,
+    fusion_weights,
+    words: dict[str, list[list[dict]]],
+    wide_logits=None,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    allow_empty: bool = False,
+) -> list[dict]:
     """The results of a batch of papers, one dict each, as the `arxiv-classification` pipeline gives them.
 
     `logits` and `fusion_weights` are the model's outputs for the batch; `words` maps `title_words` and
@@ -67,27 +75,36 @@ def build_records(config, logits, fusion_weights, words: dict[str, list[list[dic
     best = probabilities.argmax(dim=-1)
     best_scores = probabilities.gather(1, best.unsqueeze(1)).squeeze(1)
     if config.is_multi_label:
-        thresholds = [threshold] * len(labels) if threshold is not None else (
-            config.label_thresholds or [0.5] * len(labels))
+        thresholds = (
+            [threshold] * len(labels) if threshold is not None else (config.label_thresholds or [0.5] * len(labels))
+        )
         reached = decide_labels(probabilities, thresholds, allow_empty=True)
         chosen = decide_labels(probabilities, thresholds, allow_empty=allow_empty)
         order = torch.argsort(probabilities, dim=-1, descending=True).tolist()
         chosen, reached = chosen.tolist(), reached.any(dim=1).tolist()
-        decisions = [{"labels": [labels[j] for j in ranking if chosen[i][j]], "needs_review": not reached[i]}
-                     for i, ranking in enumerate(order)]
+        decisions = [
+            {"labels": [labels[j] for j in ranking if chosen[i][j]], "needs_review": not reached[i]}
+            for i, ranking in enumerate(order)
+        ]
     else:
         below = (best_scores < threshold).tolist() if threshold is not None else None
-        decisions = [{"label": None if below and below[i] else labels[index], "score": score,
-                      **({} if below is None else {"needs_review": below[i]})}
-                     for i, (index, score) in enumerate(zip(best.tolist(), best_scores.tolist()))]
+        decisions = [
+            {
+                "label": None if below and below[i] else labels[index],
+                "score": score,
+                **({} if below is None else {"needs_review": below[i]}),
+            }
+            for i, (index, score) in enumerate(zip(best.tolist(), best_scores.tolist()))
+        ]
     ranked = torch.argsort(probabilities, dim=-1, descending=True)[:, :top_k].tolist() if top_k else None
     branch = None
     if wide_logits is not None:
         wide = wide_logits.float()
         # The raw scores are the two branches' log-probabilities summed; `logits` divides them by the temperature.
         deep = logits.float() * config.calibration_temperature - wide
-        branch = torch.stack([class_probabilities(part, config).gather(1, best.unsqueeze(1)).squeeze(1)
-                              for part in (deep, wide)], dim=1).tolist()
+        branch = torch.stack(
+            [class_probabilities(part, config).gather(1, best.unsqueeze(1)).squeeze(1) for part in (deep, wide)], dim=1
+        ).tolist()
     rows = probabilities.tolist()
     fusion = fusion_weights.float().tolist()
     records = []
@@ -117,9 +134,12 @@ def records_schema(config, top_k: int | None, threshold: float | None, id_field=
         fields += [("label", pa.string()), ("score", pa.float64())]
         if threshold is not None:
             fields.append(("needs_review", pa.bool_()))
-    fields += [("scores", pa.struct([(config.id2label[i], pa.float64()) for i in range(config.num_labels)])),
-               ("fusion_weights", pa.struct([("title", pa.float64()), ("abstract", pa.float64())])),
-               ("title_words", word), ("abstract_words", word)]
+    fields += [
+        ("scores", pa.struct([(config.id2label[i], pa.float64()) for i in range(config.num_labels)])),
+        ("fusion_weights", pa.struct([("title", pa.float64()), ("abstract", pa.float64())])),
+        ("title_words", word),
+        ("abstract_words", word),
+    ]
     if top_k:
         fields.append(("top_labels", pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64())]))))
     if config.wide_branch:
@@ -134,8 +154,16 @@ class BulkClassifier:
     `classifier(titles, abstracts)` returns `build_records`' results in the order given.
     """
 
-    def __init__(self, model, tokenizer, batch_size: int = 64, top_words: int = 5, top_k: int | None = None,
-                 threshold: float | None = None, allow_empty: bool = False):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 64,
+        top_words: int = 5,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        allow_empty: bool = False,
+    ):
         from tokenizers import Tokenizer
 
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, model.config
@@ -159,7 +187,8 @@ class BulkClassifier:
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         padded = np.full((len(ids), int(lengths.max(initial=0))), self.pad_id, dtype=np.int64)
         padded[np.arange(padded.shape[1]) < lengths[:, None]] = np.fromiter(
-            chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+            chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum())
+        )
         return padded, lengths
 
     def top_words(self, texts: list[str], field: str, ids: np.ndarray, lengths: np.ndarray, attention) -> list:
@@ -191,8 +220,12 @@ class BulkClassifier:
             if (chosen_ids[i, :count] == self.unk_id).any():
                 own = self.tokenizer.split_words(texts[i], field)
                 row_words = [own[p] for p in row_positions]
-            results.append([{"word": w, "attention": a, "position": p}
-                            for w, a, p in zip(row_words, weights[i][:count], row_positions)])
+            results.append(
+                [
+                    {"word": w, "attention": a, "position": p}
+                    for w, a, p in zip(row_words, weights[i][:count], row_positions)
+                ]
+            )
         return results
 
     @torch.inference_mode()
@@ -205,25 +238,41 @@ class BulkClassifier:
         order = np.argsort(abstract_lengths, kind="stable")
         records: list[dict | None] = [None] * len(titles)
         for start in range(0, len(order), self.batch_size):
-            rows = order[start: start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             batch_titles = [titles[i] for i in rows]
             batch_abstracts = [abstracts[i] for i in rows]
             inputs, lengths = {}, {}
-            for field, ids, field_lengths in (("title", title_ids, title_lengths),
-                                              ("abstract", abstract_ids, abstract_lengths)):
+            for field, ids, field_lengths in (
+                ("title", title_ids, title_lengths),
+                ("abstract", abstract_ids, abstract_lengths),
+            ):
                 lengths[field] = field_lengths[rows]
                 width = int(lengths[field].max(initial=0))
                 inputs[f"{field}_input_ids"] = torch.from_numpy(np.ascontiguousarray(ids[rows, :width]))
                 inputs[f"{field}_attention_mask"] = inputs[f"{field}_input_ids"] != self.pad_id
             outputs = self.model(**inputs, output_attentions=True)
             words = {
-                "title_words": self.top_words(batch_titles, "title", inputs["title_input_ids"].numpy(),
-                                              lengths["title"], outputs.title_attention),
-                "abstract_words": self.top_words(batch_abstracts, "abstract", inputs["abstract_input_ids"].numpy(),
-                                                 lengths["abstract"], outputs.abstract_attention),
+                "title_words": self.top_words(
+                    batch_titles, "title", inputs["title_input_ids"].numpy(), lengths["title"], outputs.title_attention
+                ),
+                "abstract_words": self.top_words(
+                    batch_abstracts,
+                    "abstract",
+                    inputs["abstract_input_ids"].numpy(),
+                    lengths["abstract"],
+                    outputs.abstract_attention,
+                ),
             }
-            batch = build_records(self.config, outputs.logits, outputs.fusion_weights, words, outputs.wide_logits,
-                                  top_k=self.top_k, threshold=self.threshold, allow_empty=self.allow_empty)
+            batch = build_records(
+                self.config,
+                outputs.logits,
+                outputs.fusion_weights,
+                words,
+                outputs.wide_logits,
+                top_k=self.top_k,
+                threshold=self.threshold,
+                allow_empty=self.allow_empty,
+            )
             for row, record in zip(rows.tolist(), batch):
                 records[row] = record
         return records
@@ -290,10 +339,13 @@ def _source_batches(path: str, columns: list[str], id_column: str | None) -> Ite
         delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
         # Every cell as text, an empty one as "" (a title that reads "NA" or "null" is text).
         reader = pcsv.open_csv(
-            path, read_options=pcsv.ReadOptions(block_size=1 << 22),
+            path,
+            read_options=pcsv.ReadOptions(block_size=1 << 22),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pcsv.ConvertOptions(include_columns=columns,
-                                                column_types={c: pa.string() for c in columns}))
+            convert_options=pcsv.ConvertOptions(
+                include_columns=columns, column_types={c: pa.string() for c in columns}
+            ),
+        )
         yield from reader
     elif not _json_is_lines(path):
         # A JSON array is one document: it is read whole (JSON Lines streams).
@@ -303,7 +355,7 @@ def _source_batches(path: str, columns: list[str], id_column: str | None) -> Ite
             raise DataError(f"{path}: a JSON file holds one object per line, or a list of objects")
         _check_columns(path, columns, sorted(set().union(*rows)) if rows else [])
         for start in range(0, len(rows), CHUNK_SIZE):
-            part = rows[start: start + CHUNK_SIZE]
+            part = rows[start : start + CHUNK_SIZE]
             yield pa.RecordBatch.from_pydict({c: [row.get(c) for row in part] for c in columns})
     else:
         import pyarrow.json as pjson
@@ -313,11 +365,14 @@ def _source_batches(path: str, columns: list[str], id_column: str | None) -> Ite
         fields = [(c, pa.string()) for c in text_columns]
         if id_column is not None:
             first = first_row.get(id_column)
-            fields.append((id_column, pa.int64() if isinstance(first, int) and not isinstance(first, bool)
-                           else pa.string()))
-        reader = pjson.open_json(path, read_options=pjson.ReadOptions(block_size=1 << 22),
-                                 parse_options=pjson.ParseOptions(explicit_schema=pa.schema(fields),
-                                                                  unexpected_field_behavior="ignore"))
+            fields.append(
+                (id_column, pa.int64() if isinstance(first, int) and not isinstance(first, bool) else pa.string())
+            )
+        reader = pjson.open_json(
+            path,
+            read_options=pjson.ReadOptions(block_size=1 << 22),
+            parse_options=pjson.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore"),
+        )
         yield from (batch.select(columns) for batch in reader)
 
 
@@ -347,8 +402,15 @@ def count_rows(path: str) -> int:
     return sum(len(batch) for batch in _source_batches(path, header[:1], None)) if header else 0
 
 
-def read_chunks(path: str, columns: list[str], id_column: str | None = None, chunk_size: int = CHUNK_SIZE,
-                skip: int = 0, num_shards: int = 1, shard_index: int = 0) -> Iterator:
+def read_chunks(
+    path: str,
+    columns: list[str],
+    id_column: str | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    skip: int = 0,
+    num_shards: int = 1,
+    shard_index: int = 0,
+) -> Iterator:
     """The rows of this shard (input rows `i` with `i % num_shards == shard_index`) after its first `skip`, as
     pyarrow tables of `chunk_size` rows (the last one shorter), in input order."""
     import pyarrow as pa
@@ -386,8 +448,9 @@ def _texts(table, column: str, source: str) -> list[str]:
         try:
             values = values.cast(pa.string())
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            raise DataError(f"{source}: column {column} ({values.type}) should hold text, one value per paper") \
-                from error
+            raise DataError(
+                f"{source}: column {column} ({values.type}) should hold text, one value per paper"
+            ) from error
     return [text or "" for text in values.to_pylist()]
 
 
@@ -473,8 +536,10 @@ class ParquetOutput:
         total = 0
         for part in self.parts():
             if part.name != _part_name(total):
-                raise UserError(f"{self.path}: part files are not contiguous ({part.name} after {total} rows); "
-                                "delete the folder and start again")
+                raise UserError(
+                    f"{self.path}: part files are not contiguous ({part.name} after {total} rows); "
+                    "delete the folder and start again"
+                )
             total += pq.read_metadata(part).num_rows
         return total
 
@@ -508,8 +573,9 @@ class StreamOutput:
         pass
 
     def write(self, records, ids, start) -> None:
-        self.stream.buffer.write(_json_lines(records, ids)) if hasattr(self.stream, "buffer") else \
-            self.stream.write(_json_lines(records, ids).decode())
+        self.stream.buffer.write(_json_lines(records, ids)) if hasattr(self.stream, "buffer") else self.stream.write(
+            _json_lines(records, ids).decode()
+        )
         self.stream.flush()
 
     def finish(self) -> None:
@@ -539,9 +605,17 @@ def describe_fold(model) -> str:
     return f"{folded.num_bytes / 1e6:.0f} MB of {str(folded.dtype).removeprefix('torch.')} tables"
 
 
-def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | None = None, batch_size: int = 64,
-                  chunk_size: int = CHUNK_SIZE, overwrite: bool = False, progress: bool = True,
-                  progress_queue=None) -> int:
+def classify_file(
+    model,
+    tokenizer,
+    settings: BulkSettings,
+    output_file: str | None = None,
+    batch_size: int = 64,
+    chunk_size: int = CHUNK_SIZE,
+    overwrite: bool = False,
+    progress: bool = True,
+    progress_queue=None,
+) -> int:
     """Classifies `settings.input_file` (this shard of it) into `output_file` (stdout when None); returns how
     many papers this run classified. A complete output is left as it is; a partial one is continued."""
     from tqdm.auto import tqdm
@@ -553,8 +627,7 @@ def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | N
             raise UserError(f"--id_column {settings.id_column} is also a text column")
         reserved = set(records_schema(model.config, settings.top_k, settings.threshold).names)
         if settings.id_column in reserved:
-            raise UserError(f"--id_column {settings.id_column}: results have a field of that name; "
-                            "rename the column")
+            raise UserError(f"--id_column {settings.id_column}: results have a field of that name; rename the column")
         columns.append(settings.id_column)
     check_shard(settings)
 
@@ -577,22 +650,46 @@ def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | N
         logger.info("%s is complete (%d papers)", output_file, done)
         return 0
     if done > total:
-        raise UserError(f"{output_file} has {done} results but this shard of {source} has {total} papers: "
-                        "the input changed; delete the output and start again")
+        raise UserError(
+            f"{output_file} has {done} results but this shard of {source} has {total} papers: "
+            "the input changed; delete the output and start again"
+        )
     if done:
         logger.info("%s: %d of %d papers already classified; going on", output_file, done, total)
 
-    classify = BulkClassifier(model, tokenizer, batch_size=batch_size, top_words=settings.top_words,
-                              top_k=settings.top_k, threshold=settings.threshold, allow_empty=settings.allow_empty)
+    classify = BulkClassifier(
+        model,
+        tokenizer,
+        batch_size=batch_size,
+        top_words=settings.top_words,
+        top_k=settings.top_k,
+        threshold=settings.threshold,
+        allow_empty=settings.allow_empty,
+    )
     output.open(done)
-    bar = tqdm(total=total, initial=done, unit="papers", desc="Predicting", disable=not progress or total < 100,
-               smoothing=0.1, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=done,
+        unit="papers",
+        desc="Predicting",
+        disable=not progress or total < 100,
+        smoothing=0.1,
+        dynamic_ncols=True,
+    )
     start, classified = done, 0
     try:
-        for table in read_chunks(source, columns, settings.id_column, chunk_size, skip=done,
-                                 num_shards=settings.num_shards, shard_index=settings.shard_index):
-            records = classify(_texts(table, settings.title_column, source),
-                               _texts(table, settings.abstract_column, source))
+        for table in read_chunks(
+            source,
+            columns,
+            settings.id_column,
+            chunk_size,
+            skip=done,
+            num_shards=settings.num_shards,
+            shard_index=settings.shard_index,
+        ):
+            records = classify(
+                _texts(table, settings.title_column, source), _texts(table, settings.abstract_column, source)
+            )
             ids = None
             if settings.id_column is not None:
                 values = table.column(settings.id_column)
@@ -617,8 +714,10 @@ def classify_file(model, tokenizer, settings: BulkSettings, output_file: str | N
 
 def check_shard(settings: BulkSettings) -> None:
     if not 0 <= settings.shard_index < settings.num_shards:
-        raise UserError(f"--shard_index {settings.shard_index} is out of range for --num_shards "
-                        f"{settings.num_shards} (0 to {settings.num_shards - 1})")
+        raise UserError(
+            f"--shard_index {settings.shard_index} is out of range for --num_shards "
+            f"{settings.num_shards} (0 to {settings.num_shards - 1})"
+        )
 
 
 def _shard_rows(total: int, num_shards: int, shard_index: int) -> int:
@@ -642,15 +741,22 @@ def _check_resume(path: Path, settings: BulkSettings, overwrite: bool) -> int:
         if settings.output_format == "jsonl" and path.is_dir():
             raise UserError(f"{path} is a folder: JSON Lines output is one file (or --output_format parquet)")
         if not recorded.exists():
-            raise UserError(f"{path} exists and was not written by a bulk prediction (no {recorded.name}); "
-                            "delete it, choose another --output_file, or give --overwrite")
+            raise UserError(
+                f"{path} exists and was not written by a bulk prediction (no {recorded.name}); "
+                "delete it, choose another --output_file, or give --overwrite"
+            )
         before = json.loads(recorded.read_text())
         before.pop("finished", None)
-        differences = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in asdict(settings).items()
-                       if before.get(key) != value]
+        differences = [
+            f"{key} {before.get(key)!r} -> {value!r}"
+            for key, value in asdict(settings).items()
+            if before.get(key) != value
+        ]
         if differences:
-            raise UserError(f"{path} was written with other settings ({'; '.join(differences)}): resume it with "
-                            "the same command, choose another --output_file, or give --overwrite")
+            raise UserError(
+                f"{path} was written with other settings ({'; '.join(differences)}): resume it with "
+                "the same command, choose another --output_file, or give --overwrite"
+            )
         output = ParquetOutput(path, None) if settings.output_format == "parquet" else JsonLinesOutput(path)
         return output.written()
     _write_settings(path, settings, finished=False)
@@ -705,8 +811,10 @@ def merge_predictions(inputs: list[str], output_file: str, chunk_size: int = CHU
     step = total_shards // count
     indices = [settings.shard_index for settings, _ in shards]
     if total_shards % count or indices != [indices[0] + step * w for w in range(count)] or indices[0] >= step:
-        raise UserError(f"shards {indices} of {total_shards} do not make a whole: give all {total_shards} shards "
-                        "(or every one of a shard's own shards)")
+        raise UserError(
+            f"shards {indices} of {total_shards} do not make a whole: give all {total_shards} shards "
+            "(or every one of a shard's own shards)"
+        )
     merged = BulkSettings(**{**common, "num_shards": step, "shard_index": indices[0]})
     output = Path(output_file)
     if output.exists():
@@ -731,8 +839,10 @@ def _merge_json_lines(paths: list[Path], output: Path) -> None:
                     if not line:
                         exhausted = True
                         if any(other.readline() for other in handles[shard:]):
-                            raise UserError(f"{paths[shard]} has fewer results than the shards before it and "
-                                            "more than those after: these are not shards of one input")
+                            raise UserError(
+                                f"{paths[shard]} has fewer results than the shards before it and "
+                                "more than those after: these are not shards of one input"
+                            )
                         break
                     merged.write(line)
         os.replace(temporary, output)
@@ -775,7 +885,7 @@ def _merge_parquet(paths: list[Path], output: Path, chunk_size: int) -> None:
         positions = np.arange(start, end)
         shard_of = positions % count
         firsts = start + (np.arange(count) - start) % count
-        wanted = [int(((shard_of == s)).sum()) for s in range(count)]
+        wanted = [int((shard_of == s).sum()) for s in range(count)]
         tables = [reader.take(n) for reader, n in zip(readers, wanted)]
         offsets = np.concatenate([[0], np.cumsum(wanted)[:-1]])
         index = offsets[shard_of] + (positions - firsts[shard_of]) // count
@@ -788,8 +898,16 @@ def _merge_parquet(paths: list[Path], output: Path, chunk_size: int) -> None:
 # ------------------------------------------------------------------------------------------------ workers
 
 
-def _worker(model: str, revision, settings: dict, output_file: str, batch_size: int, chunk_size: int,
-            threads: int, progress_queue) -> None:
+def _worker(
+    model: str,
+    revision,
+    settings: dict,
+    output_file: str,
+    batch_size: int,
+    chunk_size: int,
+    threads: int,
+    progress_queue,
+) -> None:
     """One worker process of `classify_with_workers`: loads and folds the model, classifies its shard."""
     torch.set_num_threads(threads)
     from .cli import load_trained
@@ -797,12 +915,26 @@ def _worker(model: str, revision, settings: dict, output_file: str, batch_size: 
     tokenizer, classifier = load_trained(model, revision)
     if settings["fold"]:
         classifier.fold_for_inference(settings["fold"])
-    classify_file(classifier, tokenizer, BulkSettings(**settings), output_file, batch_size=batch_size,
-                  chunk_size=chunk_size, progress=False, progress_queue=progress_queue)
+    classify_file(
+        classifier,
+        tokenizer,
+        BulkSettings(**settings),
+        output_file,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        progress=False,
+        progress_queue=progress_queue,
+    )
 
 
-def classify_with_workers(settings: BulkSettings, output_file: str, num_workers: int, batch_size: int = 64,
-                          chunk_size: int = CHUNK_SIZE, overwrite: bool = False) -> None:
+def classify_with_workers(
+    settings: BulkSettings,
+    output_file: str,
+    num_workers: int,
+    batch_size: int = 64,
+    chunk_size: int = CHUNK_SIZE,
+    overwrite: bool = False,
+) -> None:
     """`classify_file` in `num_workers` processes on this machine, each with its own model and its share of the
     CPU threads, each writing a shard under `<output_file>.workers/`, merged into `output_file` at the end.
     Killed, the same call goes on with every worker's shard where it stopped."""
@@ -828,16 +960,23 @@ def classify_with_workers(settings: BulkSettings, output_file: str, num_workers:
     suffix = ".jsonl" if settings.output_format == "jsonl" else ""
     shard_files, shard_settings = [], []
     for w in range(num_workers):
-        values = {**asdict(settings), "num_shards": settings.num_shards * num_workers,
-                  "shard_index": settings.shard_index + settings.num_shards * w}
+        values = {
+            **asdict(settings),
+            "num_shards": settings.num_shards * num_workers,
+            "shard_index": settings.shard_index + settings.num_shards * w,
+        }
         shard_settings.append(values)
         shard_files.append(str(workers_dir / f"shard-{w:03d}-of-{num_workers:03d}{suffix}"))
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // num_workers)
-    processes = [context.Process(target=_worker, args=(settings.model, settings.revision, values, path, batch_size,
-                                                       chunk_size, threads, queue))
-                 for values, path in zip(shard_settings, shard_files)]
+    processes = [
+        context.Process(
+            target=_worker,
+            args=(settings.model, settings.revision, values, path, batch_size, chunk_size, threads, queue),
+        )
+        for values, path in zip(shard_settings, shard_files)
+    ]
     for process in processes:
         process.start()
     done = 0
@@ -863,10 +1002,21 @@ class RayClassifier:
     """The `map_batches` stage of `classify_with_ray`: one loaded (folded) model per Ray worker, classifying
     pyarrow batches into tables of `build_records`' results (the id column first when given)."""
 
-    def __init__(self, model: str, revision: str | None = None, fold: str | None = "float32", batch_size: int = 64,
-                 top_words: int = 5, top_k: int | None = None, threshold: float | None = None,
-                 allow_empty: bool = False, title_column: str = "title", abstract_column: str = "abstract",
-                 id_column: str | None = None, threads: int | None = None):
+    def __init__(
+        self,
+        model: str,
+        revision: str | None = None,
+        fold: str | None = "float32",
+        batch_size: int = 64,
+        top_words: int = 5,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        allow_empty: bool = False,
+        title_column: str = "title",
+        abstract_column: str = "abstract",
+        id_column: str | None = None,
+        threads: int | None = None,
+    ):
         if threads:
             torch.set_num_threads(threads)
         from .cli import load_trained
@@ -876,8 +1026,15 @@ class RayClassifier:
             classifier.fold_for_inference(fold)
         self.config, self.top_k, self.threshold = classifier.config, top_k, threshold
         self.columns = (title_column, abstract_column, id_column)
-        self.classify = BulkClassifier(classifier, tokenizer, batch_size=batch_size, top_words=top_words,
-                                       top_k=top_k, threshold=threshold, allow_empty=allow_empty)
+        self.classify = BulkClassifier(
+            classifier,
+            tokenizer,
+            batch_size=batch_size,
+            top_words=top_words,
+            top_k=top_k,
+            threshold=threshold,
+            allow_empty=allow_empty,
+        )
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -887,16 +1044,32 @@ class RayClassifier:
         ids, id_field = None, None
         if id_column is not None:
             ids, id_field = (id_column, batch.column(id_column).to_pylist()), (id_column, batch.column(id_column).type)
-        return pa.Table.from_pylist(_with_ids(records, ids),
-                                    schema=records_schema(self.config, self.top_k, self.threshold, id_field))
+        return pa.Table.from_pylist(
+            _with_ids(records, ids), schema=records_schema(self.config, self.top_k, self.threshold, id_field)
+        )
 
 
-def classify_with_ray(input_path: str | list[str], output_path: str, model: str, *, revision: str | None = None,
-                      output_format: str = "parquet", concurrency: int | tuple[int, int] = 1,
-                      num_cpus_per_worker: float = 1, batch_size: int = 64, chunk_size: int = CHUNK_SIZE,
-                      top_words: int = 5, top_k: int | None = None, threshold: float | None = None,
-                      allow_empty: bool = False, title_column: str = "title", abstract_column: str = "abstract",
-                      id_column: str | None = None, fold: str | None = "float32", address: str | None = None):
+def classify_with_ray(
+    input_path: str | list[str],
+    output_path: str,
+    model: str,
+    *,
+    revision: str | None = None,
+    output_format: str = "parquet",
+    concurrency: int | tuple[int, int] = 1,
+    num_cpus_per_worker: float = 1,
+    batch_size: int = 64,
+    chunk_size: int = CHUNK_SIZE,
+    top_words: int = 5,
+    top_k: int | None = None,
+    threshold: float | None = None,
+    allow_empty: bool = False,
+    title_column: str = "title",
+    abstract_column: str = "abstract",
+    id_column: str | None = None,
+    fold: str | None = "float32",
+    address: str | None = None,
+):
     """Classifies files of papers (Parquet, CSV or JSON Lines, read with Ray Data's own readers) on a Ray cluster
     into `output_path` (a folder of Parquet or JSON Lines files, written by Ray Data), in input order.
 
@@ -928,20 +1101,39 @@ def classify_with_ray(input_path: str | list[str], output_path: str, model: str,
     if fmt == "parquet":
         dataset = ray.data.read_parquet(paths, columns=[c for c in (*texts, id_column) if c])
     elif fmt == "csv":
-        dataset = ray.data.read_csv(paths, convert_options=pcsv.ConvertOptions(column_types=texts),
-                                    parse_options=pcsv.ParseOptions(newlines_in_values=True))
+        dataset = ray.data.read_csv(
+            paths,
+            convert_options=pcsv.ConvertOptions(column_types=texts),
+            parse_options=pcsv.ParseOptions(newlines_in_values=True),
+        )
     else:
         dataset = ray.data.read_json(
-            paths, parse_options=pjson.ParseOptions(explicit_schema=pa.schema(list(texts.items())),
-                                                    unexpected_field_behavior="infer"))
+            paths,
+            parse_options=pjson.ParseOptions(
+                explicit_schema=pa.schema(list(texts.items())), unexpected_field_behavior="infer"
+            ),
+        )
     results = dataset.map_batches(
-        RayClassifier, batch_format="pyarrow", batch_size=chunk_size, concurrency=concurrency,
+        RayClassifier,
+        batch_format="pyarrow",
+        batch_size=chunk_size,
+        concurrency=concurrency,
         num_cpus=num_cpus_per_worker,
-        fn_constructor_kwargs=dict(model=model, revision=revision, fold=fold, batch_size=batch_size,
-                                   top_words=top_words, top_k=top_k, threshold=threshold, allow_empty=allow_empty,
-                                   title_column=title_column,
-                                   abstract_column=abstract_column, id_column=id_column,
-                                   threads=max(1, int(num_cpus_per_worker))))
+        fn_constructor_kwargs=dict(
+            model=model,
+            revision=revision,
+            fold=fold,
+            batch_size=batch_size,
+            top_words=top_words,
+            top_k=top_k,
+            threshold=threshold,
+            allow_empty=allow_empty,
+            title_column=title_column,
+            abstract_column=abstract_column,
+            id_column=id_column,
+            threads=max(1, int(num_cpus_per_worker)),
+        ),
+    )
     if output_format == "parquet":
         results.write_parquet(output_path)
     else:

@@ -78,8 +78,9 @@ def tune_thresholds(probabilities, labels, per_label: bool) -> list[float]:
     probabilities, labels = np.asarray(probabilities, dtype=np.float64), np.asarray(labels).astype(bool)
     candidates = sorted(THRESHOLD_GRID, key=lambda threshold: abs(threshold - 0.5))
     if per_label:
-        return [max(candidates, key=lambda t: _f1(probabilities[:, j] >= t, labels[:, j]))
-                for j in range(labels.shape[1])]
+        return [
+            max(candidates, key=lambda t: _f1(probabilities[:, j] >= t, labels[:, j])) for j in range(labels.shape[1])
+        ]
     best = max(candidates, key=lambda t: _f1(decide_labels(probabilities, [t] * labels.shape[1]).numpy(), labels))
     return [best] * labels.shape[1]
 
@@ -98,9 +99,11 @@ def coverage_table(logits, labels, thresholds=COVERAGE_THRESHOLDS) -> list[dict]
     rows = []
     for threshold in thresholds:
         kept = top >= threshold
-        rows.append({
-            "threshold": float(threshold),
-            "labelled_share": float(kept.mean()) if len(kept) else 0.0,
-            "accuracy": float(correct[kept].mean()) if kept.any() else None,
-        })
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "labelled_share": float(kept.mean()) if len(kept) else 0.0,
+                "accuracy": float(correct[kept].mean()) if kept.any() else None,
+            }
+        )
     return rows

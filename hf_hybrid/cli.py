@@ -83,9 +83,14 @@ def _model_source_parser(prog: str, description: str) -> argparse.ArgumentParser
     parser.add_argument("--model", required=True, help="a model folder or Hub repo id")
     parser.add_argument("--revision", help="branch, tag or commit of the Hub repo")
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--fold_for_inference", nargs="?", const="float32", choices=["float32", "bfloat16"],
-                        help="fast CPU path: the embedding folded into the convolutions (tables in float32, "
-                             "about 600 MB at the default size, or bfloat16, half that)")
+    parser.add_argument(
+        "--fold_for_inference",
+        nargs="?",
+        const="float32",
+        choices=["float32", "bfloat16"],
+        help="fast CPU path: the embedding folded into the convolutions (tables in float32, "
+        "about 600 MB at the default size, or bfloat16, half that)",
+    )
     return parser
 
 
@@ -129,17 +134,25 @@ def run_evaluate(argv: list[str]) -> None:
     fold_if_asked(model, args)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     multi_label = model.config.is_multi_label
-    table = prepare_table(read_table(args.test_file), args.title_column, args.abstract_column, args.label_column,
-                          source=args.test_file, multi_label=multi_label)
-    tokenized = tokenize_papers(encode_labels(table, label_names, source=args.test_file, multi_label=multi_label),
-                                tokenizer)
+    table = prepare_table(
+        read_table(args.test_file),
+        args.title_column,
+        args.abstract_column,
+        args.label_column,
+        source=args.test_file,
+        multi_label=multi_label,
+    )
+    tokenized = tokenize_papers(
+        encode_labels(table, label_names, source=args.test_file, multi_label=multi_label), tokenizer
+    )
     logits = predict_logits(model, tokenizer, tokenized, batch_size=args.batch_size, description="Evaluating")
     labels = np.asarray(tokenized[LABEL_COLUMN])
     report = evaluation_report(labels, logits, label_names, model.config.label_thresholds)
     if args.output_file:
         Path(args.output_file).write_text(json.dumps(report, indent=2))
-    summary = {key: report[key] for key in (*summary_metrics(labels), *CALIBRATION_METRICS, "num_samples")
-               if key in report}
+    summary = {
+        key: report[key] for key in (*summary_metrics(labels), *CALIBRATION_METRICS, "num_samples") if key in report
+    }
     if not multi_label:
         summary["coverage"] = report["coverage"]
     summary["per_class_f1"] = {name: scores["f1-score"] for name, scores in report["per_class"].items()}
@@ -152,41 +165,74 @@ def run_predict(argv: list[str]) -> None:
     parser.add_argument("--title", help="one paper's title")
     parser.add_argument("--abstract", help="one paper's abstract")
     parser.add_argument("--input_file", help="CSV, JSON/JSONL or Parquet of papers, classified in chunks")
-    parser.add_argument("--output_file", help="JSON Lines, one result per paper in input order (default: stdout); "
-                                              "a folder of part files with --output_format parquet")
+    parser.add_argument(
+        "--output_file",
+        help="JSON Lines, one result per paper in input order (default: stdout); "
+        "a folder of part files with --output_format parquet",
+    )
     parser.add_argument("--output_format", choices=bulk.OUTPUT_FORMATS, default="jsonl")
     parser.add_argument("--title_column", default="title")
     parser.add_argument("--abstract_column", default="abstract")
     parser.add_argument("--id_column", help="a column of the input copied into each result (e.g. the paper's id)")
     parser.add_argument("--top_words", type=int, default=5, help="most-attended words to report per field (0: none)")
     parser.add_argument("--top_k", type=int, help="also list the K most probable labels with their probabilities")
-    parser.add_argument("--threshold", type=float,
-                        help="abstain below this top probability: label null and needs_review true (multi-label "
-                        "models: every label with a probability this high, instead of the model's own thresholds)")
-    parser.add_argument("--allow_empty", action="store_true",
-                        help="multi-label models: a paper with no label above its threshold gets none (by default, "
-                        "its most probable one); needs_review is true either way")
-    parser.add_argument("--no_fold", action="store_true",
-                        help="with --input_file: do not fold the model for fast CPU inference (folding is the "
-                             "default for files; its tables take about 600 MB at the default size)")
-    parser.add_argument("--chunk_size", type=int, default=bulk.CHUNK_SIZE,
-                        help="papers read, classified and written at a time (memory grows with it)")
-    parser.add_argument("--num_shards", type=int, default=1,
-                        help="split the input into this many parts: rows i with i %% num_shards == shard_index")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="abstain below this top probability: label null and needs_review true (multi-label "
+        "models: every label with a probability this high, instead of the model's own thresholds)",
+    )
+    parser.add_argument(
+        "--allow_empty",
+        action="store_true",
+        help="multi-label models: a paper with no label above its threshold gets none (by default, "
+        "its most probable one); needs_review is true either way",
+    )
+    parser.add_argument(
+        "--no_fold",
+        action="store_true",
+        help="with --input_file: do not fold the model for fast CPU inference (folding is the "
+        "default for files; its tables take about 600 MB at the default size)",
+    )
+    parser.add_argument(
+        "--chunk_size",
+        type=int,
+        default=bulk.CHUNK_SIZE,
+        help="papers read, classified and written at a time (memory grows with it)",
+    )
+    parser.add_argument(
+        "--num_shards",
+        type=int,
+        default=1,
+        help="split the input into this many parts: rows i with i %% num_shards == shard_index",
+    )
     parser.add_argument("--shard_index", type=int, default=0, help="which part this process classifies")
-    parser.add_argument("--num_workers", type=int, default=1,
-                        help="processes on this machine, each with its own model and share of the cores, each "
-                             "classifying a shard; merged into --output_file at the end")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start the output again instead of continuing it")
+    parser.add_argument(
+        "--num_workers",
+        type=int,
+        default=1,
+        help="processes on this machine, each with its own model and share of the cores, each "
+        "classifying a shard; merged into --output_file at the end",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="start the output again instead of continuing it")
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
     if args.no_fold and args.fold_for_inference:
         parser.error("give --fold_for_inference or --no_fold, not both")
-    check_ranges(args, {"batch_size": AT_LEAST_ONE, "top_words": NOT_NEGATIVE, "top_k": AT_LEAST_ONE,
-                        "threshold": PROBABILITY_OR_ONE, "chunk_size": AT_LEAST_ONE, "num_shards": AT_LEAST_ONE,
-                        "shard_index": NOT_NEGATIVE, "num_workers": AT_LEAST_ONE})
+    check_ranges(
+        args,
+        {
+            "batch_size": AT_LEAST_ONE,
+            "top_words": NOT_NEGATIVE,
+            "top_k": AT_LEAST_ONE,
+            "threshold": PROBABILITY_OR_ONE,
+            "chunk_size": AT_LEAST_ONE,
+            "num_shards": AT_LEAST_ONE,
+            "shard_index": NOT_NEGATIVE,
+            "num_workers": AT_LEAST_ONE,
+        },
+    )
     if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
         parser.error("--num_workers needs --input_file and --output_file")
     if args.input_file is not None:
@@ -207,21 +253,45 @@ def run_predict(argv: list[str]) -> None:
         return
     fold = None if args.no_fold else (args.fold_for_inference or "float32")
     settings = bulk.BulkSettings(
-        input_file=str(Path(args.input_file).resolve()), input_bytes=Path(args.input_file).stat().st_size,
-        model=args.model, revision=args.revision, title_column=args.title_column,
-        abstract_column=args.abstract_column, id_column=args.id_column, top_words=args.top_words, top_k=args.top_k,
-        threshold=args.threshold, fold=fold, output_format=args.output_format, num_shards=args.num_shards,
-        shard_index=args.shard_index, allow_empty=args.allow_empty)
+        input_file=str(Path(args.input_file).resolve()),
+        input_bytes=Path(args.input_file).stat().st_size,
+        model=args.model,
+        revision=args.revision,
+        title_column=args.title_column,
+        abstract_column=args.abstract_column,
+        id_column=args.id_column,
+        top_words=args.top_words,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        fold=fold,
+        output_format=args.output_format,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        allow_empty=args.allow_empty,
+    )
     if args.num_workers > 1:
         del model  # each worker loads its own
-        bulk.classify_with_workers(settings, args.output_file, args.num_workers, batch_size=args.batch_size,
-                                   chunk_size=args.chunk_size, overwrite=args.overwrite)
+        bulk.classify_with_workers(
+            settings,
+            args.output_file,
+            args.num_workers,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+        )
         return
     if fold:
         model.fold_for_inference(fold)
         logger.info("folded the model for fast CPU inference: %s (--no_fold to skip)", bulk.describe_fold(model))
-    bulk.classify_file(model, tokenizer, settings, args.output_file, batch_size=args.batch_size,
-                       chunk_size=args.chunk_size, overwrite=args.overwrite)
+    bulk.classify_file(
+        model,
+        tokenizer,
+        settings,
+        args.output_file,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        overwrite=args.overwrite,
+    )
 
 
 @command("merge-predictions", "merge the outputs of predict --num_shards into the output of one run")
@@ -270,8 +340,11 @@ def run_demo(argv: list[str]) -> None:
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     parser.add_argument("--write_space", metavar="DIR", help="write a Hub Space for the pushed model here instead")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="with --write_space: replace the Space's files (README.md, app.py, ...) already in DIR")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --write_space: replace the Space's files (README.md, app.py, ...) already in DIR",
+    )
     args = parser.parse_args(argv)
     from . import demo  # Gradio is an optional extra: only this command needs it
 
@@ -282,8 +355,11 @@ def run_demo(argv: list[str]) -> None:
         demo.check_space_folder(args.write_space, args.overwrite)  # before asking the Hub anything
         commit = pinned_commit(args.model, args.revision)
         check_space_can_load(args.model, commit)
-        print(demo.write_space(args.write_space, args.model, commit, space_labels(args.model, commit),
-                               overwrite=args.overwrite))
+        print(
+            demo.write_space(
+                args.write_space, args.model, commit, space_labels(args.model, commit), overwrite=args.overwrite
+            )
+        )
         return
     tokenizer, model = load_trained(args.model, args.revision)
     page = demo.build_demo(ArxivClassificationPipeline(model=model, tokenizer=tokenizer))
@@ -301,8 +377,10 @@ def check_space_can_load(repo_id: str, commit: str) -> None:
     if not {"model.safetensors", "model.safetensors.index.json"} & files:
         missing.append("model.safetensors")
     if missing:
-        raise DataError(f"{repo_id} at commit {commit} has no {', '.join(missing)}, so a Space could not load it: "
-                        "push the complete model folder (hf-hybrid push) and try again")
+        raise DataError(
+            f"{repo_id} at commit {commit} has no {', '.join(missing)}, so a Space could not load it: "
+            "push the complete model folder (hf-hybrid push) and try again"
+        )
 
 
 def space_labels(repo_id: str, commit: str) -> list[str]:

@@ -27,8 +27,9 @@ LABEL_IDS_COLUMN = "label_ids"
 NEAR_EMPTY_WORDS = 5
 
 
-def read_table(path: str | None = None, dataset_name: str | None = None, config: str | None = None,
-               split: str = "train") -> Dataset:
+def read_table(
+    path: str | None = None, dataset_name: str | None = None, config: str | None = None, split: str = "train"
+) -> Dataset:
     """Reads a local file (its format chosen by extension) or one split of a Hub dataset."""
     if path is not None:
         reader = READERS.get(Path(path).suffix.lower())
@@ -52,8 +53,9 @@ def read_table(path: str | None = None, dataset_name: str | None = None, config:
     except Exception as error:  # datasets raises many types; the user needs the cause in one line
         cause = error.__cause__ or error
         if isinstance(cause, UnicodeDecodeError):
-            raise DataError(f"{source}: is not UTF-8 text (it holds byte {cause.object[cause.start]:#x}): "
-                            "save it as UTF-8") from error
+            raise DataError(
+                f"{source}: is not UTF-8 text (it holds byte {cause.object[cause.start]:#x}): save it as UTF-8"
+            ) from error
         raise DataError(f"{source}: could not be read ({type(cause).__name__}: {cause})") from error
     if len(table) == 0:
         raise DataError(f"{source}: has no rows")
@@ -68,8 +70,14 @@ def _has_no_rows(path: str, header_lines: int) -> bool:
     return True
 
 
-def prepare_table(table: Dataset, title_column: str, abstract_column: str, label_column: str,
-                  source: str = "data", multi_label: bool = False) -> Dataset:
+def prepare_table(
+    table: Dataset,
+    title_column: str,
+    abstract_column: str,
+    label_column: str,
+    source: str = "data",
+    multi_label: bool = False,
+) -> Dataset:
     """Keeps the three columns as `title`, `abstract`, `label_name`, with missing texts as empty strings,
     and drops papers that have neither a title nor an abstract. `multi_label`: `label_name` is the paper's
     labels, sorted and space-separated, read from space-separated text or a list of names."""
@@ -79,8 +87,11 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}; it has {', '.join(table.column_names)}")
     # Lists, objects or bytes where text belongs would become their Python spelling, read as words.
     names_allowed = {label_column} if multi_label else set()
-    not_text = [f"{column} ({table.features[column]})" for column in wanted
-                if not (_holds_text(table, column) or column in names_allowed and _holds_names(table, column))]
+    not_text = [
+        f"{column} ({table.features[column]})"
+        for column in wanted
+        if not (_holds_text(table, column) or column in names_allowed and _holds_names(table, column))
+    ]
     if not_text:
         raise DataError(f"{source}: column(s) {', '.join(not_text)} should hold text, one value per paper")
     table = table.select_columns(list(wanted)).rename_columns({k: v for k, v in wanted.items() if k != v})
@@ -103,8 +114,9 @@ def prepare_table(table: Dataset, title_column: str, abstract_column: str, label
         desc="Dropping empty papers",
     )
     if len(kept) < len(table):
-        logger.warning("%s: dropped %d of %d papers with no text or no label", source, len(table) - len(kept),
-                       len(table))
+        logger.warning(
+            "%s: dropped %d of %d papers with no text or no label", source, len(table) - len(kept), len(table)
+        )
     if len(kept) == 0:
         raise DataError(f"{source}: no paper has a title or an abstract and a label")
     return kept
@@ -151,11 +163,14 @@ def encode_labels(table: Dataset, label_names: list[str], source: str = "data", 
         raise DataError(f"{source}: labels {unknown} are not among the model's {label_names}")
     index = {name: i for i, name in enumerate(label_names)}
     if multi_label:
+
         def encode(batch):
             return {LABEL_COLUMN: [[index[n] for n in text.split(" ")] for text in batch["label_name"]]}
     else:
+
         def encode(batch):
             return {LABEL_COLUMN: [index[n] for n in batch["label_name"]]}
+
     table = table.map(encode, batched=True, remove_columns=["label_name"], desc="Encoding labels")
     label = ClassLabel(names=list(label_names))
     return table.cast_column(LABEL_COLUMN, Sequence(label) if multi_label else label)
@@ -189,12 +204,18 @@ def stratified_split(table: Dataset, held_out: dict[str, float], seed: int) -> D
         common = strata.most_common(1)[0][0]
         rarest = [label if strata[label] >= len(held_out) + 1 else common for label in rarest]
         split = stratified_split(
-            table.add_column(STRATUM_COLUMN, rarest).cast_column(STRATUM_COLUMN, ClassLabel(names=names))
+            table.add_column(STRATUM_COLUMN, rarest)
+            .cast_column(STRATUM_COLUMN, ClassLabel(names=names))
             .rename_columns({LABEL_COLUMN: "_labels", STRATUM_COLUMN: LABEL_COLUMN}),
-            held_out, seed,
+            held_out,
+            seed,
         )
-        return DatasetDict({name: part.remove_columns(LABEL_COLUMN).rename_column("_labels", LABEL_COLUMN)
-                            for name, part in split.items()})
+        return DatasetDict(
+            {
+                name: part.remove_columns(LABEL_COLUMN).rename_column("_labels", LABEL_COLUMN)
+                for name, part in split.items()
+            }
+        )
     counts = Counter(table[LABEL_COLUMN])
     smallest = min(counts, key=counts.get)
     if counts[smallest] < len(held_out) + 1:
@@ -219,24 +240,32 @@ class PaperSplits(DatasetDict):
     cleaning: dict = {}
 
 
-def unify_label_case(tables: dict[str, Dataset],
-                     multi_label: bool = False) -> tuple[dict[str, Dataset], dict[str, str]]:
+def unify_label_case(
+    tables: dict[str, Dataset], multi_label: bool = False
+) -> tuple[dict[str, Dataset], dict[str, str]]:
     """Labels that differ only in case (`cs.AI`, `CS.AI`) are one class, spelled as its most frequent
     spelling; returns the tables and the spellings replaced ({old: new})."""
-    counts = Counter(name for table in tables.values() for text in table["label_name"]
-                     for name in label_list(text, multi_label))
+    counts = Counter(
+        name for table in tables.values() for text in table["label_name"] for name in label_list(text, multi_label)
+    )
     spelling = {}
     for name, _ in counts.most_common():
         spelling.setdefault(name.casefold(), name)
     renamed = {name: spelling[name.casefold()] for name in sorted(counts) if spelling[name.casefold()] != name}
     if not renamed:
         return tables, renamed
-    logger.warning("labels that differ only in case are one class: %s",
-                   ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items()))
+    logger.warning(
+        "labels that differ only in case are one class: %s",
+        ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items()),
+    )
 
     def respell(batch):
-        return {"label_name": [" ".join(sorted({spelling[name.casefold()] for name in label_list(text, multi_label)}))
-                               for text in batch["label_name"]]}
+        return {
+            "label_name": [
+                " ".join(sorted({spelling[name.casefold()] for name in label_list(text, multi_label)}))
+                for text in batch["label_name"]
+            ]
+        }
 
     return {name: table.map(respell, batched=True, desc="Unifying labels") for name, table in tables.items()}, renamed
 
@@ -252,8 +281,12 @@ def remove_duplicates(train: Dataset, held_out: dict[str, Dataset], source: str)
 
     held_out_keys = {key(t, a) for table in held_out.values() for t, a in zip(table["title"], table["abstract"])}
     first_label, keep = {}, []
-    report = {"duplicates_removed": 0, "duplicates_with_another_label": 0, "also_in_validation_or_test_file": 0,
-              "near_empty_papers": sum(len(" ".join(k).split()) < NEAR_EMPTY_WORDS for k in held_out_keys)}
+    report = {
+        "duplicates_removed": 0,
+        "duplicates_with_another_label": 0,
+        "also_in_validation_or_test_file": 0,
+        "near_empty_papers": sum(len(" ".join(k).split()) < NEAR_EMPTY_WORDS for k in held_out_keys),
+    }
     for index, (title, abstract, label) in enumerate(zip(train["title"], train["abstract"], train["label_name"])):
         paper = key(title, abstract)
         if paper in held_out_keys:
@@ -267,15 +300,22 @@ def remove_duplicates(train: Dataset, held_out: dict[str, Dataset], source: str)
             report["near_empty_papers"] += len(" ".join(paper).split()) < NEAR_EMPTY_WORDS
     removed = report["duplicates_removed"] + report["also_in_validation_or_test_file"]
     log = logger.warning if removed or report["near_empty_papers"] else logger.info
-    log("%s: removed %d duplicate paper(s) (%d of them labelled differently) and %d also in the validation or test "
-        "file; %d paper(s) have fewer than %d words", source, report["duplicates_removed"],
-        report["duplicates_with_another_label"], report["also_in_validation_or_test_file"],
-        report["near_empty_papers"], NEAR_EMPTY_WORDS)
+    log(
+        "%s: removed %d duplicate paper(s) (%d of them labelled differently) and %d also in the validation or test "
+        "file; %d paper(s) have fewer than %d words",
+        source,
+        report["duplicates_removed"],
+        report["duplicates_with_another_label"],
+        report["also_in_validation_or_test_file"],
+        report["near_empty_papers"],
+        NEAR_EMPTY_WORDS,
+    )
     return (train.select(keep) if removed else train), report
 
 
-def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
-                multi_label: bool = False) -> DatasetDict:
+def load_papers(
+    data_args, seed: int = 42, label_names: list[str] | None = None, multi_label: bool = False
+) -> DatasetDict:
     """Reads, cleans, labels and splits the papers described by `DataArguments` (`multi_label`: each paper's
     labels, space-separated or a list).
 
@@ -292,7 +332,9 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
     columns = (data_args.title_column, data_args.abstract_column, data_args.label_column)
     train = prepare_table(
         read_table(data_args.train_file, data_args.dataset_name, data_args.dataset_config, data_args.dataset_split),
-        *columns, source=source, multi_label=multi_label,
+        *columns,
+        source=source,
+        multi_label=multi_label,
     )
     extra = {
         name: prepare_table(read_table(path), *columns, source=path, multi_label=multi_label)
@@ -320,16 +362,19 @@ def load_papers(data_args, seed: int = 42, label_names: list[str] | None = None,
     extra = {name: encode_labels(table, label_names, name, multi_label) for name, table in extra.items()}
     sizes = {"test": data_args.test_size, "validation": data_args.validation_size}
     split_seed = seed if data_args.split_seed is None else data_args.split_seed
-    splits = PaperSplits(stratified_split(train, {name: size for name, size in sizes.items() if name not in extra},
-                                          split_seed))
+    splits = PaperSplits(
+        stratified_split(train, {name: size for name, size in sizes.items() if name not in extra}, split_seed)
+    )
     splits.update(extra)
     splits.cleaning = cleaning
     if data_args.max_train_samples is not None:
         kept = min(data_args.max_train_samples, len(splits["train"]))
         splits["train"] = splits["train"].shuffle(seed=seed).select(range(kept))
     if len(splits["train"]) < 2:
-        raise DataError(f"{source}: {len(splits['train'])} training paper(s) after cleaning and splitting; training "
-                        "needs at least 2 (BatchNorm trains on the spread of a batch): give more papers")
+        raise DataError(
+            f"{source}: {len(splits['train'])} training paper(s) after cleaning and splitting; training "
+            "needs at least 2 (BatchNorm trains on the spread of a batch): give more papers"
+        )
     for name, split in splits.items():
         logger.info("%s: %d papers", name, len(split))
     return splits
@@ -341,20 +386,26 @@ def check_single_names(label_texts: list[str], source: str) -> None:
     names = set(label_texts)
     combined = sorted(text for text in names if " " in text and all(part in names for part in text.split(" ")))
     if combined:
-        raise DataError(f"{source}: labels such as {combined[0]!r} list several of the other labels; to give each "
-                        "paper every label it lists, train with --problem_type multi_label_classification")
+        raise DataError(
+            f"{source}: labels such as {combined[0]!r} list several of the other labels; to give each "
+            "paper every label it lists, train with --problem_type multi_label_classification"
+        )
 
 
 def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:
     """The papers of `table` with one of the `wanted` labels; a multi-label paper keeps only those of its labels."""
     if multi_label:
+
         def restrict(batch):
-            return {"label_name": [" ".join(name for name in text.split(" ") if name in wanted)
-                                   for text in batch["label_name"]]}
+            return {
+                "label_name": [
+                    " ".join(name for name in text.split(" ") if name in wanted) for text in batch["label_name"]
+                ]
+            }
+
         table = table.map(restrict, batched=True, desc="Keeping --labels")
         return table.filter(lambda batch: [bool(text) for text in batch["label_name"]], batched=True)
-    return table.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True,
-                        desc="Keeping --labels")
+    return table.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True, desc="Keeping --labels")
 
 
 def training_texts(train: Dataset):
@@ -369,8 +420,9 @@ def tokenize_papers(papers: Dataset | DatasetDict, tokenizer) -> Dataset | Datas
     """Encodes papers (one table or every split) once into Arrow; padding is left to the collator, per batch."""
 
     tables = papers.values() if isinstance(papers, DatasetDict) else [papers]
-    label_count = next((len(label_names_of(t)) for t in tables if LABEL_COLUMN in t.column_names and
-                        is_multi_label_table(t)), None)
+    label_count = next(
+        (len(label_names_of(t)) for t in tables if LABEL_COLUMN in t.column_names and is_multi_label_table(t)), None
+    )
     replaced = list(TEXT_COLUMNS)
     if label_count is not None:
         # The model's binary cross-entropy takes multi-hot rows (one 0/1 per label) in place of the label ids.

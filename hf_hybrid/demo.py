@@ -127,18 +127,24 @@ def explain_paper(classify, title: str | None, abstract: str | None, threshold: 
     title, abstract = check_paper(title, abstract)
     tokenizer = classify.tokenizer
     decision = {} if not threshold else {"threshold": threshold}
-    result = classify({"title": title, "abstract": abstract},
-                      top_words=max(tokenizer.max_title_length, tokenizer.max_abstract_length), **decision)
+    result = classify(
+        {"title": title, "abstract": abstract},
+        top_words=max(tokenizer.max_title_length, tokenizer.max_abstract_length),
+        **decision,
+    )
     notes = []
     if "labels" in result:  # a multi-label model: every label at or above its threshold
         rule = f"a probability of {threshold:.2f} or more" if threshold else "a probability at its threshold or above"
         notes.append(f"Labels: {', '.join(result['labels'])} (each with {rule}).")
         if result["needs_review"]:
-            notes.append("No label reached its threshold, so the paper gets its most probable one; it needs a "
-                         "person's review.")
+            notes.append(
+                "No label reached its threshold, so the paper gets its most probable one; it needs a person's review."
+            )
     elif result.get("needs_review"):
-        notes.append(f"Below the threshold: the top probability, {result['score']:.2f}, is under {threshold:.2f}, "
-                     "so no label is given; this paper needs a person's review.")
+        notes.append(
+            f"Below the threshold: the top probability, {result['score']:.2f}, is under {threshold:.2f}, "
+            "so no label is given; this paper needs a person's review."
+        )
     for field, text in (("title", title), ("abstract", abstract)):
         limit = getattr(tokenizer, f"max_{field}_length")
         encoded = tokenizer(**{"text" if field == "title" else "text_pair": text}, truncation=False)
@@ -189,8 +195,13 @@ def build_demo(classify):
         except PaperError as error:
             return None, None, None, None, f"**{error}**"
         notes = "\n".join(f"- {note}" for note in shown["notes"])
-        return (shown["scores"], shown["fusion_weights"], _highlighted(shown["title_words"]),
-                _highlighted(shown["abstract_words"]), notes)
+        return (
+            shown["scores"],
+            shown["fusion_weights"],
+            _highlighted(shown["title_words"]),
+            _highlighted(shown["abstract_words"]),
+            notes,
+        )
 
     with gr.Blocks(title="arXiv paper classifier") as demo:
         gr.Markdown(
@@ -201,8 +212,14 @@ def build_demo(classify):
             with gr.Column():
                 title = gr.Textbox(label="Title", lines=1, max_lines=3, elem_id="title")
                 abstract = gr.Textbox(label="Abstract", lines=8, elem_id="abstract")
-                threshold = gr.Slider(0, 1, value=0, step=0.05, elem_id="threshold",
-                                      label="Review threshold: below this top probability, no label is given")
+                threshold = gr.Slider(
+                    0,
+                    1,
+                    value=0,
+                    step=0.05,
+                    elem_id="threshold",
+                    label="Review threshold: below this top probability, no label is given",
+                )
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
                 gr.Examples(EXAMPLES, inputs=[title, abstract], label="Example papers")
             with gr.Column():
@@ -211,8 +228,9 @@ def build_demo(classify):
                 fusion = gr.Label(label="Title vs abstract (fusion weights)", show_heading=False, elem_id="fusion")
         highlighting = dict(show_legend=False, show_inline_category=False, combine_adjacent=False)
         title_words = gr.HighlightedText(label="Title: attention per word", elem_id="title_words", **highlighting)
-        abstract_words = gr.HighlightedText(label="Abstract: attention per word", elem_id="abstract_words",
-                                            **highlighting)
+        abstract_words = gr.HighlightedText(
+            label="Abstract: attention per word", elem_id="abstract_words", **highlighting
+        )
         outputs = [scores, fusion, title_words, abstract_words, message]
         button.click(submit, inputs=[title, abstract, threshold], outputs=outputs)
         abstract.submit(submit, inputs=[title, abstract, threshold], outputs=outputs)
@@ -230,8 +248,10 @@ def check_space_folder(folder: str | Path, overwrite: bool = False) -> None:
         raise FileExistsError(f"{folder} is a file, not a folder: give a new or empty folder for the Space")
     present = [name for name in SPACE_FILES if (folder / name).exists()]
     if present and not overwrite:
-        raise FileExistsError(f"{folder} holds files a Space would overwrite ({', '.join(present)}): give a new or "
-                              "empty folder, or --overwrite to replace them")
+        raise FileExistsError(
+            f"{folder} holds files a Space would overwrite ({', '.join(present)}): give a new or "
+            "empty folder, or --overwrite to replace them"
+        )
 
 
 def write_space(folder: str | Path, repo_id: str, revision: str, labels: list[str], overwrite: bool = False) -> Path:
@@ -241,13 +261,22 @@ def write_space(folder: str | Path, repo_id: str, revision: str, labels: list[st
     folder = Path(folder)
     check_space_folder(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
-    values = dict(repo_id=repo_id, revision=revision, gradio_version=_version("gradio"), labels=", ".join(labels),
-                  title=f"{repo_id.split('/')[-1]} demo")
+    values = dict(
+        repo_id=repo_id,
+        revision=revision,
+        gradio_version=_version("gradio"),
+        labels=", ".join(labels),
+        title=f"{repo_id.split('/')[-1]} demo",
+    )
     (folder / "app.py").write_text(SPACE_APP.format(**values))
     (folder / "README.md").write_text(SPACE_README.format(**values))
     shutil.copyfile(__file__, folder / "arxiv_demo.py")
-    requirements = [f"gradio=={values['gradio_version']}", f"transformers=={_version('transformers')}",
-                    f"tokenizers=={_version('tokenizers')}", f"torch>={_version('torch').split('+')[0]}"]
+    requirements = [
+        f"gradio=={values['gradio_version']}",
+        f"transformers=={_version('transformers')}",
+        f"tokenizers=={_version('tokenizers')}",
+        f"torch>={_version('torch').split('+')[0]}",
+    ]
     (folder / "requirements.txt").write_text("\n".join(requirements) + "\n")
     return folder
 

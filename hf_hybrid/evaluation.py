@@ -42,8 +42,9 @@ def is_multi_label(labels) -> bool:
     return np.ndim(labels) == 2
 
 
-def classification_scores(labels, logits, label_names: list[str], with_calibration: bool = False,
-                          thresholds: list[float] | None = None) -> dict:
+def classification_scores(
+    labels, logits, label_names: list[str], with_calibration: bool = False, thresholds: list[float] | None = None
+) -> dict:
     """The metric module's scores of the model's decisions against `labels` (and of their probabilities'
     calibration): the argmax of `logits`, or for multi-hot `labels`, every label whose sigmoid reaches its threshold
     (`thresholds`, else 0.5), at least the most probable one, as the pipelines decide."""

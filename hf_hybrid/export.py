@@ -55,8 +55,12 @@ class _LogitsOnly(torch.nn.Module):
         pad = self.model.config.pad_token_id
         title_input_ids, title_attention_mask, abstract_input_ids, abstract_attention_mask = (
             torch.nn.functional.pad(tensor, (0, 1), value=value)
-            for tensor, value in ((title_input_ids, pad), (title_attention_mask, 0),
-                                  (abstract_input_ids, pad), (abstract_attention_mask, 0))
+            for tensor, value in (
+                (title_input_ids, pad),
+                (title_attention_mask, 0),
+                (abstract_input_ids, pad),
+                (abstract_attention_mask, 0),
+            )
         )
         return self.model(
             title_input_ids=title_input_ids,
@@ -83,8 +87,9 @@ def _forget_cached_lstm_kernels():
             cache.clear()
 
 
-def export_onnx(model, tokenizer, output_dir: str | Path, quantize: str | None = None,
-                sample: list[tuple[str, str]] | None = None) -> Path:
+def export_onnx(
+    model, tokenizer, output_dir: str | Path, quantize: str | None = None, sample: list[tuple[str, str]] | None = None
+) -> Path:
     """Writes `model.onnx` (and `model_int8.onnx` with `quantize="int8"`), the tokenizer and the config
     to `output_dir`; returns the path of the model to serve.
 
@@ -101,8 +106,9 @@ def export_onnx(model, tokenizer, output_dir: str | Path, quantize: str | None =
     output_dir.mkdir(parents=True, exist_ok=True)
     names = list(tokenizer.model_input_names)
     # Two papers of different lengths, so that no dimension is taken for a constant.
-    example = tokenizer(["a first title", "second"], ["an abstract of some words", "short one"],
-                        padding=True, return_tensors="pt")
+    example = tokenizer(
+        ["a first title", "second"], ["an abstract of some words", "short one"], padding=True, return_tensors="pt"
+    )
     batch, title, abstract = torch.export.Dim("batch"), torch.export.Dim("title"), torch.export.Dim("abstract")
     shapes = {"title": {0: batch, 1: title}, "abstract": {0: batch, 1: abstract}}
     path = output_dir / ONNX_FILE
@@ -131,8 +137,13 @@ def sample_papers(tokenizer, count: int = SAMPLE_PAPERS, seed: int = 0) -> list[
     special = set(tokenizer.all_special_tokens)
     words = sorted(word for word in tokenizer.get_vocab() if word not in special)
     rng = random.Random(seed)
-    return [(" ".join(rng.choices(words, k=rng.randint(1, tokenizer.max_title_length))),
-             " ".join(rng.choices(words, k=rng.randint(1, tokenizer.max_abstract_length)))) for _ in range(count)]
+    return [
+        (
+            " ".join(rng.choices(words, k=rng.randint(1, tokenizer.max_title_length))),
+            " ".join(rng.choices(words, k=rng.randint(1, tokenizer.max_abstract_length))),
+        )
+        for _ in range(count)
+    ]
 
 
 def graph_labels(path: str | Path, tokenizer, papers: list[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
@@ -152,8 +163,10 @@ def _wide_branch_nodes(model) -> list[str]:
     """The nodes of the wide branch (by the module scope torch.onnx records): kept in float32. Its weights are
     looked up per paper (GatherND) and summed by a product of two activations, which ONNX Runtime's dynamic
     quantization does not touch today; excluding them keeps it so if it learns to."""
-    scopes = ((node.name, {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes", ""))
-              for node in model.graph.node)
+    scopes = (
+        (node.name, {p.key: p.value for p in node.metadata_props}.get("pkg.torch.onnx.name_scopes", ""))
+        for node in model.graph.node
+    )
     return [name for name, scope in scopes if "model.wide" in scope]
 
 
@@ -168,16 +181,28 @@ def quantize_int8(path: Path, quantized: Path, tokenizer, papers: list[tuple[str
     keep_float = _wide_branch_nodes(onnx.load(str(path), load_external_data=False))
     reference = graph_labels(path, tokenizer, papers)
     for what, op_types in INT8_STEPS:
-        quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
-                         nodes_to_exclude=keep_float)
+        quantize_dynamic(
+            str(path),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=keep_float,
+        )
         changed = int((graph_labels(quantized, tokenizer, papers) != reference).sum())
         same = 1 - changed / len(papers)
-        summary = (f"int8: {changed} of {len(papers)} sample papers change label with {what} quantized "
-                   f"({100 * same:.1f}% the same as {path.name}")
+        summary = (
+            f"int8: {changed} of {len(papers)} sample papers change label with {what} quantized "
+            f"({100 * same:.1f}% the same as {path.name}"
+        )
         if same >= INT8_SAME_LABEL + INT8_MARGIN:
-            logger.info("%s; the rule is %.0f%%, kept with a margin of %.1f points)", summary, 100 * INT8_SAME_LABEL,
-                        100 * INT8_MARGIN)
+            logger.info(
+                "%s; the rule is %.0f%%, kept with a margin of %.1f points)",
+                summary,
+                100 * INT8_SAME_LABEL,
+                100 * INT8_MARGIN,
+            )
             return
         logger.info("%s, not above the %.0f%% rule by %.1f points)", summary, 100 * INT8_SAME_LABEL, 100 * INT8_MARGIN)
-    logger.warning("%s, below the %.0f%% rule): serve %s, which gives PyTorch's labels", summary,
-                   100 * INT8_SAME_LABEL, path.name)
+    logger.warning(
+        "%s, below the %.0f%% rule): serve %s, which gives PyTorch's labels", summary, 100 * INT8_SAME_LABEL, path.name
+    )

@@ -22,13 +22,24 @@ logger = logging.getLogger(__name__)
 # What a model repo receives: the files hf-hybrid writes into a model folder (training, `save_pretrained`,
 # `hf-hybrid export`), by name, and nothing else: not checkpoints, pickles, dotfiles or a user's own files.
 PUSHED_FILES = [
-    "config.json", "model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json",
+    "config.json",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
     *CODE_FILES,
-    "README.md", "eval_results.json", "classification_report.txt", "training_args.json",
-    "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
+    "README.md",
+    "eval_results.json",
+    "classification_report.txt",
+    "training_args.json",
+    "train_results.json",
+    "test_results.json",
+    "all_results.json",
+    "trainer_state.json",
     *PLOT_FILES,
-    "model.onnx", "model_int8.onnx",
+    "model.onnx",
+    "model_int8.onnx",
 ]
 
 
@@ -131,9 +142,11 @@ def pushed_files(folder: str | Path) -> list[str]:
     that are files of the folder itself (a link is followed only to a file of the same folder)."""
     folder = Path(folder).resolve()
     return sorted(
-        path.name for path in folder.iterdir()
+        path.name
+        for path in folder.iterdir()
         if any(fnmatch.fnmatchcase(path.name, pattern) for pattern in PUSHED_FILES)
-        and path.resolve().is_file() and path.resolve().parent == folder
+        and path.resolve().is_file()
+        and path.resolve().parent == folder
     )
 
 

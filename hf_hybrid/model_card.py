@@ -24,13 +24,28 @@ TRAINING_ARGS_FILE = "training_args.json"
 CARD_PLACEHOLDER = "path/to/this/folder"
 # The model's hyperparameters in the card's table: all of the config's but those the card shows otherwise.
 CARD_HYPERPARAMETERS = tuple(
-    name for name in MODEL_HYPERPARAMETERS
+    name
+    for name in MODEL_HYPERPARAMETERS
     if name not in ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
 )
 TRAINING_HYPERPARAMETERS = (
-    "recipe", "num_train_epochs", "per_device_train_batch_size", "optim", "learning_rate", "wide_learning_rate",
-    "weight_decay", "max_grad_norm", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps",
-    "early_stopping_patience", "freeze_embedding_epochs", "calibration", "threshold_tuning", "final_fit", "seed",
+    "recipe",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "optim",
+    "learning_rate",
+    "wide_learning_rate",
+    "weight_decay",
+    "max_grad_norm",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_steps",
+    "early_stopping_patience",
+    "freeze_embedding_epochs",
+    "calibration",
+    "threshold_tuning",
+    "final_fit",
+    "seed",
 )
 
 
@@ -68,22 +83,49 @@ def eval_results(report: dict, dataset_name: str, dataset_type: str, split: str 
     """Accuracy and F1 for `model-index`: the Hub knows the `accuracy` and `f1` metric types, and
     `metric_config` tells macro from weighted F1 (micro, macro and samples F1 and subset accuracy, for a multi-label
     model)."""
-    common = {"task_type": "text-classification", "task_name": "Text Classification",
-              "dataset_name": dataset_name, "dataset_type": dataset_type, "dataset_split": split}
+    common = {
+        "task_type": "text-classification",
+        "task_name": "Text Classification",
+        "dataset_name": dataset_name,
+        "dataset_type": dataset_type,
+        "dataset_split": split,
+    }
     if "f1_micro" in report:
         results = [
-            EvalResult(metric_type="f1", metric_name=f"F1 ({average})", metric_config=average,
-                       metric_value=round(report[f"f1_{average}"], 4), **common)
+            EvalResult(
+                metric_type="f1",
+                metric_name=f"F1 ({average})",
+                metric_config=average,
+                metric_value=round(report[f"f1_{average}"], 4),
+                **common,
+            )
             for average in ("micro", "macro", "samples")
-        ] + [EvalResult(metric_type="accuracy", metric_name="Subset accuracy", metric_config="subset",
-                        metric_value=round(report["subset_accuracy"], 4), **common)]
+        ] + [
+            EvalResult(
+                metric_type="accuracy",
+                metric_name="Subset accuracy",
+                metric_config="subset",
+                metric_value=round(report["subset_accuracy"], 4),
+                **common,
+            )
+        ]
         return results + calibration_results(report, common)
     results = [
         EvalResult(metric_type="accuracy", metric_name="Accuracy", metric_value=round(report["accuracy"], 4), **common),
-        EvalResult(metric_type="f1", metric_name="F1 (macro)", metric_config="macro",
-                   metric_value=round(report["f1_macro"], 4), **common),
-        EvalResult(metric_type="f1", metric_name="F1 (weighted)", metric_config="weighted",
-                   metric_value=round(report["f1_weighted"], 4), **common),
+        EvalResult(
+            metric_type="f1",
+            metric_name="F1 (macro)",
+            metric_config="macro",
+            metric_value=round(report["f1_macro"], 4),
+            **common,
+        ),
+        EvalResult(
+            metric_type="f1",
+            metric_name="F1 (weighted)",
+            metric_config="weighted",
+            metric_value=round(report["f1_weighted"], 4),
+            **common,
+        ),
     ]
     return results + calibration_results(report, common)
 
@@ -92,10 +134,13 @@ def calibration_results(report: dict, common: dict) -> list[EvalResult]:
     if "expected_calibration_error" not in report:  # a model trained before calibration was measured
         return []
     return [
-        EvalResult(metric_type="expected_calibration_error", metric_name="Expected calibration error (15 bins)",
-                   metric_value=round(report["expected_calibration_error"], 4), **common),
-        EvalResult(metric_type="log_loss", metric_name="Log-loss", metric_value=round(report["log_loss"], 4),
-                   **common),
+        EvalResult(
+            metric_type="expected_calibration_error",
+            metric_name="Expected calibration error (15 bins)",
+            metric_value=round(report["expected_calibration_error"], 4),
+            **common,
+        ),
+        EvalResult(metric_type="log_loss", metric_name="Log-loss", metric_value=round(report["log_loss"], 4), **common),
     ]
 
 
@@ -105,20 +150,32 @@ def calibration_table(results: dict) -> str:
     test = results["test"]
     if "calibration" not in results or "uncalibrated" not in test:
         return "Not measured: the model was trained by an hf-hybrid without calibration."
-    stages = [("validation", "before", results["calibration"]["validation"]["before"]),
-              ("validation", "after", results["calibration"]["validation"]["after"]),
-              ("test", "before", test["uncalibrated"]), ("test", "after", test)]
+    stages = [
+        ("validation", "before", results["calibration"]["validation"]["before"]),
+        ("validation", "after", results["calibration"]["validation"]["after"]),
+        ("test", "before", test["uncalibrated"]),
+        ("test", "after", test),
+    ]
     if "f1_micro" in test:
-        lines = ["| split | calibration | ECE (15 bins, every label's probability) | log-loss (binary) | Brier |",
-                 "|---|---|---|---|---|"]
-        lines += [f"| {split} | {stage} | {scores['expected_calibration_error']:.4f} | {scores['log_loss']:.4f} | "
-                  f"{scores['brier_score']:.4f} |" for split, stage, scores in stages]
+        lines = [
+            "| split | calibration | ECE (15 bins, every label's probability) | log-loss (binary) | Brier |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {split} | {stage} | {scores['expected_calibration_error']:.4f} | {scores['log_loss']:.4f} | "
+            f"{scores['brier_score']:.4f} |"
+            for split, stage, scores in stages
+        ]
         return "\n".join(lines)
-    lines = ["| split | calibration | ECE (15 bins) | log-loss | Brier | mean top probability | accuracy |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {split} | {stage} | {scores['expected_calibration_error']:.4f} | {scores['log_loss']:.4f} | "
-              f"{scores['brier_score']:.4f} | {scores['mean_confidence']:.4f} | {scores['accuracy']:.4f} |"
-              for split, stage, scores in stages]
+    lines = [
+        "| split | calibration | ECE (15 bins) | log-loss | Brier | mean top probability | accuracy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {split} | {stage} | {scores['expected_calibration_error']:.4f} | {scores['log_loss']:.4f} | "
+        f"{scores['brier_score']:.4f} | {scores['mean_confidence']:.4f} | {scores['accuracy']:.4f} |"
+        for split, stage, scores in stages
+    ]
     return "\n".join(lines)
 
 
@@ -129,13 +186,17 @@ def threshold_table(results: dict) -> str:
     if not candidates or not test:
         return "Not measured."
     chosen = results["calibration"]["threshold_tuning"]
-    lines = ["| thresholds | validation micro-F1 | validation macro-F1 | test micro-F1 | test macro-F1 | "
-             "test samples-F1 |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| thresholds | validation micro-F1 | validation macro-F1 | test micro-F1 | test macro-F1 | test samples-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, candidate in candidates.items():
         validation, scores = candidate["validation"], test[name]
         label = f"**{name}** (this model's)" if name == chosen else name
-        lines.append(f"| {label} | {validation['f1_micro']:.4f} | {validation['f1_macro']:.4f} | "
-                     f"{scores['f1_micro']:.4f} | {scores['f1_macro']:.4f} | {scores['f1_samples']:.4f} |")
+        lines.append(
+            f"| {label} | {validation['f1_micro']:.4f} | {validation['f1_macro']:.4f} | "
+            f"{scores['f1_micro']:.4f} | {scores['f1_macro']:.4f} | {scores['f1_samples']:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -164,8 +225,10 @@ def describe_final_fit(final_fit: dict | None) -> str:
     if final_fit.get("test"):
         test = final_fit["test"]
         headline = "micro-F1" if "f1_micro" in test else "accuracy"
-        sentence += (f" The test split stayed out of this final fit too: on it, the saved model scores {headline} "
-                     f"{test.get('f1_micro', test.get('accuracy')):.4f}, ECE {test['expected_calibration_error']:.4f}.")
+        sentence += (
+            f" The test split stayed out of this final fit too: on it, the saved model scores {headline} "
+            f"{test.get('f1_micro', test.get('accuracy')):.4f}, ECE {test['expected_calibration_error']:.4f}."
+        )
     return sentence
 
 
@@ -198,12 +261,20 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
     rows = [f"| {name} | {getattr(config, name)} |" for name in CARD_HYPERPARAMETERS]
     rows += [f"| {name} | {settings[name]} |" for name in TRAINING_HYPERPARAMETERS if settings.get(name) is not None]
     if base_model:
-        origin = (f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model}), keeping its vocabulary: "
-                  "words that the base model never saw map to `<UNK>`.")
+        origin = (
+            f"Fine-tuned from [{base_model}](https://huggingface.co/{base_model}), keeping its vocabulary: "
+            "words that the base model never saw map to `<UNK>`."
+        )
     else:
         origin = "Trained from scratch, vocabulary included."
-    best_name, best = next(((key.removeprefix("best_validation_"), value) for key, value in results.items()
-                            if key.startswith("best_validation_")), ("accuracy", None))
+    best_name, best = next(
+        (
+            (key.removeprefix("best_validation_"), value)
+            for key, value in results.items()
+            if key.startswith("best_validation_")
+        ),
+        ("accuracy", None),
+    )
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),

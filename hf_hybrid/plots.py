@@ -10,8 +10,19 @@ import torch
 
 from .plot_files import ATTENTION_PLOT, CALIBRATION_PLOT, CONFUSION_PLOT, HISTORY_PLOT, LABEL_F1_PLOT
 
-__all__ = ["ATTENTION_PLOT", "CALIBRATION_PLOT", "CONFUSION_PLOT", "HISTORY_PLOT", "LABEL_F1_PLOT", "epoch_history",
-           "plot_attention", "plot_calibration", "plot_confusion_matrix", "plot_history", "plot_label_f1"]
+__all__ = [
+    "ATTENTION_PLOT",
+    "CALIBRATION_PLOT",
+    "CONFUSION_PLOT",
+    "HISTORY_PLOT",
+    "LABEL_F1_PLOT",
+    "epoch_history",
+    "plot_attention",
+    "plot_calibration",
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_label_f1",
+]
 
 
 def _pyplot():
@@ -26,8 +37,13 @@ def _pyplot():
 
 def epoch_history(log_history: list[dict]) -> dict[str, list[tuple[float, float]]]:
     """(epoch, value) series of train/validation loss and accuracy from `Trainer.state.log_history`."""
-    keys = {"loss": "train_loss", "train_accuracy": "train_accuracy", "eval_loss": "validation_loss",
-            "eval_accuracy": "validation_accuracy", "eval_f1_micro": "validation_f1_micro"}
+    keys = {
+        "loss": "train_loss",
+        "train_accuracy": "train_accuracy",
+        "eval_loss": "validation_loss",
+        "eval_accuracy": "validation_accuracy",
+        "eval_f1_micro": "validation_f1_micro",
+    }
     series = {name: [] for name in keys.values()}
     for entry in log_history:
         for key, name in keys.items():
@@ -60,8 +76,15 @@ def plot_confusion_matrix(matrix: list[list[int]], label_names: list[str], path:
     image = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axis)
     ticks = range(len(label_names))
-    axis.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names,
-             xlabel="predicted", ylabel="true", title="Test confusion matrix")
+    axis.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=label_names,
+        yticklabels=label_names,
+        xlabel="predicted",
+        ylabel="true",
+        title="Test confusion matrix",
+    )
     plt.setp(axis.get_xticklabels(), rotation=45, ha="right")
     for (row, column), count in np.ndenumerate(matrix):
         color = "white" if count > matrix.max() / 2 else "black"
@@ -76,8 +99,13 @@ def plot_label_f1(per_class: dict[str, dict], path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(7, 0.35 * len(ranked) + 1.5))
     positions = range(len(ranked))
     axis.barh(positions, [scores["f1-score"] for _, scores in ranked], color="tab:blue")
-    axis.set(yticks=positions, yticklabels=[f"{name} ({int(scores['support'])})" for name, scores in ranked],
-             xlim=(0, 1), xlabel="F1 on the test split", title="Test F1 per label (papers)")
+    axis.set(
+        yticks=positions,
+        yticklabels=[f"{name} ({int(scores['support'])})" for name, scores in ranked],
+        xlim=(0, 1),
+        xlabel="F1 on the test split",
+        title="Test F1 per label (papers)",
+    )
     axis.invert_yaxis()
     axis.grid(True, axis="x", alpha=0.3)
     return _save(figure, path)
@@ -92,8 +120,13 @@ def plot_calibration(curves: dict[str, list[dict]], path: Path) -> Path:
     for name, bins in curves.items():
         filled = [b for b in bins if b["count"]]
         axis.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], marker="o", label=name)
-    axis.set(xlim=(0, 1), ylim=(0, 1), xlabel="top probability (mean of the bin)", ylabel="accuracy of the bin",
-             title="Reliability on the test split")
+    axis.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="top probability (mean of the bin)",
+        ylabel="accuracy of the bin",
+        title="Reliability on the test split",
+    )
     axis.grid(True, alpha=0.3)
     axis.legend(loc="upper left")
     return _save(figure, path)

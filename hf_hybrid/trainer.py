@@ -224,8 +224,9 @@ def train_model(model_args, data_args, training_args) -> dict:
         return build_new_model(train, label_names_of(splits["train"]), model_args, training_args)
 
     model, tokenizer, embedding_start = new_model(splits["train"])
-    return fit_and_report(model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start,
-                          new_model=new_model)
+    return fit_and_report(
+        model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start, new_model=new_model
+    )
 
 
 def build_new_model(train, label_names: list[str], model_args, training_args):
@@ -254,10 +255,13 @@ def check_checkpoint_fits(checkpoint: str, model_args) -> None:
     try:
         saved = json.loads((Path(checkpoint) / "config.json").read_text())
     except (OSError, ValueError) as error:
-        reason = ("no config.json" if isinstance(error, FileNotFoundError)
-                  else f"its config.json cannot be read: {error}")
-        raise DataError(f"--resume_from_checkpoint {checkpoint}: no checkpoint there ({reason}): give a "
-                        "checkpoint-* folder of the run's <output_dir>.partial") from None
+        reason = (
+            "no config.json" if isinstance(error, FileNotFoundError) else f"its config.json cannot be read: {error}"
+        )
+        raise DataError(
+            f"--resume_from_checkpoint {checkpoint}: no checkpoint there ({reason}): give a "
+            "checkpoint-* folder of the run's <output_dir>.partial"
+        ) from None
     # A config saved before multi-label models existed has no problem type: it is single-label.
     saved["problem_type"] = saved.get("problem_type") or SINGLE_LABEL
     differing = [
@@ -270,8 +274,10 @@ def check_checkpoint_fits(checkpoint: str, model_args) -> None:
             f"--vocab_size {model_args.vocab_size} (the checkpoint's model has {saved['vocab_size']} words)"
         )
     if differing:
-        raise DataError(f"--resume_from_checkpoint {checkpoint}: the flags build another model than the checkpoint's: "
-                        f"{'; '.join(differing)}; resume with the flags the run started with")
+        raise DataError(
+            f"--resume_from_checkpoint {checkpoint}: the flags build another model than the checkpoint's: "
+            f"{'; '.join(differing)}; resume with the flags the run started with"
+        )
 
 
 def _normalised(value):
@@ -279,8 +285,13 @@ def _normalised(value):
 
 
 def _flag_value(value) -> str:
-    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value).lower() if isinstance(
-        value, bool) else str(value)
+    return (
+        " ".join(map(str, value))
+        if isinstance(value, (list, tuple))
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
 
 
 def start_embedding(model, tokenizer, train, init_embeddings: str, seed: int) -> dict | None:
@@ -300,8 +311,11 @@ def start_embedding(model, tokenizer, train, init_embeddings: str, seed: int) ->
     )
     logger.info(
         "word vectors (%s): %d of %d vocabulary words (%.1f%%), %.1f%% of the training tokens",
-        coverage["source"], coverage["vocabulary_words_with_vector"], len(tokenizer) - 1,
-        100 * coverage["vocabulary_coverage"], 100 * coverage["training_token_coverage"],
+        coverage["source"],
+        coverage["vocabulary_words_with_vector"],
+        len(tokenizer) - 1,
+        100 * coverage["vocabulary_coverage"],
+        100 * coverage["training_token_coverage"],
     )
     return coverage
 
@@ -323,12 +337,14 @@ def finetune_model(finetune_args, data_args, training_args) -> dict:
         label_names = label_names_of(splits["train"])
         keep_head = set(label_names) <= set(base_labels)
         if keep_head and label_names != base_labels:
-            splits = load_papers(data_args, seed=training_args.seed, label_names=base_labels,
-                                 multi_label=config.is_multi_label)
+            splits = load_papers(
+                data_args, seed=training_args.seed, label_names=base_labels, multi_label=config.is_multi_label
+            )
             label_names = base_labels
     if not keep_head:
-        logger.warning("new label set %s (model had %s): training a fresh classification head", label_names,
-                       base_labels)
+        logger.warning(
+            "new label set %s (model had %s): training a fresh classification head", label_names, base_labels
+        )
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
         config.label_thresholds = None
@@ -347,8 +363,10 @@ def count_document_frequencies(wide, tokenizer, train, batch_size: int = 1000) -
     for start in range(0, len(train), batch_size):
         rows = train[start : start + batch_size]
         batch = tokenizer(rows["title"], rows["abstract"], padding=True, return_tensors="pt")
-        features = [wide.features(batch[f"{field}_input_ids"], batch[f"{field}_attention_mask"].bool())
-                    for field in ("title", "abstract")]
+        features = [
+            wide.features(batch[f"{field}_input_ids"], batch[f"{field}_attention_mask"].bool())
+            for field in ("title", "abstract")
+        ]
         ids = torch.cat([ids for ids, _ in features], dim=1)
         real = torch.cat([mask for _, mask in features], dim=1)
         ids = torch.where(real, ids, -1).sort(dim=1).values
@@ -365,8 +383,16 @@ def adam_with_l2(learning_rate: float, weight_decay: float):
     return torch.optim.Adam, {"lr": learning_rate, "weight_decay": weight_decay, "fused": True}
 
 
-def fit_and_report(model, tokenizer, splits, data_args, training_args, base_model: str | None = None,
-                   embedding_start: dict | None = None, new_model=None) -> dict:
+def fit_and_report(
+    model,
+    tokenizer,
+    splits,
+    data_args,
+    training_args,
+    base_model: str | None = None,
+    embedding_start: dict | None = None,
+    new_model=None,
+) -> dict:
     """Trains `model` on the splits, restores its best epoch, calibrates it on the validation split, tests it and
     leaves the complete output folder (then pushes it with `--push_to_hub`); returns the test report.
 
@@ -383,8 +409,9 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
             tokenized = tokenize_papers(splits, tokenizer)
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        calibration = calibrate(trainer, tokenized["validation"], training_args.calibration,
-                                training_args.threshold_tuning)
+        calibration = calibrate(
+            trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning
+        )
         report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None
         if training_args.final_fit != NO_FINAL_FIT:
@@ -402,18 +429,28 @@ def fit_and_report(model, tokenizer, splits, data_args, training_args, base_mode
             "base_model": base_model,
             **dict(zip(("dataset_name", "dataset_type"), dataset_description(data_args))),
         }
-        save_model_folder(trainer, model, tokenizer, train_result, report, text, facts, splits["test"][0],
-                          training_args)
+        save_model_folder(
+            trainer, model, tokenizer, train_result, report, text, facts, splits["test"][0], training_args
+        )
     except BaseException as error:
         last = _last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
-        logger.error("the run did not finish (%s): %s is unchanged; its partial files are in %s%s",
-                     type(error).__name__, training_args.output_dir, staging, resume)
+        logger.error(
+            "the run did not finish (%s): %s is unchanged; its partial files are in %s%s",
+            type(error).__name__,
+            training_args.output_dir,
+            staging,
+            resume,
+        )
         raise
     if training_args.push_to_hub:
-        url = push_model_folder(training_args.output_dir, training_args.hub_model_id,
-                                private=bool(training_args.hub_private_repo), revision=training_args.hub_revision,
-                                token=training_args.hub_token)
+        url = push_model_folder(
+            training_args.output_dir,
+            training_args.hub_model_id,
+            private=bool(training_args.hub_private_repo),
+            revision=training_args.hub_revision,
+            token=training_args.hub_token,
+        )
         logger.info("pushed to %s", url)
     return report
 
@@ -437,8 +474,7 @@ def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> 
     return HybridTrainer(
         model=model,
         # Our own push at the end sends only safe files; the Trainer's would also send its pickles.
-        args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging),
-                                 metric_for_best_model=best),
+        args=dataclasses.replace(training_args, push_to_hub=False, output_dir=str(staging), metric_for_best_model=best),
         train_dataset=tokenized["train"],
         eval_dataset=tokenized["validation"],
         processing_class=tokenizer,
@@ -461,8 +497,10 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
     config.calibration_temperature = 1.0
     raw = trainer.predict(validation, metric_key_prefix="validation")
     if not np.isfinite(raw.predictions).all():
-        raise UserError("the trained model gives NaN or infinite scores on the validation split (training diverged): "
-                        f"train again with a lower --learning_rate than {trainer.args.learning_rate}")
+        raise UserError(
+            "the trained model gives NaN or infinite scores on the validation split (training diverged): "
+            f"train again with a lower --learning_rate than {trainer.args.learning_rate}"
+        )
     if method == TEMPERATURE:
         config.calibration_temperature = fit_temperature(raw.predictions, raw.label_ids)
     temperature = config.calibration_temperature
@@ -471,10 +509,15 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
         stage: calibration_summary(evaluation_report(raw.label_ids, logits, label_names))
         for stage, logits in (("before", raw.predictions), ("after", raw.predictions / temperature))
     }
-    logger.info("calibration (%s): temperature %.4f; validation ECE %.4f -> %.4f, log-loss %.4f -> %.4f", method,
-                temperature, scores["before"]["expected_calibration_error"],
-                scores["after"]["expected_calibration_error"], scores["before"]["log_loss"],
-                scores["after"]["log_loss"])
+    logger.info(
+        "calibration (%s): temperature %.4f; validation ECE %.4f -> %.4f, log-loss %.4f -> %.4f",
+        method,
+        temperature,
+        scores["before"]["expected_calibration_error"],
+        scores["after"]["expected_calibration_error"],
+        scores["before"]["log_loss"],
+        scores["after"]["log_loss"],
+    )
     result = {"method": method, "temperature": temperature, "validation": scores}
     if not config.is_multi_label:
         return result
@@ -487,18 +530,28 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
     config.label_thresholds = None if threshold_tuning == UNTUNED else candidates[threshold_tuning]
     result["threshold_tuning"] = threshold_tuning
     result["thresholds"] = {
-        name: {"thresholds": thresholds, "validation": multi_label_summary(
-            evaluation_report(raw.label_ids, raw.predictions / temperature, label_names, thresholds))}
+        name: {
+            "thresholds": thresholds,
+            "validation": multi_label_summary(
+                evaluation_report(raw.label_ids, raw.predictions / temperature, label_names, thresholds)
+            ),
+        }
         for name, thresholds in candidates.items()
     }
-    logger.info("thresholds (%s): validation micro-F1 %.4f, macro-F1 %.4f", threshold_tuning,
-                *(result["thresholds"][threshold_tuning]["validation"][m] for m in ("f1_micro", "f1_macro")))
+    logger.info(
+        "thresholds (%s): validation micro-F1 %.4f, macro-F1 %.4f",
+        threshold_tuning,
+        *(result["thresholds"][threshold_tuning]["validation"][m] for m in ("f1_micro", "f1_macro")),
+    )
     return result
 
 
 def calibration_summary(report: dict) -> dict:
-    return {name: report[name] for name in (*summary_metrics_of(report), *CALIBRATION_METRICS, "calibration_bins")
-            if name in report}
+    return {
+        name: report[name]
+        for name in (*summary_metrics_of(report), *CALIBRATION_METRICS, "calibration_bins")
+        if name in report
+    }
 
 
 def summary_metrics_of(report: dict) -> tuple[str, ...]:
@@ -545,8 +598,11 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     trained on (with its test report when the test split stayed out)."""
     parts = ["train", "validation"] + (["test"] if training_args.final_fit == FINAL_FIT_ALL else [])
     papers = concatenate_datasets([splits[name] for name in parts])
-    epochs = best_epoch(held_out_trainer.state.log_history, held_out_trainer.state.best_metric,
-                        held_out_trainer.args.metric_for_best_model)
+    epochs = best_epoch(
+        held_out_trainer.state.log_history,
+        held_out_trainer.state.best_metric,
+        held_out_trainer.args.metric_for_best_model,
+    )
     epochs = round(epochs or held_out_trainer.state.epoch)
     logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
     set_seed(training_args.seed)
@@ -557,31 +613,48 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
     arguments = dataclasses.replace(
-        training_args, push_to_hub=False, output_dir=str(staging / "final-fit"), num_train_epochs=epochs,
-        max_steps=-1, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+        training_args,
+        push_to_hub=False,
+        output_dir=str(staging / "final-fit"),
+        num_train_epochs=epochs,
+        max_steps=-1,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
         resume_from_checkpoint=None,
     )
     trainer = HybridTrainer(
-        model=model, args=arguments, train_dataset=tokenized["train"], processing_class=tokenizer,
+        model=model,
+        args=arguments,
+        train_dataset=tokenized["train"],
+        processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
     )
     trainer.train()
     shutil.rmtree(staging / "final-fit", ignore_errors=True)
-    final = {"mode": training_args.final_fit, "splits": parts, "train_papers": len(papers), "epochs": epochs,
-             "model": model, "tokenizer": tokenizer, "embedding_start": embedding_start}
+    final = {
+        "mode": training_args.final_fit,
+        "splits": parts,
+        "train_papers": len(papers),
+        "epochs": epochs,
+        "model": model,
+        "tokenizer": tokenizer,
+        "embedding_start": embedding_start,
+    }
     if training_args.final_fit == FINAL_FIT_TRAIN_VALIDATION:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        final["test"] = evaluation_report(prediction.label_ids, prediction.predictions, label_names,
-                                          model.config.label_thresholds)
-        print(f"\nThe final model on the test split ({len(splits['test'])} papers):\n"
-              f"{metrics_table(final['test'])}\n")
+        final["test"] = evaluation_report(
+            prediction.label_ids, prediction.predictions, label_names, model.config.label_thresholds
+        )
+        print(f"\nThe final model on the test split ({len(splits['test'])} papers):\n{metrics_table(final['test'])}\n")
     return final
 
 
-def save_model_folder(trainer, model, tokenizer, train_result, report: dict, text: str, facts: dict, example: dict,
-                      training_args) -> None:
+def save_model_folder(
+    trainer, model, tokenizer, train_result, report: dict, text: str, facts: dict, example: dict, training_args
+) -> None:
     """Writes `model` and `tokenizer`, the metrics, reports, plots and card of `trainer`'s run into its output folder
     (the staging folder), drops the checkpoints and puts the folder in place of `training_args.output_dir`.
 
@@ -602,8 +675,10 @@ def save_model_folder(trainer, model, tokenizer, train_result, report: dict, tex
     else:
         plot_confusion_matrix(report["confusion_matrix"], label_names, output_dir / CONFUSION_PLOT)
     plot_attention(model, tokenizer, example["title"], example["abstract"], output_dir / ATTENTION_PLOT)
-    plot_calibration({"uncalibrated": report["uncalibrated"]["calibration_bins"],
-                      "calibrated": report["calibration_bins"]}, output_dir / CALIBRATION_PLOT)
+    plot_calibration(
+        {"uncalibrated": report["uncalibrated"]["calibration_bins"], "calibrated": report["calibration_bins"]},
+        output_dir / CALIBRATION_PLOT,
+    )
     build_model_card(ModelCardFacts.from_folder(output_dir)).save(output_dir / CARD_FILE)
     # Checkpoints hold pickled optimizer and RNG states; the best one is now the saved model.
     for checkpoint in output_dir.glob("checkpoint-*"):
@@ -612,8 +687,10 @@ def save_model_folder(trainer, model, tokenizer, train_result, report: dict, tex
     logger.info("saved the model, metrics, plots and card to %s", training_args.output_dir)
     card = Path(training_args.output_dir) / CARD_FILE
     headline = "f1_micro" if model.config.is_multi_label else "accuracy"
-    print(f"Test {headline} {report[headline]:.4f}; the model card ({card}) says "
-          f"{ModelCard.load(card).data.eval_results[0].metric_value}.")
+    print(
+        f"Test {headline} {report[headline]:.4f}; the model card ({card}) says "
+        f"{ModelCard.load(card).data.eval_results[0].metric_value}."
+    )
 
 
 def _replace_folder(output_dir: Path, finished: Path) -> None:

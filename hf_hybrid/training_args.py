@@ -113,8 +113,11 @@ def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
         annotation = HybridCNNLSTMConfig.__annotations__[name]
         # A sequence the config takes as a list or a tuple is a list of values on the command line.
         annotation = next((arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is list), annotation)
-        value = (dataclasses.field(default_factory=lambda default=default: list(default))
-                 if isinstance(default, (list, tuple)) else dataclasses.field(default=default))
+        value = (
+            dataclasses.field(default_factory=lambda default=default: list(default))
+            if isinstance(default, (list, tuple))
+            else dataclasses.field(default=default)
+        )
         value.metadata = {"help": helps[name][0].upper() + helps[name][1:]}
         if name in DEFAULT_RECIPE_MODEL:
             notebook = getattr(HybridCNNLSTMConfig, name)
@@ -225,8 +228,12 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training papers."})
 
-    RANGES = {"validation_size": FRACTION, "test_size": FRACTION, "max_train_samples": AT_LEAST_TWO_PAPERS,
-              "split_seed": SEED}
+    RANGES = {
+        "validation_size": FRACTION,
+        "test_size": FRACTION,
+        "max_train_samples": AT_LEAST_TWO_PAPERS,
+        "split_seed": SEED,
+    }
 
     def __post_init__(self):
         check_ranges(self, self.RANGES)
@@ -298,29 +305,37 @@ class HybridTrainingArguments(TrainingArguments):
     )
     wide_learning_rate: float = field(
         default=0.03,
-        metadata={"help": "Peak learning rate of the wide branch, on the same schedule. Its weights start at zero and "
-                  "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."},
+        metadata={
+            "help": "Peak learning rate of the wide branch, on the same schedule. Its weights start at zero and "
+            "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."
+        },
     )
     calibration: str = field(
         default=TEMPERATURE,
-        metadata={"help": "'temperature': after training, fit the temperature that calibrates the probabilities on "
-                  "the validation split and store it in the config; 'none': leave the scores as trained.",
-                  "choices": list(CALIBRATION_METHODS)},
+        metadata={
+            "help": "'temperature': after training, fit the temperature that calibrates the probabilities on "
+            "the validation split and store it in the config; 'none': leave the scores as trained.",
+            "choices": list(CALIBRATION_METHODS),
+        },
     )
     threshold_tuning: str = field(
         default=PER_LABEL,
-        metadata={"help": "Multi-label models: after calibration, set the decision thresholds on the validation "
-                  "split, one 'per_label' (each maximising the label's F1), one 'global' for every label (maximising "
-                  "micro-F1), or 'none' (0.5); they are stored in the config.",
-                  "choices": list(THRESHOLD_TUNING)},
+        metadata={
+            "help": "Multi-label models: after calibration, set the decision thresholds on the validation "
+            "split, one 'per_label' (each maximising the label's F1), one 'global' for every label (maximising "
+            "micro-F1), or 'none' (0.5); they are stored in the config.",
+            "choices": list(THRESHOLD_TUNING),
+        },
     )
     final_fit: str = field(
         default=NO_FINAL_FIT,
-        metadata={"help": "After the held-out run has been measured and calibrated, train the model that is saved "
-                  "again, from scratch with the same recipe and best epoch count, on 'all' labelled papers, or on "
-                  "'train_validation' (the test split stays out, to measure the final model); 'none': save the "
-                  "held-out run's model. The card's metrics stay those of the held-out run.",
-                  "choices": list(FINAL_FIT_MODES)},
+        metadata={
+            "help": "After the held-out run has been measured and calibrated, train the model that is saved "
+            "again, from scratch with the same recipe and best epoch count, on 'all' labelled papers, or on "
+            "'train_validation' (the test split stays out, to measure the final model); 'none': save the "
+            "held-out run's model. The card's metrics stay those of the held-out run.",
+            "choices": list(FINAL_FIT_MODES),
+        },
     )
     report_to: None | str | list[str] = "none"
     # Pinned memory only speeds up copies to a GPU; without one, PyTorch warns on every data loader.

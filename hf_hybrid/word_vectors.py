@@ -35,8 +35,15 @@ logger = logging.getLogger(__name__)
 RANDOM = "random"
 WORD2VEC = "word2vec"
 # Skip-gram with negative sampling, as the issue's probe used; one worker, so the same seed gives the same vectors.
-WORD2VEC_PARAMETERS = {"algorithm": "skip-gram", "window": 5, "negative": 5, "epochs": 5, "min_count": 1,
-                       "sample": 1e-4, "workers": 1}
+WORD2VEC_PARAMETERS = {
+    "algorithm": "skip-gram",
+    "window": 5,
+    "negative": 5,
+    "epochs": 5,
+    "min_count": 1,
+    "sample": 1e-4,
+    "workers": 1,
+}
 
 
 class WordVectorError(UserError):
@@ -92,8 +99,7 @@ def train_word2vec(word_ids: list[list[int]], dimension: int, seed: int) -> Word
     parameters["seconds"] = round(time.perf_counter() - started, 1)
     parameters["training_tokens"] = sum(len(sentence) for sentence in sentences)
     keys = model.wv.index_to_key
-    return WordVectors(np.array([int(key) for key in keys]), model.wv.vectors[: len(keys)].copy(), WORD2VEC,
-                       parameters)
+    return WordVectors(np.array([int(key) for key in keys]), model.wv.vectors[: len(keys)].copy(), WORD2VEC, parameters)
 
 
 def _stable_hash(text: str) -> int:
@@ -118,7 +124,7 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
     found: dict[int, np.ndarray] = {}
     vectors_read = 0
     try:
-        with (gzip.open(path, "rt", encoding="utf-8") if compressed else path.open(encoding="utf-8")) as handle:
+        with gzip.open(path, "rt", encoding="utf-8") if compressed else path.open(encoding="utf-8") as handle:
             for number, line in enumerate(handle, start=1):
                 parts = line.rstrip("\n").rstrip().split(" ")
                 if number == 1 and len(parts) == 2 and all(part.isdigit() for part in parts):
@@ -151,8 +157,11 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise WordVectorError(f"{path}: a damaged gzip file ({error}): download it again") from None
     if not found:
-        what = (f"holds {vectors_read:,} vectors, none of them of a vocabulary word" if vectors_read
-                else "is empty: it holds no vectors")
+        what = (
+            f"holds {vectors_read:,} vectors, none of them of a vocabulary word"
+            if vectors_read
+            else "is empty: it holds no vectors"
+        )
         raise WordVectorError(
             f"{path}: {what}, so every word would start random: give a word2vec/GloVe text file of words of the "
             "training papers' language, or --init_embeddings word2vec (learned from the training papers)"
@@ -162,8 +171,9 @@ def read_word_vectors(path: str | Path, tokenizer, dimension: int) -> WordVector
     return WordVectors(ids, vectors, str(path), {"file": str(path), "dimension": dimension})
 
 
-def initialise_embedding(embedding: torch.nn.Embedding, vectors: WordVectors, token_counts: np.ndarray,
-                         pad_token_id: int) -> dict:
+def initialise_embedding(
+    embedding: torch.nn.Embedding, vectors: WordVectors, token_counts: np.ndarray, pad_token_id: int
+) -> dict:
     """Copies `vectors` into the embedding rows of their words; the other rows keep their random start, rescaled
     to the vectors' mean norm so that neither kind dominates. Returns the coverage: the share of vocabulary words,
     and of training tokens (`token_counts` by id), that got a vector."""
@@ -200,4 +210,3 @@ def initialise_embedding(embedding: torch.nn.Embedding, vectors: WordVectors, to
         "training_token_coverage": round(float(covered_tokens / total), 4) if total else 0.0,
         "parameters": vectors.parameters,
     }
-

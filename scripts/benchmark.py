@@ -27,8 +27,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     subcommands = parser.add_subparsers(dest="question", required=True, metavar="QUESTION")
     for name, module in QUESTIONS.items():
         subcommand = subcommands.add_parser(
-            name, parents=[common_arguments()], help=module.__doc__.splitlines()[0], description=module.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)  # --model != --model_output_dir
+            name,
+            parents=[common_arguments()],
+            help=module.__doc__.splitlines()[0],
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            allow_abbrev=False,
+        )  # --model != --model_output_dir
         module.add_arguments(subcommand)
     return parser.parse_args(argv)
 
@@ -43,8 +48,10 @@ def main(argv=None) -> int:
         args.workdir = args.workdir or Path(temporary)
         report = {**question.run(args), "cpu": cpu_description(args.threads)}
     cpu = report["cpu"]
-    print(f"CPU flags: {' '.join(cpu['flags']) or 'unknown'} (torch kernels: {cpu['torch_cpu_capability']}), "
-          f"{cpu['threads']} threads of {cpu['cpu_count']} CPUs\n\n{question.table(report)}")
+    print(
+        f"CPU flags: {' '.join(cpu['flags']) or 'unknown'} (torch kernels: {cpu['torch_cpu_capability']}), "
+        f"{cpu['threads']} threads of {cpu['cpu_count']} CPUs\n\n{question.table(report)}"
+    )
     if args.output_json:
         args.output_json.parent.mkdir(parents=True, exist_ok=True)
         args.output_json.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Fine-tune a trained hf-hybrid model (folder or Hub repo id): the same command line as `hf-hybrid finetune`.
 
-    python scripts/finetune.py --model your-name/arxiv-hybrid --train_file new_papers.csv --output_dir out
+python scripts/finetune.py --model your-name/arxiv-hybrid --train_file new_papers.csv --output_dir out
 """
 
 import sys

@@ -86,8 +86,17 @@ class WeightedAttentionFusion(nn.Module):
 
 
 class HybridCNNLSTM(nn.Module):
-    def __init__(self, vocab_size, embed_dim=300, num_filters=256, kernel_sizes=(3, 4, 5),
-                 lstm_hidden=256, num_classes=4, dropout=0.5, head_sizes=(512, 256)):
+    def __init__(
+        self,
+        vocab_size,
+        embed_dim=300,
+        num_filters=256,
+        kernel_sizes=(3, 4, 5),
+        lstm_hidden=256,
+        num_classes=4,
+        dropout=0.5,
+        head_sizes=(512, 256),
+    ):
         super().__init__()
         kernel_sizes = list(kernel_sizes)
         hidden1, hidden2 = head_sizes  # the notebook hard-coded 512 and 256
@@ -100,8 +109,14 @@ class HybridCNNLSTM(nn.Module):
         total_filters = num_filters * len(kernel_sizes)
         self.cnn_attention = GlobalAttention(total_filters)
 
-        self.lstm = nn.LSTM(embed_dim, lstm_hidden, num_layers=2, batch_first=True, bidirectional=True,
-                            dropout=dropout if dropout > 0 else 0)
+        self.lstm = nn.LSTM(
+            embed_dim,
+            lstm_hidden,
+            num_layers=2,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if dropout > 0 else 0,
+        )
         self.lstm_attention = SelfAttention(lstm_hidden * 2)
 
         self.fusion = WeightedAttentionFusion(lstm_hidden * 2, total_filters)
@@ -129,7 +144,7 @@ class HybridCNNLSTM(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Conv1d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
@@ -152,9 +167,9 @@ class HybridCNNLSTM(nn.Module):
         logits = self.classifier(fused_repr)
 
         attention_maps = {
-            'title_attention': title_attn,
-            'abstract_attention': abstract_attn,
-            'fusion_weights': fusion_weights,
+            "title_attention": title_attn,
+            "abstract_attention": abstract_attn,
+            "fusion_weights": fusion_weights,
         }
         return logits, attention_maps
 
@@ -166,16 +181,17 @@ class Vocabulary:
     def __init__(self, max_vocab_size=50000, min_freq=2):
         self.max_vocab_size = max_vocab_size
         self.min_freq = min_freq
-        self.word2idx = {'<PAD>': 0, '<UNK>': 1}
-        self.idx2word = {0: '<PAD>', 1: '<UNK>'}
+        self.word2idx = {"<PAD>": 0, "<UNK>": 1}
+        self.idx2word = {0: "<PAD>", 1: "<UNK>"}
         self.word_counts = Counter()
 
     def build_vocab(self, texts):
         for text in texts:
             words = self.tokenize(text)
             self.word_counts.update(words)
-        filtered_words = [word for word, count in self.word_counts.most_common()
-                          if count >= self.min_freq][:self.max_vocab_size - 2]
+        filtered_words = [word for word, count in self.word_counts.most_common() if count >= self.min_freq][
+            : self.max_vocab_size - 2
+        ]
         for idx, word in enumerate(filtered_words, start=2):
             self.word2idx[word] = idx
             self.idx2word[idx] = word
@@ -183,7 +199,7 @@ class Vocabulary:
     @staticmethod
     def tokenize(text):
         text = text.lower()
-        text = re.sub(r'[^a-z0-9\s\-]', ' ', text)
+        text = re.sub(r"[^a-z0-9\s\-]", " ", text)
         return [w.strip() for w in text.split() if w.strip()]
 
     def encode(self, text, max_len=None):
@@ -197,8 +213,9 @@ class Vocabulary:
 
 
 class HybridDataset(Dataset):
-    def __init__(self, titles, abstracts, labels, vocab, max_title_len=MAX_TITLE_LEN,
-                 max_abstract_len=MAX_ABSTRACT_LEN):
+    def __init__(
+        self, titles, abstracts, labels, vocab, max_title_len=MAX_TITLE_LEN, max_abstract_len=MAX_ABSTRACT_LEN
+    ):
         self.titles = titles
         self.abstracts = abstracts
         self.labels = labels
@@ -221,10 +238,10 @@ class HybridDataset(Dataset):
         title_mask = [1] * title_len + [0] * (self.max_title_len - title_len)
 
         return {
-            'title_ids': torch.tensor(title_ids, dtype=torch.long),
-            'abstract_ids': torch.tensor(abstract_ids, dtype=torch.long),
-            'title_mask': torch.tensor(title_mask, dtype=torch.float),
-            'label': torch.tensor(self.labels[idx], dtype=torch.long),
+            "title_ids": torch.tensor(title_ids, dtype=torch.long),
+            "abstract_ids": torch.tensor(abstract_ids, dtype=torch.long),
+            "title_mask": torch.tensor(title_mask, dtype=torch.float),
+            "label": torch.tensor(self.labels[idx], dtype=torch.long),
         }
 
 
@@ -237,8 +254,14 @@ def build_vocabulary(titles, abstracts, max_vocab_size=50000, min_freq=2):
 
 def make_loader(dataset, batch_size=64, shuffle=True, num_workers=2):
     # The notebook also passed pin_memory=True, which only matters (and only works) with a GPU.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -256,10 +279,10 @@ def make_optimization(model, class_weights, lr=1e-3, weight_decay=1e-4):
 
 def train_step(model, batch, criterion, optimizer, device="cpu"):
     """One iteration of the notebook's `train_epoch` loop body (without tqdm)."""
-    title_ids = batch['title_ids'].to(device)
-    abstract_ids = batch['abstract_ids'].to(device)
-    title_mask = batch['title_mask'].to(device)
-    labels = batch['label'].to(device)
+    title_ids = batch["title_ids"].to(device)
+    abstract_ids = batch["abstract_ids"].to(device)
+    title_mask = batch["title_mask"].to(device)
+    labels = batch["label"].to(device)
 
     optimizer.zero_grad()
     logits, _ = model(title_ids, abstract_ids, title_mask)
@@ -275,8 +298,8 @@ def train_step(model, batch, criterion, optimizer, device="cpu"):
 
 # ------------------------------------------------------------------------------ saving / inference
 
-CHECKPOINT_FILE = 'best_hybrid_model.pth'
-VOCAB_FILE = 'vocab_hybrid.json'
+CHECKPOINT_FILE = "best_hybrid_model.pth"
+VOCAB_FILE = "vocab_hybrid.json"
 
 
 def save_checkpoint(model, vocab, class_names, folder):
@@ -284,39 +307,43 @@ def save_checkpoint(model, vocab, class_names, folder):
 
     The notebook pickled its `Vocabulary`; the project saves no pickle, so its word index goes to JSON.
     """
-    torch.save({
-        'model_state_dict': model.state_dict(),
-        'vocab_size': len(vocab),
-        'class_names': list(class_names),
-    }, os.path.join(folder, CHECKPOINT_FILE))
-    with open(os.path.join(folder, VOCAB_FILE), 'w') as f:
+    torch.save(
+        {
+            "model_state_dict": model.state_dict(),
+            "vocab_size": len(vocab),
+            "class_names": list(class_names),
+        },
+        os.path.join(folder, CHECKPOINT_FILE),
+    )
+    with open(os.path.join(folder, VOCAB_FILE), "w") as f:
         json.dump(vocab.word2idx, f)
 
 
 def load_checkpoint(folder, **model_kwargs):
     """`torch.load` (weights_only) of the state dict, the vocabulary, the model in eval mode."""
-    checkpoint = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location='cpu', weights_only=True)
+    checkpoint = torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
     vocab = Vocabulary()
     with open(os.path.join(folder, VOCAB_FILE)) as f:
         vocab.word2idx = json.load(f)
     vocab.idx2word = {index: word for word, index in vocab.word2idx.items()}
-    model = HybridCNNLSTM(vocab_size=checkpoint['vocab_size'], num_classes=len(checkpoint['class_names']),
-                          **model_kwargs)
-    model.load_state_dict(checkpoint['model_state_dict'])
+    model = HybridCNNLSTM(
+        vocab_size=checkpoint["vocab_size"], num_classes=len(checkpoint["class_names"]), **model_kwargs
+    )
+    model.load_state_dict(checkpoint["model_state_dict"])
     model.eval()
-    return model, vocab, checkpoint['class_names']
+    return model, vocab, checkpoint["class_names"]
 
 
 def encode_one(vocab, title, abstract, max_title_len=MAX_TITLE_LEN, max_abstract_len=MAX_ABSTRACT_LEN):
     """What `HybridDataset.__getitem__` does for one paper, as a batch of one."""
     item = HybridDataset([title], [abstract], [0], vocab, max_title_len, max_abstract_len)[0]
-    return {key: item[key].unsqueeze(0) for key in ('title_ids', 'abstract_ids', 'title_mask')}
+    return {key: item[key].unsqueeze(0) for key in ("title_ids", "abstract_ids", "title_mask")}
 
 
 def predict_one(model, vocab, class_names, title, abstract):
     """The notebook's attention-visualisation cell: encode one paper, forward, argmax."""
     inputs = encode_one(vocab, title, abstract)
     with torch.no_grad():
-        logits, _ = model(inputs['title_ids'], inputs['abstract_ids'], inputs['title_mask'])
+        logits, _ = model(inputs["title_ids"], inputs["abstract_ids"], inputs["title_mask"])
         pred = torch.argmax(logits, dim=1).item()
     return class_names[pred]

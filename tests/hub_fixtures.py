@@ -27,11 +27,36 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_REPO = "test-user/tiny-hybrid"
 BASE_LABELS = ["cs.AI", "cs.CL", "cs.CV"]
 # A model small enough to train in a second or two; the same flags work for fine-tuning except the architecture.
-TINY_MODEL = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
-              "--wide_bigram_buckets", "256"]
-TINY_TRAINING = ["--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--learning_rate", "0.01",
-                 "--seed", "0", "--dataloader_pin_memory", "false"]
+TINY_MODEL = [
+    "--embed_dim",
+    "16",
+    "--num_filters",
+    "8",
+    "--lstm_hidden",
+    "8",
+    "--lstm_layers",
+    "1",
+    "--classifier_hidden_sizes",
+    "16",
+    "--vocab_size",
+    "500",
+    "--min_frequency",
+    "1",
+    "--wide_bigram_buckets",
+    "256",
+]
+TINY_TRAINING = [
+    "--num_train_epochs",
+    "2",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "0.01",
+    "--seed",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+]
 CLI = [sys.executable, "-m", "hf_hybrid.cli"]
 CODE_FILES = {
     "configuration_hybrid_cnn_lstm.py",
@@ -73,8 +98,11 @@ def write_papers(path: Path, labels: list[str], per_class: int, seed: int = 0) -
 
 def folder_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under `folder`, by relative path."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @dataclass
@@ -94,8 +122,11 @@ class Run:
     def error_lines(self) -> list[str]:
         """stderr without the log records of the CLI (`INFO httpx: HTTP Request ...`) and without Python
         warnings that libraries may print while they are imported: what is left is what went wrong."""
-        return [line for line in self.stderr.strip().splitlines()
-                if line.strip() and not LOG_RECORD.match(line) and "Warning" not in line and not line.startswith("  ")]
+        return [
+            line
+            for line in self.stderr.strip().splitlines()
+            if line.strip() and not LOG_RECORD.match(line) and "Warning" not in line and not line.startswith("  ")
+        ]
 
 
 def client_env(server: HubServer, hf_home: Path, token: str | bool = True, threads: int | None = None) -> dict:
@@ -148,7 +179,21 @@ def hub_model(hub_server, hub_home, tmp_path_factory) -> TrainedModel:
     work = tmp_path_factory.mktemp("base")
     papers = write_papers(work / "papers.csv", BASE_LABELS, per_class=40)
     folder = work / "model"
-    result = run([*CLI, "train", "--train_file", papers, "--output_dir", folder, *TINY_MODEL, *TINY_TRAINING,
-                  "--push_to_hub", "--hub_model_id", BASE_REPO], client_env(hub_server, hub_home()))
+    result = run(
+        [
+            *CLI,
+            "train",
+            "--train_file",
+            papers,
+            "--output_dir",
+            folder,
+            *TINY_MODEL,
+            *TINY_TRAINING,
+            "--push_to_hub",
+            "--hub_model_id",
+            BASE_REPO,
+        ],
+        client_env(hub_server, hub_home()),
+    )
     result.check()
     return TrainedModel(folder, papers, BASE_REPO, result)

@@ -256,8 +256,11 @@ class _HubHandler(BaseHTTPRequestHandler):
             auth = self.headers.get("Authorization")
             self.authed = auth == f"Bearer {hub.token}"
             if auth and not self.authed:
-                self._send(401, b'{"error":"Invalid credentials in Authorization header"}',
-                           {"X-Error-Message": "Invalid credentials in Authorization header"})
+                self._send(
+                    401,
+                    b'{"error":"Invalid credentials in Authorization header"}',
+                    {"X-Error-Message": "Invalid credentials in Authorization header"},
+                )
                 return
             # Split before unquoting: a revision like "refs%2Fpr%2F1" is one segment.
             parts = [unquote(p) for p in url.path.strip("/").split("/")]
@@ -308,8 +311,15 @@ class _HubHandler(BaseHTTPRequestHandler):
         if not self.authed:
             raise HubError(401, "Invalid credentials in Authorization header")
         hub = self.server.hub
-        return self._json({"type": "user", "name": hub.user, "fullname": hub.user, "orgs": [],
-                           "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}}})
+        return self._json(
+            {
+                "type": "user",
+                "name": hub.user,
+                "fullname": hub.user,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            }
+        )
 
     def _create_repo(self):
         if not self.authed:
@@ -361,11 +371,25 @@ class _HubHandler(BaseHTTPRequestHandler):
         hub = self.server.hub
         files = sorted(commit.files.items())
         siblings = [{"rfilename": path, "size": len(data), "blobId": git_blob_sha(data)} for path, data in files]
-        return self._json({"_id": repo.repo_id, "id": repo.repo_id, "author": repo.repo_id.split("/")[0],
-                           "sha": commit.sha, "lastModified": commit.date, "createdAt": repo.created_at,
-                           "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
-                           "tags": [], "siblings": siblings, "usedStorage": sum(map(len, commit.files.values())),
-                           "url": f"{hub.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}"})
+        return self._json(
+            {
+                "_id": repo.repo_id,
+                "id": repo.repo_id,
+                "author": repo.repo_id.split("/")[0],
+                "sha": commit.sha,
+                "lastModified": commit.date,
+                "createdAt": repo.created_at,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "downloads": 0,
+                "likes": 0,
+                "tags": [],
+                "siblings": siblings,
+                "usedStorage": sum(map(len, commit.files.values())),
+                "url": f"{hub.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}",
+            }
+        )
 
     @staticmethod
     def _entry(commit: Commit, path: str) -> dict | None:
@@ -388,7 +412,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         for path in commit.files:
             if not path.startswith(prefix):
                 continue
-            pieces = path[len(prefix):].split("/")
+            pieces = path[len(prefix) :].split("/")
             # Each folder on the way is listed too (the Hub lists folders before their content).
             depth = len(pieces) if recursive else 1
             paths.update(prefix + "/".join(pieces[: i + 1]) for i in range(depth))
@@ -407,8 +431,15 @@ class _HubHandler(BaseHTTPRequestHandler):
     def _commits(self, repo: Repo, commit: Commit | None):
         history = []
         while commit is not None:
-            history.append({"id": commit.sha, "title": commit.title, "message": commit.message,
-                            "date": commit.date, "authors": [{"user": self.server.hub.user}]})
+            history.append(
+                {
+                    "id": commit.sha,
+                    "title": commit.title,
+                    "message": commit.message,
+                    "date": commit.date,
+                    "authors": [{"user": self.server.hub.user}],
+                }
+            )
             commit = repo.commits.get(commit.parent) if commit.parent else None
         return self._json(history)
 
@@ -418,9 +449,19 @@ class _HubHandler(BaseHTTPRequestHandler):
         files = json.loads(self.body).get("files", [])
         # "regular" for everything: contents come inline in the commit, no LFS/Xet round trip.
         # The oid lets the client skip files that did not change, like the real Hub.
-        return self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                                      "oid": git_blob_sha(existing[f["path"]]) if f["path"] in existing else None}
-                                     for f in files]})
+        return self._json(
+            {
+                "files": [
+                    {
+                        "path": f["path"],
+                        "uploadMode": "regular",
+                        "shouldIgnore": False,
+                        "oid": git_blob_sha(existing[f["path"]]) if f["path"] in existing else None,
+                    }
+                    for f in files
+                ]
+            }
+        )
 
     def _commit(self, repo: Repo, branch: str):
         hub = self.server.hub
@@ -448,8 +489,14 @@ class _HubHandler(BaseHTTPRequestHandler):
             elif key != "header":  # lfsFile: never requested since preupload says "regular"
                 raise HubError(400, f"HubServer does not support commit entries of kind {key!r}")
         commit = hub._commit(repo, branch, files, header.get("summary", ""), header.get("description", ""))
-        return self._json({"success": True, "commitOid": commit.sha, "pullRequestUrl": None,
-                           "commitUrl": f"{hub.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.sha}"})
+        return self._json(
+            {
+                "success": True,
+                "commitOid": commit.sha,
+                "pullRequestUrl": None,
+                "commitUrl": f"{hub.url}/{URL_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.sha}",
+            }
+        )
 
     def _branch(self, method: str, repo: Repo, branch: str):
         if method == "DELETE":

@@ -18,11 +18,34 @@ from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMToken
 from hf_hybrid.cli import main
 from hf_hybrid.trainer import staging_dir
 
-TINY_FLAGS = ["--embed_dim", "8", "--num_filters", "4", "--lstm_hidden", "4", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "8", "--vocab_size", "300", "--min_frequency", "1",
-              "--wide_bigram_buckets", "256",
-              "--per_device_train_batch_size", "16", "--learning_rate", "0.01", "--seed", "0",
-              "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+TINY_FLAGS = [
+    "--embed_dim",
+    "8",
+    "--num_filters",
+    "4",
+    "--lstm_hidden",
+    "4",
+    "--lstm_layers",
+    "1",
+    "--classifier_hidden_sizes",
+    "8",
+    "--vocab_size",
+    "300",
+    "--min_frequency",
+    "1",
+    "--wide_bigram_buckets",
+    "256",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "0.01",
+    "--seed",
+    "0",
+    "--disable_tqdm",
+    "true",
+    "--dataloader_pin_memory",
+    "false",
+]
 PAPER = {"title": "Segmentation of video scenes", "abstract": "We detect pixels in camera images with depth."}
 
 
@@ -49,8 +72,21 @@ def papers_csv(tmp_path_factory) -> Path:
 def trained(tmp_path_factory, papers_csv) -> Path:
     """A tiny model trained by `hf-hybrid train`. Do not modify: copy it."""
     folder = tmp_path_factory.mktemp("trained") / "model"
-    assert main(["train", "--train_file", str(papers_csv), "--output_dir", str(folder), "--num_train_epochs", "2",
-                 *TINY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train_file",
+                str(papers_csv),
+                "--output_dir",
+                str(folder),
+                "--num_train_epochs",
+                "2",
+                *TINY_FLAGS,
+            ]
+        )
+        == 0
+    )
     return folder
 
 
@@ -63,11 +99,13 @@ def trained_copy(trained, tmp_path) -> Path:
 # A broken or inconsistent model folder: refused by the CLI and by the shipped code (Auto* classes, pipeline)
 # ------------------------------------------------------------------------------------------------------------
 
+
 def _edit_config(**changes):
     def edit(folder):
         config = json.loads((folder / "config.json").read_text())
         config.update(changes)
         (folder / "config.json").write_text(json.dumps(config))
+
     return edit
 
 
@@ -95,16 +133,22 @@ BROKEN_FOLDERS = {
     "no weights": (lambda f: (f / "model.safetensors").unlink(), ["model.safetensors"]),
     "truncated weights": (_truncate_weights, ["model.safetensors is truncated or corrupt", "download it again"]),
     "a tensor missing": (_drop_tensor, ["hybrid.fusion.title_score.bias missing"]),
-    "kernel_sizes differ": (_edit_config(kernel_sizes=[3, 4]),
-                            ["hybrid.abstract_encoder.convs.2.bias unexpected", "check kernel_sizes"]),
+    "kernel_sizes differ": (
+        _edit_config(kernel_sizes=[3, 4]),
+        ["hybrid.abstract_encoder.convs.2.bias unexpected", "check kernel_sizes"],
+    ),
     # Only extra weights, no shape mismatch: `transformers` alone would load this and drop the second layer.
-    "lstm_layers differ": (_edit_config(lstm_layers=2, dropout=0.0),
-                           ["title_encoder.lstm.backward_layers.1.bias_hh_l0 missing", "lstm_layers"]),
+    "lstm_layers differ": (
+        _edit_config(lstm_layers=2, dropout=0.0),
+        ["title_encoder.lstm.backward_layers.1.bias_hh_l0 missing", "lstm_layers"],
+    ),
     "embed_dim differs": (_edit_config(embed_dim=10), ["(4, 8, 3) in the file, (4, 10, 3) by the config", "embed_dim"]),
     "dropout is a string": (_edit_config(dropout="0.5"), ["`dropout` must be in [0, 1), got '0.5'"]),
     "kernel_sizes is a string": (_edit_config(kernel_sizes="3,4,5"), ["`kernel_sizes` must be a list of integers"]),
-    "tokenizer of another model": (_tokenizer_of_another_model,
-                                   ["the tokenizer has 5 words but the model's embedding"]),
+    "tokenizer of another model": (
+        _tokenizer_of_another_model,
+        ["the tokenizer has 5 words but the model's embedding"],
+    ),
 }
 
 
@@ -135,19 +179,47 @@ def test_the_bare_encoder_still_loads_from_a_classifier_folder(trained):
 
 def test_damaged_weights_give_one_line_and_no_traceback_from_the_installed_command(trained_copy):
     _truncate_weights(trained_copy)
-    result = subprocess.run([Path(sys.executable).parent / "hf-hybrid", "predict", "--model", trained_copy,
-                             "--title", "x", "--abstract", "y"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            Path(sys.executable).parent / "hf-hybrid",
+            "predict",
+            "--model",
+            trained_copy,
+            "--title",
+            "x",
+            "--abstract",
+            "y",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("hf-hybrid")]
-    assert errors == [f"hf-hybrid predict: error: {trained_copy}: model.safetensors is truncated or corrupt "
-                      "(Error while deserializing header: incomplete metadata, file not fully covered): "
-                      "download it again or re-save the model"]
+    assert errors == [
+        f"hf-hybrid predict: error: {trained_copy}: model.safetensors is truncated or corrupt "
+        "(Error while deserializing header: incomplete metadata, file not fully covered): "
+        "download it again or re-save the model"
+    ]
 
 
 def test_weights_that_do_not_fit_give_one_line_and_no_load_report_from_the_installed_command(trained_copy):
     _edit_config(kernel_sizes=[3, 4])(trained_copy)
-    result = subprocess.run([Path(sys.executable).parent / "hf-hybrid", "predict", "--model", trained_copy,
-                             "--title", "x", "--abstract", "y"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            Path(sys.executable).parent / "hf-hybrid",
+            "predict",
+            "--model",
+            trained_copy,
+            "--title",
+            "x",
+            "--abstract",
+            "y",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "LOAD REPORT" not in result.stderr and "Reinit" not in result.stderr  # it was refused, not re-initialised
     [error] = [line for line in result.stderr.splitlines() if line.startswith("hf-hybrid")]
@@ -158,23 +230,47 @@ def test_weights_that_do_not_fit_give_one_line_and_no_load_report_from_the_insta
 # Training output: all or nothing
 # ------------------------------------------------------------------------------------------------------------
 
-def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_intact(trained_copy, papers_csv,
-                                                                                      capsys):
+
+def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_intact(trained_copy, papers_csv, capsys):
     before = folder_bytes(trained_copy)
     # A smaller vocabulary than the model's: a tokenizer written now would make its weights read the wrong words.
-    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", trained_copy, *TINY_FLAGS,
-                            "--vocab_size", "20", "--class_weights", "cs.XX=2"])
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--train_file",
+            papers_csv,
+            "--output_dir",
+            trained_copy,
+            *TINY_FLAGS,
+            "--vocab_size",
+            "20",
+            "--class_weights",
+            "cs.XX=2",
+        ],
+    )
     assert "cs.XX" in line
     assert folder_bytes(trained_copy) == before
 
 
 def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_its_checkpoint(
-        trained_copy, papers_csv, capsys, caplog, monkeypatch):
+    trained_copy, papers_csv, capsys, caplog, monkeypatch
+):
     import hf_hybrid.trainer
 
     before = folder_bytes(trained_copy)
-    args = ["train", "--train_file", papers_csv, "--output_dir", trained_copy, *TINY_FLAGS, "--num_train_epochs", "2",
-            "--seed", "1"]
+    args = [
+        "train",
+        "--train_file",
+        papers_csv,
+        "--output_dir",
+        trained_copy,
+        *TINY_FLAGS,
+        "--num_train_epochs",
+        "2",
+        "--seed",
+        "1",
+    ]
 
     def broken_plot(*args, **kwargs):
         raise OSError("No space left on device")
@@ -184,8 +280,10 @@ def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_it
     assert folder_bytes(trained_copy) == before
     staging = staging_dir(trained_copy)
     [checkpoint] = staging.glob("checkpoint-*")
-    assert (f"the run did not finish (OSError): {trained_copy} is unchanged; its partial files are in {staging}; "
-            f"resume with --resume_from_checkpoint {checkpoint}") in caplog.text
+    assert (
+        f"the run did not finish (OSError): {trained_copy} is unchanged; its partial files are in {staging}; "
+        f"resume with --resume_from_checkpoint {checkpoint}"
+    ) in caplog.text
 
     monkeypatch.undo()
     assert main([str(arg) for arg in args] + ["--resume_from_checkpoint", str(checkpoint)]) == 0
@@ -222,8 +320,10 @@ BAD_TRAINING_OPTIONS = [
     (["--early_stopping_patience", "0"], "--early_stopping_patience must be 1 or more"),
     (["--save_total_limit", "0"], "--save_total_limit must be 1 or more"),
     (["--seed", "-1"], "--seed must be 0 or more"),
-    (["--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", '{"factor": 2}'],
-     "the plateau factor must be between 0 and 1"),
+    (
+        ["--lr_scheduler_type", "reduce_lr_on_plateau", "--lr_scheduler_kwargs", '{"factor": 2}'],
+        "the plateau factor must be between 0 and 1",
+    ),
     (["--recipe", "notebook", "--lr_scheduler_kwargs", '{"factor": 0}'], "the plateau factor must be between 0 and 1"),
     (["--freeze_embedding_epochs", "-1"], "--freeze_embedding_epochs must be 0 or more"),
     (["--label_smoothing", "1"], "--label_smoothing must be at least 0 and below 1"),
@@ -249,8 +349,9 @@ BAD_TRAINING_OPTIONS = [
 
 
 @pytest.mark.parametrize("flags, message", BAD_TRAINING_OPTIONS, ids=[" ".join(f) for f, _ in BAD_TRAINING_OPTIONS])
-def test_a_training_option_outside_its_meaning_is_refused_before_anything_is_written(flags, message, papers_csv,
-                                                                                     tmp_path, capsys):
+def test_a_training_option_outside_its_meaning_is_refused_before_anything_is_written(
+    flags, message, papers_csv, tmp_path, capsys
+):
     output_dir = tmp_path / "out"
     line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS, *flags])
     assert line.startswith("hf-hybrid train: error: ") and message in line
@@ -258,13 +359,30 @@ def test_a_training_option_outside_its_meaning_is_refused_before_anything_is_wri
 
 
 def test_finetuning_refuses_bad_options_too(trained, papers_csv, tmp_path, capsys):
-    line = refused(capsys, ["finetune", "--model", trained, "--train_file", papers_csv, "--output_dir",
-                            tmp_path / "out", "--num_train_epochs", "0"])
+    line = refused(
+        capsys,
+        [
+            "finetune",
+            "--model",
+            trained,
+            "--train_file",
+            papers_csv,
+            "--output_dir",
+            tmp_path / "out",
+            "--num_train_epochs",
+            "0",
+        ],
+    )
     assert line == "hf-hybrid finetune: error: --num_train_epochs must be greater than 0, got 0.0"
 
 
-@pytest.mark.parametrize("flags, message", [(["--top_words", "-1"], "--top_words must be 0 or more, got -1"),
-                                            (["--batch_size", "0"], "--batch_size must be 1 or more, got 0")])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--top_words", "-1"], "--top_words must be 0 or more, got -1"),
+        (["--batch_size", "0"], "--batch_size must be 1 or more, got 0"),
+    ],
+)
 def test_predict_refuses_negative_counts(flags, message, trained, capsys):
     line = refused(capsys, ["predict", "--model", trained, "--title", "x", "--abstract", "y", *flags])
     assert line == f"hf-hybrid predict: error: {message}"
@@ -280,6 +398,7 @@ def test_the_pipeline_refuses_a_negative_top_words(trained):
 # ------------------------------------------------------------------------------------------------------------
 # Data hygiene
 # ------------------------------------------------------------------------------------------------------------
+
 
 def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
     import csv
@@ -318,8 +437,14 @@ def test_duplicates_are_removed_before_splitting_and_reported(tmp_path, capsys, 
 
     papers = make_papers(n_per_class=20, seed=3)
     # The same papers again as a tired user's merge would give them: other case, punctuation and spacing.
-    copies = [{"title": p["title"].upper() + "!", "abstract": "  " + p["abstract"].replace(" ", "  "),
-               "category": p["category"]} for p in papers[:12]]
+    copies = [
+        {
+            "title": p["title"].upper() + "!",
+            "abstract": "  " + p["abstract"].replace(" ", "  "),
+            "category": p["category"],
+        }
+        for p in papers[:12]
+    ]
     copies[0]["category"] = next(c for c in ("cs.AI", "cs.CL") if c != papers[0]["category"])
     mixed_case = [{**p, "category": " " + p["category"].upper() + " "} for p in make_papers(n_per_class=2, seed=4)]
     near_empty = [{"title": "Graphs", "abstract": "", "category": "cs.AI"}]
@@ -327,9 +452,13 @@ def test_duplicates_are_removed_before_splitting_and_reported(tmp_path, capsys, 
 
     splits = load_papers(DataArguments(train_file=str(path)), seed=0)
     assert splits["train"].features["labels"].names == ["cs.AI", "cs.CL", "cs.CV"]
-    assert splits.cleaning == {"duplicates_removed": 12, "duplicates_with_another_label": 1,
-                               "also_in_validation_or_test_file": 0, "near_empty_papers": 1,
-                               "labels_merged_by_case": {"CS.AI": "cs.AI", "CS.CL": "cs.CL", "CS.CV": "cs.CV"}}
+    assert splits.cleaning == {
+        "duplicates_removed": 12,
+        "duplicates_with_another_label": 1,
+        "also_in_validation_or_test_file": 0,
+        "near_empty_papers": 1,
+        "labels_merged_by_case": {"CS.AI": "cs.AI", "CS.CL": "cs.CL", "CS.CV": "cs.CV"},
+    }
     seen = {}
     for name, split in splits.items():
         for title, abstract in zip(split["title"], split["abstract"]):
@@ -339,8 +468,21 @@ def test_duplicates_are_removed_before_splitting_and_reported(tmp_path, capsys, 
     assert "removed 12 duplicate paper(s) (1 of them labelled differently)" in caplog.text
 
     output_dir = tmp_path / "out"
-    assert main(["train", "--train_file", str(path), "--output_dir", str(output_dir), "--num_train_epochs", "1",
-                 *TINY_FLAGS]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train_file",
+                str(path),
+                "--output_dir",
+                str(output_dir),
+                "--num_train_epochs",
+                "1",
+                *TINY_FLAGS,
+            ]
+        )
+        == 0
+    )
     assert json.loads((output_dir / "eval_results.json").read_text())["data_cleaning"] == splits.cleaning
 
 
@@ -358,17 +500,27 @@ def test_training_papers_that_are_also_in_the_test_file_are_removed(tmp_path):
     assert len(splits["train"]) + len(splits["validation"]) == len(papers) - 6
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("latin1.csv", "title,abstract,category\nSchrödinger,é,cs.AI\n".encode("latin-1"),
-     "is not UTF-8 text (it holds byte 0xf6): save it as UTF-8"),
-    ("utf16.csv", "title,abstract,category\nNets,deep,cs.AI\n".encode("utf-16"), "is not UTF-8 text"),
-    ("lists.jsonl", b'{"title": ["deep", "nets"], "abstract": "x", "category": "cs.AI"}\n',
-     "column(s) title (List(Value('string'))) should hold text"),
-    ("objects.jsonl", b'{"title": "t", "abstract": {"text": "x"}, "category": "cs.AI"}\n', "column(s) abstract"),
-    ("labels.jsonl", b'{"title": "t", "abstract": "x", "category": ["cs.AI", "cs.CL"]}\n', "column(s) category"),
-])
-def test_files_that_are_not_utf8_text_or_hold_the_wrong_json_types_are_refused(name, content, message, tmp_path,
-                                                                                 capsys):
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        (
+            "latin1.csv",
+            "title,abstract,category\nSchrödinger,é,cs.AI\n".encode("latin-1"),
+            "is not UTF-8 text (it holds byte 0xf6): save it as UTF-8",
+        ),
+        ("utf16.csv", "title,abstract,category\nNets,deep,cs.AI\n".encode("utf-16"), "is not UTF-8 text"),
+        (
+            "lists.jsonl",
+            b'{"title": ["deep", "nets"], "abstract": "x", "category": "cs.AI"}\n',
+            "column(s) title (List(Value('string'))) should hold text",
+        ),
+        ("objects.jsonl", b'{"title": "t", "abstract": {"text": "x"}, "category": "cs.AI"}\n', "column(s) abstract"),
+        ("labels.jsonl", b'{"title": "t", "abstract": "x", "category": ["cs.AI", "cs.CL"]}\n', "column(s) category"),
+    ],
+)
+def test_files_that_are_not_utf8_text_or_hold_the_wrong_json_types_are_refused(
+    name, content, message, tmp_path, capsys
+):
     path = tmp_path / name
     path.write_bytes(content)
     line = refused(capsys, ["train", "--train_file", path, "--output_dir", tmp_path / "out"])
@@ -379,8 +531,10 @@ def test_numbers_in_a_text_column_are_read_as_text(tmp_path):
     from hf_hybrid.data import prepare_table, read_table
 
     path = tmp_path / "mixed.jsonl"
-    path.write_text('{"title": "Deep nets", "abstract": "x", "category": "cs.AI"}\n'
-                    '{"title": 1984, "abstract": "y", "category": "cs.CL"}\n')
+    path.write_text(
+        '{"title": "Deep nets", "abstract": "x", "category": "cs.AI"}\n'
+        '{"title": 1984, "abstract": "y", "category": "cs.CL"}\n'
+    )
     assert prepare_table(read_table(str(path)), "title", "abstract", "category")["title"] == ["Deep nets", "1984"]
 
 
@@ -413,6 +567,7 @@ def test_concurrent_predictions_on_one_pipeline_equal_serial_ones(trained):
 # The push: only what hf-hybrid wrote, from the folder itself
 # ------------------------------------------------------------------------------------------------------------
 
+
 def test_the_push_sends_only_hf_hybrid_files_of_the_folder_itself(trained_copy, tmp_path, caplog):
     import logging
 
@@ -436,8 +591,10 @@ def test_the_push_sends_only_hf_hybrid_files_of_the_folder_itself(trained_copy, 
         operations = {op.path_in_repo: op.path_or_fileobj for op in _operations(trained_copy, "someone/model")}
     assert sorted(operations) == [name for name in written if name != "eval_results.json"]
     assert b"hf_secret" not in b"".join(Path(f).read_bytes() for f in operations.values() if isinstance(f, str))
-    assert ("not pushed (not written by hf-hybrid, or a link out of the folder): .env, drafts/, eval_results.json, "
-            "helper.py, my_notes.txt, real_attention.png") in caplog.text
+    assert (
+        "not pushed (not written by hf-hybrid, or a link out of the folder): .env, drafts/, eval_results.json, "
+        "helper.py, my_notes.txt, real_attention.png"
+    ) in caplog.text
 
 
 def saved_checkpoint(staging: Path) -> Path | None:
@@ -459,8 +616,19 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
     staging = staging_dir(trained_copy)
     # So many epochs, and a patience as long, that the run cannot end before the interrupt, which is sent on a
     # signal of the run itself: its first checkpoint saved whole.
-    argv = [Path(sys.executable).parent / "hf-hybrid", "train", "--train_file", papers_csv, "--output_dir",
-            trained_copy, *TINY_FLAGS, "--num_train_epochs", "100000", "--early_stopping_patience", "100000"]
+    argv = [
+        Path(sys.executable).parent / "hf-hybrid",
+        "train",
+        "--train_file",
+        papers_csv,
+        "--output_dir",
+        trained_copy,
+        *TINY_FLAGS,
+        "--num_train_epochs",
+        "100000",
+        "--early_stopping_patience",
+        "100000",
+    ]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a pipe that is not read would block the run once full
     with log.open("w") as stderr:
         process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.DEVNULL, stderr=stderr)
@@ -475,16 +643,28 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
                 process.kill()
     stderr = log.read_text()
     assert process.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
-    advice = re.search(re.escape(f"{trained_copy} is unchanged; its partial files are in {staging}; ")
-                       + r"resume with --resume_from_checkpoint (\S+)", stderr)
+    advice = re.search(
+        re.escape(f"{trained_copy} is unchanged; its partial files are in {staging}; ")
+        + r"resume with --resume_from_checkpoint (\S+)",
+        stderr,
+    )
     assert advice, stderr[-3000:]
     assert stderr.rstrip().endswith("hf-hybrid train: interrupted")
     assert folder_bytes(trained_copy) == before
 
     checkpoint = Path(advice[1])
-    resumed = subprocess.run([str(arg) for arg in argv[:-4]] + ["--num_train_epochs", str(
-        json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] + 1), "--resume_from_checkpoint",
-        str(checkpoint)], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [str(arg) for arg in argv[:-4]]
+        + [
+            "--num_train_epochs",
+            str(json.loads((checkpoint / "trainer_state.json").read_text())["epoch"] + 1),
+            "--resume_from_checkpoint",
+            str(checkpoint),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not staging.exists() and folder_bytes(trained_copy).keys() == before.keys()
 
@@ -493,18 +673,27 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
 # Word-vector files: one that gives no vector is refused; a gzipped one is read
 # ------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, message", [
-    ("", "is empty"),
-    ("8 8\n", "is empty"),
-    ("zzzqx " + " ".join(["0.1"] * 8) + "\nqqqzz " + " ".join(["0.2"] * 8) + "\n", "none of them of a vocabulary word"),
-], ids=["empty", "header only", "no vocabulary word"])
-def test_a_vectors_file_that_gives_no_vector_is_refused_before_training(content, message, papers_csv, tmp_path,
-                                                                        capsys):
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "is empty"),
+        ("8 8\n", "is empty"),
+        (
+            "zzzqx " + " ".join(["0.1"] * 8) + "\nqqqzz " + " ".join(["0.2"] * 8) + "\n",
+            "none of them of a vocabulary word",
+        ),
+    ],
+    ids=["empty", "header only", "no vocabulary word"],
+)
+def test_a_vectors_file_that_gives_no_vector_is_refused_before_training(content, message, papers_csv, tmp_path, capsys):
     vectors = tmp_path / "vectors.txt"
     vectors.write_text(content)
     output_dir = tmp_path / "out"
-    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS,
-                            "--init_embeddings", vectors])
+    line = refused(
+        capsys,
+        ["train", "--train_file", papers_csv, "--output_dir", output_dir, *TINY_FLAGS, "--init_embeddings", vectors],
+    )
     assert line.startswith(f"hf-hybrid train: error: {vectors}: ") and message in line
     assert "--init_embeddings word2vec" in line
     assert not output_dir.exists() and not staging_dir(output_dir).exists()
@@ -531,23 +720,52 @@ def test_a_gzipped_vectors_file_is_read_as_the_text_it_holds(name, tmp_path):
 # Resume: a checkpoint the flags do not fit is refused before the vocabulary and word vectors are learned
 # ------------------------------------------------------------------------------------------------------------
 
+
 def test_resuming_with_other_model_sizes_is_refused_before_any_work(trained, papers_csv, tmp_path, capsys, caplog):
     import logging
 
     checkpoint = Path(shutil.copytree(trained, tmp_path / "model.partial" / "checkpoint-6"))
     with caplog.at_level(logging.INFO, logger="hf_hybrid"):
-        line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
-                                "--embed_dim", "16", "--lstm_hidden", "6", "--resume_from_checkpoint", checkpoint])
+        line = refused(
+            capsys,
+            [
+                "train",
+                "--train_file",
+                papers_csv,
+                "--output_dir",
+                tmp_path / "model",
+                *TINY_FLAGS,
+                "--embed_dim",
+                "16",
+                "--lstm_hidden",
+                "6",
+                "--resume_from_checkpoint",
+                checkpoint,
+            ],
+        )
     assert line.startswith(f"hf-hybrid train: error: --resume_from_checkpoint {checkpoint}: ")
     assert "--embed_dim 16 (the checkpoint's: 8)" in line and "--lstm_hidden 6 (the checkpoint's: 4)" in line
     assert "vocabulary" not in caplog.text and "word2vec" not in caplog.text  # refused before that work
 
 
 def test_resuming_from_a_folder_that_is_no_checkpoint_is_refused(papers_csv, tmp_path, capsys):
-    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "model", *TINY_FLAGS,
-                            "--resume_from_checkpoint", tmp_path / "nowhere"])
-    assert line == (f"hf-hybrid train: error: --resume_from_checkpoint {tmp_path / 'nowhere'}: no checkpoint there "
-                    "(no config.json): give a checkpoint-* folder of the run's <output_dir>.partial")
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--train_file",
+            papers_csv,
+            "--output_dir",
+            tmp_path / "model",
+            *TINY_FLAGS,
+            "--resume_from_checkpoint",
+            tmp_path / "nowhere",
+        ],
+    )
+    assert line == (
+        f"hf-hybrid train: error: --resume_from_checkpoint {tmp_path / 'nowhere'}: no checkpoint there "
+        "(no config.json): give a checkpoint-* folder of the run's <output_dir>.partial"
+    )
 
 
 def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path, capsys):
@@ -560,8 +778,21 @@ def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path
     validation = write_papers_csv(tmp_path / "validation.csv", others[::2])
     test = write_papers_csv(tmp_path / "test.csv", others[1::2])
     output_dir = tmp_path / "out"
-    line = refused(capsys, ["train", "--train_file", train, "--validation_file", validation, "--test_file", test,
-                            "--output_dir", output_dir, *TINY_FLAGS])
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--train_file",
+            train,
+            "--validation_file",
+            validation,
+            "--test_file",
+            test,
+            "--output_dir",
+            output_dir,
+            *TINY_FLAGS,
+        ],
+    )
     assert line.startswith(f"hf-hybrid train: error: {train}: 1 training paper") and "at least 2" in line
     assert not output_dir.exists() and not staging_dir(output_dir).exists()
 
@@ -569,6 +800,7 @@ def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path
 # ------------------------------------------------------------------------------------------------------------
 # The Space writer: never over a user's own files, never for a repo the Space cannot load
 # ------------------------------------------------------------------------------------------------------------
+
 
 def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli
@@ -579,8 +811,10 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
     (space / "app.py").write_text("print('my app')\n")
     before = folder_bytes(space)
     line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", space])
-    assert line == (f"hf-hybrid demo: error: {space} holds files a Space would overwrite (README.md, app.py): "
-                    "give a new or empty folder, or --overwrite to replace them")
+    assert line == (
+        f"hf-hybrid demo: error: {space} holds files a Space would overwrite (README.md, app.py): "
+        "give a new or empty folder, or --overwrite to replace them"
+    )
     assert folder_bytes(space) == before
 
     # With --overwrite the Space is written (the Hub answered here by stand-ins).
@@ -591,16 +825,31 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
     assert 'MODEL_ID = "someone/model"' in (space / "app.py").read_text()
 
 
-REPO_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-              "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "layers_hybrid_cnn_lstm.py",
-              "loading_hybrid_cnn_lstm.py", "folding_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
-              "pipeline_arxiv_classification.py", "README.md"]
+REPO_FILES = [
+    "config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "configuration_hybrid_cnn_lstm.py",
+    "modeling_hybrid_cnn_lstm.py",
+    "layers_hybrid_cnn_lstm.py",
+    "loading_hybrid_cnn_lstm.py",
+    "folding_hybrid_cnn_lstm.py",
+    "tokenization_hybrid_cnn_lstm.py",
+    "pipeline_arxiv_classification.py",
+    "README.md",
+]
 
 
-@pytest.mark.parametrize("missing", [["tokenizer.json"],
-                                     ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
-                                     ["folding_hybrid_cnn_lstm.py"],
-                                     ["model.safetensors"]])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ["tokenizer.json"],
+        ["modeling_hybrid_cnn_lstm.py", "pipeline_arxiv_classification.py"],
+        ["folding_hybrid_cnn_lstm.py"],
+        ["model.safetensors"],
+    ],
+)
 def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli
 
@@ -608,8 +857,10 @@ def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, cap
     monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
     monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
     line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", tmp_path / "space"])
-    assert line == (f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
-                    "Space could not load it: push the complete model folder (hf-hybrid push) and try again")
+    assert line == (
+        f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
+        "Space could not load it: push the complete model folder (hf-hybrid push) and try again"
+    )
     assert not (tmp_path / "space").exists()
 
 
@@ -631,8 +882,17 @@ def test_labels_listing_several_labels_are_refused_without_multi_label(capsys, t
     papers = make_papers(20)
     for paper in papers[:10]:
         paper["category"] = "cs.AI cs.CV"  # a cross-listed paper, read as one new class without --problem_type
-    line = refused(capsys, ["train", "--train_file", write_papers_csv(tmp_path / "papers.csv", papers),
-                            "--output_dir", tmp_path / "out", *TINY_FLAGS])
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--train_file",
+            write_papers_csv(tmp_path / "papers.csv", papers),
+            "--output_dir",
+            tmp_path / "out",
+            *TINY_FLAGS,
+        ],
+    )
     assert "labels such as 'cs.AI cs.CV' list several of the other labels" in line
     assert "--problem_type multi_label_classification" in line and not (tmp_path / "out").exists()
 
@@ -648,7 +908,9 @@ def test_a_diverged_run_is_refused_before_calibration(capsys, papers_csv, tmp_pa
         return result
 
     monkeypatch.setattr(trainer_module.HybridTrainer, "predict", diverged)
-    line = refused(capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "out",
-                            "--num_train_epochs", "1", *TINY_FLAGS])
+    line = refused(
+        capsys,
+        ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "out", "--num_train_epochs", "1", *TINY_FLAGS],
+    )
     assert "NaN or infinite scores on the validation split (training diverged)" in line
     assert "lower --learning_rate than 0.01" in line and not (tmp_path / "out").exists()

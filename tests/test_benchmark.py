@@ -18,8 +18,10 @@ from benchmarks.common import DEFAULT_DATA, cpu_flags  # noqa: E402
 from benchmarks.speed import untrained_model  # noqa: E402
 
 # `hf-hybrid train` flags of a tiny model, as the benchmarks take them
-TINY_MODEL = ("--embed_dim 16 --num_filters 8 --lstm_hidden 8 --classifier_hidden_sizes 16 8 --min_frequency 1 "
-              "--wide_bigram_buckets 256")
+TINY_MODEL = (
+    "--embed_dim 16 --num_filters 8 --lstm_hidden 8 --classifier_hidden_sizes 16 8 --min_frequency 1 "
+    "--wide_bigram_buckets 256"
+)
 FAST = ["--batch_size", "8", "--latency_calls", "3", "--latency_warmup", "1", "--threads", "1"]
 
 
@@ -28,8 +30,9 @@ def papers_csv(tmp_path_factory):
     from conftest import TINY_LABELS
     from papers import write_papers_csv
 
-    return write_papers_csv(tmp_path_factory.mktemp("data") / "papers.csv", n_per_class=40,
-                            labels=tuple(TINY_LABELS.values()))
+    return write_papers_csv(
+        tmp_path_factory.mktemp("data") / "papers.csv", n_per_class=40, labels=tuple(TINY_LABELS.values())
+    )
 
 
 def test_each_subcommand_takes_only_its_own_flags(capsys):
@@ -37,8 +40,15 @@ def test_each_subcommand_takes_only_its_own_flags(capsys):
     assert (speed.train_flags, speed.batch_size, speed.split_seed, speed.model) == ("--recipe notebook", 64, 42, None)
     assert speed.data == DEFAULT_DATA == REPO_ROOT.parent / "shared" / "data" / "arxiv_cs.csv"
     assert benchmark.parse_args(["accuracy"]).train_flags == ""
-    for argv in (["onnx"], ["accuracy", "--model", "x"], ["accuracy", "--batch_size", "8"], ["speed", "--tiny"],
-                 ["--mode", "perf"], ["notebook"], ["profile"]):
+    for argv in (
+        ["onnx"],
+        ["accuracy", "--model", "x"],
+        ["accuracy", "--batch_size", "8"],
+        ["speed", "--tiny"],
+        ["--mode", "perf"],
+        ["notebook"],
+        ["profile"],
+    ):
         with pytest.raises(SystemExit):
             benchmark.parse_args(argv)
     assert "--model" in capsys.readouterr().err
@@ -52,13 +62,23 @@ def test_untrained_model_takes_its_sizes_from_the_train_flags_and_the_config_def
     train = load_papers(DataArguments(train_file=str(papers_csv)))["train"]
     model, tokenizer = untrained_model(ModelArguments(min_frequency=1), train)
     defaults = HybridCNNLSTMConfig()
-    for name in ("embed_dim", "num_filters", "kernel_sizes", "lstm_hidden", "lstm_layers", "classifier_hidden_sizes",
-                 "max_title_length", "dropout", "wide_branch"):
+    for name in (
+        "embed_dim",
+        "num_filters",
+        "kernel_sizes",
+        "lstm_hidden",
+        "lstm_layers",
+        "classifier_hidden_sizes",
+        "max_title_length",
+        "dropout",
+        "wide_branch",
+    ):
         assert getattr(model.config, name) == DEFAULT_RECIPE_MODEL.get(name, getattr(defaults, name)), name
     assert model.config.vocab_size == len(tokenizer) and model.config.num_labels == 3
 
-    small, _ = untrained_model(ModelArguments(embed_dim=12, lstm_layers=1, kernel_sizes=[2, 3], max_title_length=5,
-                                              min_frequency=1), train)
+    small, _ = untrained_model(
+        ModelArguments(embed_dim=12, lstm_layers=1, kernel_sizes=[2, 3], max_title_length=5, min_frequency=1), train
+    )
     assert (small.config.embed_dim, small.config.lstm_layers, small.config.kernel_sizes) == (12, 1, [2, 3])
     assert small.config.max_title_length == 5
 
@@ -66,9 +86,27 @@ def test_untrained_model_takes_its_sizes_from_the_train_flags_and_the_config_def
 @pytest.mark.timeout(900)
 def test_speed_times_training_and_every_inference_engine_with_parity(tmp_path, papers_csv, capsys):
     output = tmp_path / "speed.json"
-    assert benchmark.main(["speed", "--data", str(papers_csv), *FAST, "--train_steps", "2", "--warmup_steps", "1",
-                           "--train_flags", f"--recipe notebook --lstm_layers 2 {TINY_MODEL}", "--workdir",
-                           str(tmp_path / "work"), "--output_json", str(output)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "speed",
+                "--data",
+                str(papers_csv),
+                *FAST,
+                "--train_steps",
+                "2",
+                "--warmup_steps",
+                "1",
+                "--train_flags",
+                f"--recipe notebook --lstm_layers 2 {TINY_MODEL}",
+                "--workdir",
+                str(tmp_path / "work"),
+                "--output_json",
+                str(output),
+            ]
+        )
+        == 0
+    )
 
     report = json.loads(output.read_text())
     assert report["cpu"]["flags"] == cpu_flags() and report["cpu"]["threads"] == 1
@@ -95,8 +133,23 @@ def test_speed_times_training_and_every_inference_engine_with_parity(tmp_path, p
 @pytest.mark.timeout(600)
 def test_onnx_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path, saved_model_dir, papers_csv, capsys):
     output = tmp_path / "onnx.json"
-    assert benchmark.main(["onnx", "--model", str(saved_model_dir), "--data", str(papers_csv), *FAST, "--workdir",
-                           str(tmp_path / "work"), "--output_json", str(output)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "onnx",
+                "--model",
+                str(saved_model_dir),
+                "--data",
+                str(papers_csv),
+                *FAST,
+                "--workdir",
+                str(tmp_path / "work"),
+                "--output_json",
+                str(output),
+            ]
+        )
+        == 0
+    )
 
     report = json.loads(output.read_text())
     assert report["test_papers"] == 18 and report["cpu"]["flags"] == cpu_flags()
@@ -123,9 +176,24 @@ def test_accuracy_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
     output = tmp_path / "accuracy.json"
     flags = f"--recipe notebook --num_train_epochs 2 --per_device_train_batch_size 16 {TINY_MODEL}"
     result = subprocess.run(
-        [sys.executable, str(BENCHMARK), "accuracy", "--data", str(data), "--threads", "1", "--workdir",
-         str(tmp_path / "work"), "--output_json", str(output), "--train_flags", flags],
-        capture_output=True, text=True, timeout=590,
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "accuracy",
+            "--data",
+            str(data),
+            "--threads",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--output_json",
+            str(output),
+            "--train_flags",
+            flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=590,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
@@ -149,12 +217,18 @@ def test_tfidf_scores_come_from_the_library_report():
 
     from benchmarks.accuracy import tfidf_linear_svm
 
-    features = Features({"title": Value("string"), "abstract": Value("string"),
-                         "labels": ClassLabel(names=["cs.AI", "cs.CL"])})
-    rows = {"title": ["planning agents", "language text"] * 6, "abstract": ["logic search", "parsing tokens"] * 6,
-            "labels": [0, 1] * 6}
-    splits = DatasetDict(train=Dataset.from_dict(rows, features=features),
-                         test=Dataset.from_dict({k: v[:4] for k, v in rows.items()}, features=features))
+    features = Features(
+        {"title": Value("string"), "abstract": Value("string"), "labels": ClassLabel(names=["cs.AI", "cs.CL"])}
+    )
+    rows = {
+        "title": ["planning agents", "language text"] * 6,
+        "abstract": ["logic search", "parsing tokens"] * 6,
+        "labels": [0, 1] * 6,
+    }
+    splits = DatasetDict(
+        train=Dataset.from_dict(rows, features=features),
+        test=Dataset.from_dict({k: v[:4] for k, v in rows.items()}, features=features),
+    )
     scores = tfidf_linear_svm(splits)  # two classes: LinearSVC's one signed distance per paper
     assert scores["accuracy"] == 1.0 and scores["cs_ai_recall"] == 1.0
     assert scores["confusion_matrix"] == [[2, 0], [0, 2]]

@@ -74,8 +74,7 @@ def assert_same_results(got, expected):
         for key, value in theirs.items():
             if key in ("title_words", "abstract_words"):
                 assert [(w["word"], w["position"]) for w in mine[key]] == [(w["word"], w["position"]) for w in value]
-                assert [w["attention"] for w in mine[key]] == pytest.approx([w["attention"] for w in value],
-                                                                              abs=1e-5)
+                assert [w["attention"] for w in mine[key]] == pytest.approx([w["attention"] for w in value], abs=1e-5)
             elif key == "top_labels":
                 assert [t["label"] for t in mine[key]] == [t["label"] for t in value]
             elif isinstance(value, dict):
@@ -90,16 +89,37 @@ def assert_same_results(got, expected):
 def test_a_file_gets_the_pipelines_results_in_input_order(suffix, wide_model_dir, tmp_path):
     rows = paper_rows()
     source = write_input(tmp_path / f"papers{suffix}", rows)
-    classify = ArxivClassificationPipeline(model=HybridCNNLSTMForSequenceClassification.from_pretrained(wide_model_dir),
-                                           tokenizer=HybridCNNLSTMTokenizer.from_pretrained(wide_model_dir))
+    classify = ArxivClassificationPipeline(
+        model=HybridCNNLSTMForSequenceClassification.from_pretrained(wide_model_dir),
+        tokenizer=HybridCNNLSTMTokenizer.from_pretrained(wide_model_dir),
+    )
     papers = [{"title": r["title"], "abstract": r["abstract"]} for r in rows]
     threshold = sorted(result["score"] for result in classify(papers))[len(rows) // 2]  # half of them abstain
     expected = classify(papers, top_words=20, top_k=2, threshold=threshold)
 
     output = tmp_path / "predictions.jsonl"
     flags = ["--top_k", "2", "--threshold", str(threshold), "--top_words", "20"]
-    assert main(["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file",
-                 str(output), "--id_column", "paper_id", "--chunk_size", "7", "--batch_size", "3", *flags]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(wide_model_dir),
+                "--input_file",
+                str(source),
+                "--output_file",
+                str(output),
+                "--id_column",
+                "paper_id",
+                "--chunk_size",
+                "7",
+                "--batch_size",
+                "3",
+                *flags,
+            ]
+        )
+        == 0
+    )
     got = read_jsonl(output)
     assert [line.pop("paper_id") for line in got] == [row["paper_id"] for row in rows]
     assert {"branch_scores", "needs_review", "top_labels"} <= set(expected[0])
@@ -111,8 +131,19 @@ def test_parquet_output_holds_the_same_records_and_no_fold_the_same_labels(wide_
     rows = paper_rows()
     source = write_input(tmp_path / "papers.csv", rows)
     jsonl, parquet, unfolded = tmp_path / "out.jsonl", tmp_path / "out_parquet", tmp_path / "unfolded.jsonl"
-    common = ["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--id_column", "paper_id",
-              "--chunk_size", "10", "--threshold", "0.45"]
+    common = [
+        "predict",
+        "--model",
+        str(wide_model_dir),
+        "--input_file",
+        str(source),
+        "--id_column",
+        "paper_id",
+        "--chunk_size",
+        "10",
+        "--threshold",
+        "0.45",
+    ]
     assert main([*common, "--output_file", str(jsonl)]) == 0
     assert main([*common, "--output_file", str(parquet), "--output_format", "parquet"]) == 0
     assert main([*common, "--output_file", str(unfolded), "--no_fold"]) == 0
@@ -134,11 +165,21 @@ def test_top_words_zero_turns_the_words_off(saved_model_dir, tmp_path, capsys):
 def test_chunks_are_bounded_and_in_order(tmp_path):
     rows = paper_rows()
     source = write_input(tmp_path / "papers.parquet", rows)
-    chunks = list(read_chunks(str(source), ["title", "abstract", "paper_id"], "paper_id", chunk_size=4, skip=3,
-                              num_shards=2, shard_index=1))
+    chunks = list(
+        read_chunks(
+            str(source),
+            ["title", "abstract", "paper_id"],
+            "paper_id",
+            chunk_size=4,
+            skip=3,
+            num_shards=2,
+            shard_index=1,
+        )
+    )
     assert [len(chunk) for chunk in chunks[:-1]] == [4] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= 4
-    assert [i for chunk in chunks for i in chunk.column("paper_id").to_pylist()] == \
-        [row["paper_id"] for row in rows[1::2][3:]]
+    assert [i for chunk in chunks for i in chunk.column("paper_id").to_pylist()] == [
+        row["paper_id"] for row in rows[1::2][3:]
+    ]
 
 
 @pytest.mark.parametrize(
@@ -207,9 +248,12 @@ STOPPED_RUN = textwrap.dedent("""
 
 def killed_run(command, tmp_path, stop_after, cut):
     marker = tmp_path / f"stopped-{stop_after}-{cut}"
-    process = subprocess.Popen([sys.executable, "-c", STOPPED_RUN, str(stop_after), str(cut), str(marker),
-                                *command], env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", STOPPED_RUN, str(stop_after), str(cut), str(marker), *command],
+        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not marker.exists():  # no timing: the process says when it has stopped
         if process.poll() is not None:
             raise AssertionError(f"the run ended before it was stopped: {process.stderr.read()[-2000:]}")
@@ -228,8 +272,21 @@ def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format
     rows = paper_rows()
     source = write_input(tmp_path / "papers.csv", rows)
     output = tmp_path / f"out.{output_format}"
-    command = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--output_file",
-               str(output), "--output_format", output_format, "--id_column", "paper_id", "--chunk_size", "8"]
+    command = [
+        "predict",
+        "--model",
+        str(saved_model_dir),
+        "--input_file",
+        str(source),
+        "--output_file",
+        str(output),
+        "--output_format",
+        output_format,
+        "--id_column",
+        "paper_id",
+        "--chunk_size",
+        "8",
+    ]
     reference = tmp_path / "reference.jsonl"
     assert main([*command[:6], str(reference), *command[9:]]) == 0
 
@@ -246,8 +303,9 @@ def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format
     assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
     assert_same_results(got, read_jsonl(reference))
     assert main(command) == 0  # a complete output is left as it is
-    assert [line["paper_id"] for line in (read_jsonl(output) if output_format == "jsonl" else got)] == \
-        [row["paper_id"] for row in rows]
+    assert [line["paper_id"] for line in (read_jsonl(output) if output_format == "jsonl" else got)] == [
+        row["paper_id"] for row in rows
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -257,17 +315,31 @@ def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format
 def test_shards_merge_into_the_output_of_one_run(output_format, saved_model_dir, tmp_path, capsys):
     rows = paper_rows()
     source = write_input(tmp_path / "papers.jsonl", rows)
-    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
-              "--output_format", output_format, "--chunk_size", "5"]
+    common = [
+        "predict",
+        "--model",
+        str(saved_model_dir),
+        "--input_file",
+        str(source),
+        "--id_column",
+        "paper_id",
+        "--output_format",
+        output_format,
+        "--chunk_size",
+        "5",
+    ]
     single = tmp_path / "single"
     assert main([*common, "--output_file", str(single)]) == 0
     shards = [tmp_path / f"shard{i}" for i in range(3)]
     for index in (2, 0, 1):
-        assert main([*common, "--output_file", str(shards[index]), "--num_shards", "3", "--shard_index",
-                     str(index)]) == 0
+        assert (
+            main([*common, "--output_file", str(shards[index]), "--num_shards", "3", "--shard_index", str(index)]) == 0
+        )
     merged = tmp_path / "merged"
-    assert main(["merge-predictions", str(shards[1]), str(shards[0]), "--output_file", str(merged), "--chunk_size",
-                 "5"]) == 1  # not the whole input: shard 2 is missing
+    assert (
+        main(["merge-predictions", str(shards[1]), str(shards[0]), "--output_file", str(merged), "--chunk_size", "5"])
+        == 1
+    )  # not the whole input: shard 2 is missing
     assert "do not make a whole" in capsys.readouterr().err
     assert main(["merge-predictions", *map(str, shards), "--output_file", str(merged), "--chunk_size", "5"]) == 0
 
@@ -281,8 +353,10 @@ def test_shards_merge_into_the_output_of_one_run(output_format, saved_model_dir,
     assert [line["paper_id"] for line in got] == [row["paper_id"] for row in rows]
     assert_same_results(got, results(single))
     settings = "_bulk.json" if output_format == "parquet" else ".bulk.json"
-    recorded = [json.loads(((p / settings) if output_format == "parquet" else p.with_name(p.name + settings))
-                           .read_text()) for p in (merged, single)]
+    recorded = [
+        json.loads(((p / settings) if output_format == "parquet" else p.with_name(p.name + settings)).read_text())
+        for p in (merged, single)
+    ]
     assert recorded[0] == recorded[1]
     assert main([*common, "--output_file", str(merged)]) == 0  # the merged output is a complete single-run output
 
@@ -290,8 +364,17 @@ def test_shards_merge_into_the_output_of_one_run(output_format, saved_model_dir,
 def test_num_workers_give_the_output_of_one_process(saved_model_dir, tmp_path):
     rows = paper_rows()
     source = write_input(tmp_path / "papers.csv", rows)
-    common = ["predict", "--model", str(saved_model_dir), "--input_file", str(source), "--id_column", "paper_id",
-              "--chunk_size", "6"]
+    common = [
+        "predict",
+        "--model",
+        str(saved_model_dir),
+        "--input_file",
+        str(source),
+        "--id_column",
+        "paper_id",
+        "--chunk_size",
+        "6",
+    ]
     single, workers = tmp_path / "single.jsonl", tmp_path / "workers.jsonl"
     assert main([*common, "--output_file", str(single)]) == 0
     assert main([*common, "--output_file", str(workers), "--num_workers", "2"]) == 0
@@ -311,12 +394,35 @@ def test_ray_data_gives_the_single_process_results(wide_model_dir, tmp_path):
     rows = paper_rows()
     source = write_input(tmp_path / "papers.parquet", rows)
     single = tmp_path / "single.jsonl"
-    assert main(["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file", str(single),
-                 "--id_column", "paper_id", "--top_k", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(wide_model_dir),
+                "--input_file",
+                str(source),
+                "--output_file",
+                str(single),
+                "--id_column",
+                "paper_id",
+                "--top_k",
+                "2",
+            ]
+        )
+        == 0
+    )
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
-        classify_with_ray(str(source), str(tmp_path / "ray_out"), str(wide_model_dir), concurrency=1, chunk_size=9,
-                          id_column="paper_id", top_k=2)
+        classify_with_ray(
+            str(source),
+            str(tmp_path / "ray_out"),
+            str(wide_model_dir),
+            concurrency=1,
+            chunk_size=9,
+            id_column="paper_id",
+            top_k=2,
+        )
         got = pa.concat_tables(pq.read_table(part) for part in sorted((tmp_path / "ray_out").glob("*.parquet")))
     finally:
         ray.shutdown()

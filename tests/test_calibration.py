@@ -21,8 +21,9 @@ def test_expected_calibration_error_is_the_hand_computed_one():
     # Top probabilities 0.96 (right), 0.94 (wrong), 0.55 (right), 0.52 (right): three bins of 15 are filled,
     # (0.9333, 1] with mean 0.95 and accuracy 0.5, (0.5333, 0.6] and (0.4667, 0.5333] with one right paper each.
     probabilities = [[0.96, 0.04], [0.06, 0.94], [0.55, 0.45], [0.48, 0.52]]
-    scores = classification_metric().compute(predictions=[0, 1, 0, 1], references=[0, 0, 0, 1],
-                                             label_names=["a", "b"], probabilities=probabilities)
+    scores = classification_metric().compute(
+        predictions=[0, 1, 0, 1], references=[0, 0, 0, 1], label_names=["a", "b"], probabilities=probabilities
+    )
     hand = (2 * abs(0.95 - 0.5) + abs(0.55 - 1.0) + abs(0.52 - 1.0)) / 4
     assert scores["expected_calibration_error"] == pytest.approx(hand)
     brier = np.mean([2 * 0.04**2, 2 * 0.94**2, 2 * 0.45**2, 2 * 0.48**2])
@@ -36,8 +37,9 @@ def test_expected_calibration_error_is_the_hand_computed_one():
 
 def test_the_metric_refuses_probabilities_that_are_not_the_predictions():
     with pytest.raises(ValueError, match="argmax of probabilities"):
-        classification_metric().compute(predictions=[1], references=[0], label_names=["a", "b"],
-                                        probabilities=[[0.9, 0.1]])
+        classification_metric().compute(
+            predictions=[1], references=[0], label_names=["a", "b"], probabilities=[[0.9, 0.1]]
+        )
 
 
 def test_fit_temperature_recovers_the_temperature_that_made_the_scores_overconfident():
@@ -69,10 +71,10 @@ def test_coverage_counts_the_papers_at_or_above_each_threshold():
     ]
 
 
-def test_the_model_divides_its_raw_scores_by_the_temperature_and_its_loss_does_not(make_tiny_config,
-                                                                                  tiny_tokenizer):
-    inputs = tiny_tokenizer(["deep nets", "a parser"], ["pixels and scenes", "tokens"], padding=True,
-                            return_tensors="pt")
+def test_the_model_divides_its_raw_scores_by_the_temperature_and_its_loss_does_not(make_tiny_config, tiny_tokenizer):
+    inputs = tiny_tokenizer(
+        ["deep nets", "a parser"], ["pixels and scenes", "tokens"], padding=True, return_tensors="pt"
+    )
     labels = torch.tensor([0, 1])
     outputs = {}
     for temperature in (1.0, 2.5):

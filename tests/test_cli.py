@@ -14,11 +14,34 @@ from hf_hybrid.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TINY_FLAGS = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
-              "--wide_bigram_buckets", "256",
-              "--per_device_train_batch_size", "8", "--learning_rate", "0.01", "--seed", "0",
-              "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]
+TINY_FLAGS = [
+    "--embed_dim",
+    "16",
+    "--num_filters",
+    "8",
+    "--lstm_hidden",
+    "8",
+    "--lstm_layers",
+    "1",
+    "--classifier_hidden_sizes",
+    "16",
+    "--vocab_size",
+    "500",
+    "--min_frequency",
+    "1",
+    "--wide_bigram_buckets",
+    "256",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "0.01",
+    "--seed",
+    "0",
+    "--disable_tqdm",
+    "true",
+    "--dataloader_pin_memory",
+    "false",
+]
 
 
 def run(command, **kwargs):
@@ -38,8 +61,21 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory, files):
     output_dir = tmp_path_factory.mktemp("cli") / "model"
-    result = run([str(BIN / "hf-hybrid"), "train", "--train_file", str(files["train"]), "--test_file",
-                  str(files["test"]), "--output_dir", str(output_dir), "--num_train_epochs", "6", *TINY_FLAGS])
+    result = run(
+        [
+            str(BIN / "hf-hybrid"),
+            "train",
+            "--train_file",
+            str(files["train"]),
+            "--test_file",
+            str(files["test"]),
+            "--output_dir",
+            str(output_dir),
+            "--num_train_epochs",
+            "6",
+            *TINY_FLAGS,
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| accuracy |" in result.stdout  # the test table is printed
     return output_dir
@@ -55,15 +91,31 @@ def test_evaluate_prints_the_metrics_training_reported(trained_dir, files, capsy
 
 
 def test_predict_one_paper_and_a_file(trained_dir, files, tmp_path, capsys):
-    assert main(["predict", "--model", str(trained_dir), "--title", "Segmentation of video scenes",
-                 "--abstract", "We detect pixels in camera images with depth.", "--top_words", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained_dir),
+                "--title",
+                "Segmentation of video scenes",
+                "--abstract",
+                "We detect pixels in camera images with depth.",
+                "--top_words",
+                "2",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["label"] == "cs.CV"
     assert len(result["abstract_words"]) == 2 and sum(result["scores"].values()) == pytest.approx(1.0)
 
     output = tmp_path / "predictions.jsonl"
-    assert main(["predict", "--model", str(trained_dir), "--input_file", str(files["test"]),
-                 "--output_file", str(output)]) == 0
+    assert (
+        main(["predict", "--model", str(trained_dir), "--input_file", str(files["test"]), "--output_file", str(output)])
+        == 0
+    )
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     truth = [paper["category"] for paper in make_papers(10, seed=1)]
     assert len(lines) == 30
@@ -74,16 +126,32 @@ def test_predict_and_evaluate_with_fold_for_inference_give_the_same_results(trai
     results = {}
     for flags in ([], ["--fold_for_inference"], ["--fold_for_inference", "bfloat16"]):
         output = tmp_path / f"predictions{len(flags)}.jsonl"
-        assert main(["predict", "--model", str(trained_dir), "--input_file", str(files["test"]),
-                     "--output_file", str(output), *flags]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    str(trained_dir),
+                    "--input_file",
+                    str(files["test"]),
+                    "--output_file",
+                    str(output),
+                    *flags,
+                ]
+            )
+            == 0
+        )
         assert main(["evaluate", "--model", str(trained_dir), "--test_file", str(files["test"]), *flags]) == 0
-        results[len(flags)] = ([json.loads(line) for line in output.read_text().splitlines()],
-                               json.loads(capsys.readouterr().out))
+        results[len(flags)] = (
+            [json.loads(line) for line in output.read_text().splitlines()],
+            json.loads(capsys.readouterr().out),
+        )
     (plain, plain_metrics), (fast, fast_metrics), (bf16, _) = results[0], results[1], results[2]
     # The labels are the same, so are the label metrics; the probabilities agree up to float32 summation order.
     calibration = ("expected_calibration_error", "log_loss", "brier_score", "mean_confidence")
     assert {k: v for k, v in fast_metrics.items() if k not in calibration} == {
-        k: v for k, v in plain_metrics.items() if k not in calibration}
+        k: v for k, v in plain_metrics.items() if k not in calibration
+    }
     assert [fast_metrics[k] for k in calibration] == pytest.approx([plain_metrics[k] for k in calibration], abs=1e-6)
     assert [line["label"] for line in fast] == [line["label"] for line in plain]
     for fast_line, plain_line in zip(fast, plain):
@@ -97,8 +165,7 @@ def test_predict_and_evaluate_with_fold_for_inference_give_the_same_results(trai
         (["train", "--train_file", "{bad_column}", "--output_dir", "{out}"], "missing column(s) category"),
         (["train", "--train_file", "{empty}", "--output_dir", "{out}"], "has no rows"),
         (["train", "--train_file", "{tiny_class}", "--output_dir", "{out}"], "class 'cs.CV' has only 1 paper"),
-        (["train", "--train_file", "{train}", "--output_dir", "{out}", "--class_weights", "cs.XX=2"],
-         "LABEL=WEIGHT"),
+        (["train", "--train_file", "{train}", "--output_dir", "{out}", "--class_weights", "cs.XX=2"], "LABEL=WEIGHT"),
         (["predict", "--model", "{out}/absent", "--title", "x"], "error:"),
         (["evaluate", "--model", "{trained}", "--test_file", "{bad_column}"], "missing column(s) category"),
     ],
@@ -108,10 +175,18 @@ def test_errors_are_one_line_and_exit_non_zero(arguments, message, files, traine
     bad_column.write_text("title,abstract,label\nA,B,cs.AI\n")
     empty = tmp_path / "empty.csv"
     empty.write_text("title,abstract,category\n")
-    tiny_class = write_papers_csv(tmp_path / "tiny.csv", make_papers(5, labels=("cs.AI", "cs.CL"))
-                                  + [{"title": "t", "abstract": "a", "category": "cs.CV"}])
-    values = {"bad_column": bad_column, "empty": empty, "tiny_class": tiny_class, "train": files["train"],
-              "out": tmp_path / "out", "trained": trained_dir}
+    tiny_class = write_papers_csv(
+        tmp_path / "tiny.csv",
+        make_papers(5, labels=("cs.AI", "cs.CL")) + [{"title": "t", "abstract": "a", "category": "cs.CV"}],
+    )
+    values = {
+        "bad_column": bad_column,
+        "empty": empty,
+        "tiny_class": tiny_class,
+        "train": files["train"],
+        "out": tmp_path / "out",
+        "trained": trained_dir,
+    }
     assert main([argument.format(**values) for argument in arguments]) == 1
     stderr = capsys.readouterr().err
     errors = [line for line in stderr.splitlines() if "error" in line.lower()]
@@ -130,6 +205,7 @@ def test_unknown_command_and_usage(capsys):
 @pytest.mark.parametrize("bug", [ValueError("a bug's message"), KeyError("title_input_ids")])
 def test_a_bug_keeps_its_traceback_instead_of_becoming_a_one_line_error(bug, monkeypatch):
     """Only user mistakes (UserError), unreadable files, the Hub and missing extras become one-line errors."""
+
     def broken(argv):
         raise bug
 
@@ -148,16 +224,39 @@ def test_export_has_no_format_flag(capsys):
 def test_train_script_shares_the_parser_with_every_training_argument():
     result = run([sys.executable, str(REPO / "scripts" / "train.py"), "--help"])
     assert result.returncode == 0
-    for flag in ("--kernel_sizes", "--train_file", "--report_to", "--push_to_hub", "--hub_model_id",
-                 "--num_train_epochs", "--gradient_accumulation_steps", "--class_weights"):
+    for flag in (
+        "--kernel_sizes",
+        "--train_file",
+        "--report_to",
+        "--push_to_hub",
+        "--hub_model_id",
+        "--num_train_epochs",
+        "--gradient_accumulation_steps",
+        "--class_weights",
+    ):
         assert flag in result.stdout
 
 
 def test_training_runs_unchanged_on_two_processes(files, tmp_path):
     output_dir = tmp_path / "ddp"
-    result = run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                  str(REPO / "scripts" / "train.py"), "--train_file", str(files["train"]),
-                  "--output_dir", str(output_dir), "--num_train_epochs", "2", "--ddp_backend", "gloo", *TINY_FLAGS])
+    result = run(
+        [
+            str(BIN / "torchrun"),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO / "scripts" / "train.py"),
+            "--train_file",
+            str(files["train"]),
+            "--output_dir",
+            str(output_dir),
+            "--num_train_epochs",
+            "2",
+            "--ddp_backend",
+            "gloo",
+            *TINY_FLAGS,
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     history = json.loads((output_dir / "eval_results.json").read_text())["log_history"]
     # 84 training papers over 2 processes of 8: 5 steps per epoch, not 10.

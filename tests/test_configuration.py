@@ -121,6 +121,11 @@ def test_every_hyperparameter_of_the_config_is_a_training_flag_with_its_default_
     assert set(MODEL_HYPERPARAMETERS) <= set(config.to_dict())
     # What the flags give is what the config is built from, every field but the learned vocabulary's size.
     (arguments,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(
-        ["--lstm_layers", "3", "--kernel_sizes", "2", "7"])
-    assert arguments.config_values() == {**{name: getattr(config, name) for name in arguments.config_values()},
-                                         **DEFAULT_RECIPE_MODEL, "lstm_layers": 3, "kernel_sizes": [2, 7]}
+        ["--lstm_layers", "3", "--kernel_sizes", "2", "7"]
+    )
+    assert arguments.config_values() == {
+        **{name: getattr(config, name) for name in arguments.config_values()},
+        **DEFAULT_RECIPE_MODEL,
+        "lstm_layers": 3,
+        "kernel_sizes": [2, 7],
+    }

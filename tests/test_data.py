@@ -51,12 +51,20 @@ def test_other_formats_give_the_same_papers(tmp_path, papers_csv, suffix):
 
 
 def test_configurable_columns_label_subset_and_max_train_samples(tmp_path):
-    rows = [{"name": p["title"], "summary": p["abstract"], "cat": p["category"]}
-            for p in make_papers(20, labels=("cs.AI", "cs.CL", "cs.CV", "cs.LG"))]
+    rows = [
+        {"name": p["title"], "summary": p["abstract"], "cat": p["category"]}
+        for p in make_papers(20, labels=("cs.AI", "cs.CL", "cs.CV", "cs.LG"))
+    ]
     path = tmp_path / "renamed.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in rows))
-    args = DataArguments(train_file=str(path), title_column="name", abstract_column="summary", label_column="cat",
-                         labels=["cs.CV", "cs.CL"], max_train_samples=10)
+    args = DataArguments(
+        train_file=str(path),
+        title_column="name",
+        abstract_column="summary",
+        label_column="cat",
+        labels=["cs.CV", "cs.CL"],
+        max_train_samples=10,
+    )
     splits = load_papers(args)
     assert splits["train"].features["labels"].names == ["cs.CL", "cs.CV"]
     assert len(splits["train"]) == 10
@@ -66,8 +74,9 @@ def test_configurable_columns_label_subset_and_max_train_samples(tmp_path):
 def test_validation_and_test_files_are_used_as_given(tmp_path, papers_csv):
     validation = write_papers_csv(tmp_path / "val.csv", n_per_class=2, seed=5)
     test = write_papers_csv(tmp_path / "test.csv", n_per_class=3, seed=6)
-    splits = load_papers(DataArguments(train_file=str(papers_csv), validation_file=str(validation),
-                                       test_file=str(test)))
+    splits = load_papers(
+        DataArguments(train_file=str(papers_csv), validation_file=str(validation), test_file=str(test))
+    )
     assert (len(splits["train"]), len(splits["validation"]), len(splits["test"])) == (120, 6, 9)
 
     only_test = load_papers(DataArguments(train_file=str(papers_csv), test_file=str(test)))

@@ -30,18 +30,26 @@ from hub_fixtures import CLI, client_env, run  # noqa: E402
 pytest_plugins = ["hub_fixtures"]
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Made of the class words of hub_fixtures' cs.CV papers (the tiny model, trained for 2 epochs, may still call it
 # something else: the tests compare the page with the pipeline, not with the truth).
 VISION_PAPER = {
     "title": "Segmentation and detection of objects in video",
     "abstract": "We propose a convolutional method for segmentation of images and pixels: objects in camera "
-                "video scenes are visual, and detection of objects in images improves on visual scenes.",
+    "video scenes are visual, and detection of objects in images improves on visual scenes.",
 }
 
 
 # --- the page's content, without a browser ---
+
 
 @pytest.fixture(scope="module")
 def classify(saved_model_dir):
@@ -74,21 +82,26 @@ def test_a_truncated_abstract_or_title_is_noted(classify):
     shown = explain_paper(classify, "deep networks", abstract)
     assert len(shown["abstract_words"]) == limit
     assert shown["notes"] == [
-        f"The abstract has {limit + 7} words; the model reads the first {limit}, as it was trained to."]
+        f"The abstract has {limit + 7} words; the model reads the first {limit}, as it was trained to."
+    ]
 
     title_limit = classify.tokenizer.max_title_length
     shown = explain_paper(classify, " ".join(["deep"] * (title_limit + 1)), "")
     assert shown["notes"] == [
-        f"The title has {title_limit + 1} words; the model reads the first {title_limit}, as it was trained to."]
+        f"The title has {title_limit + 1} words; the model reads the first {title_limit}, as it was trained to."
+    ]
 
 
-@pytest.mark.parametrize("title, abstract, message", [
-    ("", "", "Give a title, an abstract, or both."),
-    ("  ", "\n\t", "Give a title, an abstract, or both."),
-    (None, None, "Give a title, an abstract, or both."),
-    ("deep networks", "x" * 1_000_000, "The abstract has 1,000,000 characters"),
-    ("x" * (MAX_FIELD_CHARACTERS + 1), "", f"The title has {MAX_FIELD_CHARACTERS + 1:,} characters"),
-])
+@pytest.mark.parametrize(
+    "title, abstract, message",
+    [
+        ("", "", "Give a title, an abstract, or both."),
+        ("  ", "\n\t", "Give a title, an abstract, or both."),
+        (None, None, "Give a title, an abstract, or both."),
+        ("deep networks", "x" * 1_000_000, "The abstract has 1,000,000 characters"),
+        ("x" * (MAX_FIELD_CHARACTERS + 1), "", f"The title has {MAX_FIELD_CHARACTERS + 1:,} characters"),
+    ],
+)
 def test_bad_input_is_refused_with_a_message(classify, title, abstract, message):
     with pytest.raises(PaperError, match=message):
         explain_paper(classify, title, abstract)
@@ -101,15 +114,20 @@ def test_only_a_title_or_only_an_abstract_is_classified(classify):
 
 # --- the command ---
 
+
 def test_without_gradio_the_command_says_so_in_one_line(saved_model_dir):
-    script = without("gradio", f"""
+    script = without(
+        "gradio",
+        f"""
         from hf_hybrid.cli import main
         sys.exit(main(["demo", "--model", {str(saved_model_dir)!r}]))
-    """)
+    """,
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == ("hf-hybrid demo: error: the demo needs Gradio: pip install 'hf-hybrid[demo]' "
-                                   "(or: pip install gradio)")
+    assert proc.stderr.strip() == (
+        "hf-hybrid demo: error: the demo needs Gradio: pip install 'hf-hybrid[demo]' (or: pip install gradio)"
+    )
 
 
 def test_a_space_needs_a_repo_id_not_a_folder(saved_model_dir, tmp_path, capsys):
@@ -119,6 +137,7 @@ def test_a_space_needs_a_repo_id_not_a_folder(saved_model_dir, tmp_path, capsys)
 
 
 # --- the page in headless Chromium ---
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -142,8 +161,12 @@ def wait_for_page(url: str, server: subprocess.Popen, timeout: float = 240) -> N
 def open_browser(playwright, profile: Path):
     """Debian's chromium, headless, with a fresh profile: Playwright drives it, it downloads no browser."""
     return playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-        viewport={"width": 1280, "height": 1000})
+        str(profile),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": 1280, "height": 1000},
+    )
 
 
 # The page has answered when Gradio's status trackers over the outputs are hidden again and either the scores or
@@ -176,8 +199,13 @@ def demo_url(hub_model, tmp_path_factory):
     """`hf-hybrid demo` serving the tiny trained model on a free port of 127.0.0.1."""
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([*CLI, "demo", "--model", str(hub_model.folder), "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*CLI, "demo", "--model", str(hub_model.folder), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_page(url, server)
@@ -270,6 +298,7 @@ def test_a_truncated_abstract_is_noted_on_the_page(page, hub_model):
 
 # --- the Hub Space ---
 
+
 def test_the_space_serves_the_pushed_model_without_hf_hybrid(hub_model, hub_server, hub_home, tmp_path):
     space = tmp_path / "space"
     env = client_env(hub_server, hub_home())
@@ -291,7 +320,7 @@ def test_the_space_serves_the_pushed_model_without_hf_hybrid(hub_model, hub_serv
         sys.path.insert(0, {str(space)!r})
         import app  # what the Space runs, short of serving the page
         import arxiv_demo
-        shown = arxiv_demo.explain_paper(app.classify, {VISION_PAPER['title']!r}, {VISION_PAPER['abstract']!r})
+        shown = arxiv_demo.explain_paper(app.classify, {VISION_PAPER["title"]!r}, {VISION_PAPER["abstract"]!r})
         print(json.dumps({{"shown": shown, "page": type(app.demo).__name__, **hf_hybrid_absence()}}))
     """)
     loaded = run([sys.executable, "-c", script], env).check()
@@ -308,8 +337,10 @@ def test_the_space_serves_the_pushed_model_without_hf_hybrid(hub_model, hub_serv
 
 
 def test_a_space_for_a_missing_repo_fails_in_one_line(hub_server, hub_home, tmp_path):
-    result = run([*CLI, "demo", "--model", "test-user/no-such-model", "--write_space", tmp_path / "space"],
-                 client_env(hub_server, hub_home()))
+    result = run(
+        [*CLI, "demo", "--model", "test-user/no-such-model", "--write_space", tmp_path / "space"],
+        client_env(hub_server, hub_home()),
+    )
     assert result.returncode == 1
     assert result.error_lines()[0].startswith("hf-hybrid demo: error: cannot find test-user/no-such-model on the Hub")
     assert not (tmp_path / "space").exists()

@@ -42,10 +42,21 @@ def logits_of(predictions, num_labels=NUM_LABELS):
 
 
 def test_metric_module_loads_from_its_folder_with_no_network(tmp_path):
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, str(evaluation.METRIC_PATH)], env=env,
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_LOAD, str(evaluation.METRIC_PATH)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads(result.stdout.splitlines()[-1])
     assert scores["accuracy"] == 0.75 and scores["confusion_matrix"] == [[2, 1], [0, 1]]
@@ -58,10 +69,12 @@ def test_report_equals_scikit_learn_on_a_made_up_example():
     assert report["accuracy"] == pytest.approx(accuracy_score(REFERENCES, PREDICTIONS))
     assert report["f1_macro"] == pytest.approx(f1_score(REFERENCES, PREDICTIONS, average="macro", zero_division=0))
     assert report["f1_weighted"] == pytest.approx(
-        f1_score(REFERENCES, PREDICTIONS, average="weighted", zero_division=0))
+        f1_score(REFERENCES, PREDICTIONS, average="weighted", zero_division=0)
+    )
     assert report["confusion_matrix"] == confusion_matrix(REFERENCES, PREDICTIONS).tolist()
-    expected = classification_report(REFERENCES, PREDICTIONS, target_names=LABEL_NAMES, output_dict=True,
-                                     zero_division=0)
+    expected = classification_report(
+        REFERENCES, PREDICTIONS, target_names=LABEL_NAMES, output_dict=True, zero_division=0
+    )
     for name in LABEL_NAMES:
         assert report["per_class"][name] == pytest.approx(expected[name]), name
     assert report["per_class"]["cs.LG"]["recall"] == 0.0 and report["per_class"]["cs.LG"]["support"] == 3
@@ -76,8 +89,9 @@ def test_report_lists_every_class_even_one_absent_from_the_papers():
 
 
 def test_trainer_metrics_are_the_reports_summary():
-    metrics = evaluation.compute_metrics(EvalPrediction(predictions=logits_of(PREDICTIONS),
-                                                        label_ids=np.array(REFERENCES)))
+    metrics = evaluation.compute_metrics(
+        EvalPrediction(predictions=logits_of(PREDICTIONS), label_ids=np.array(REFERENCES))
+    )
     report = evaluation.evaluation_report(REFERENCES, logits_of(PREDICTIONS), LABEL_NAMES)
     assert metrics == {name: report[name] for name in ("accuracy", "f1_macro", "f1_weighted")}
     assert all(type(value) is float for value in metrics.values())

@@ -39,20 +39,21 @@ def test_onnx_logits_match_pytorch_for_any_batch_and_lengths(exported, saved_mod
     folder, _ = exported
     titles, abstracts = zip(*papers)
     with torch.inference_mode():
-        expected = saved_model.eval()(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
-                                                       return_tensors="pt")).logits.numpy()
+        expected = saved_model.eval()(
+            **tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")
+        ).logits.numpy()
     np.testing.assert_allclose(run_onnx(folder / "model.onnx", tiny_tokenizer, papers), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_a_second_export_in_the_same_process_keeps_the_lengths_dynamic(exported, saved_model, tiny_tokenizer,
-                                                                         tmp_path):
+def test_a_second_export_in_the_same_process_keeps_the_lengths_dynamic(exported, saved_model, tiny_tokenizer, tmp_path):
     """torch's export caches the LSTM kernel it resolved first; `export_onnx` must not inherit a frozen
     title length from an earlier export in the process (the `exported` fixture is one)."""
     again = export_onnx(saved_model, tiny_tokenizer, tmp_path)
     titles, abstracts = zip(*PAPERS)
     with torch.inference_mode():
-        expected = saved_model(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
-                                                return_tensors="pt")).logits.numpy()
+        expected = saved_model(
+            **tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")
+        ).logits.numpy()
     np.testing.assert_allclose(run_onnx(again, tiny_tokenizer, PAPERS), expected, atol=1e-5, rtol=1e-4)
 
 
@@ -78,8 +79,11 @@ def test_export_folder_serves_with_autotokenizer_and_onnxruntime_alone(exported,
     folder, _ = exported
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     assert type(tokenizer).__module__.startswith("transformers_modules.")  # the code shipped in the folder
-    np.testing.assert_allclose(run_onnx(folder / "model.onnx", tokenizer, PAPERS),
-                               run_onnx(folder / "model.onnx", tiny_tokenizer, PAPERS), atol=0)
+    np.testing.assert_allclose(
+        run_onnx(folder / "model.onnx", tokenizer, PAPERS),
+        run_onnx(folder / "model.onnx", tiny_tokenizer, PAPERS),
+        atol=0,
+    )
 
 
 def test_export_command(saved_model_dir, tmp_path, capsys):
@@ -98,8 +102,9 @@ def test_the_wide_branch_exports_with_the_same_logits(make_tiny_config, tiny_tok
     titles, abstracts = zip(*PAPERS)
     with torch.inference_mode():
         expected = model(**tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")).logits
-    np.testing.assert_allclose(run_onnx(tmp_path / "model.onnx", tiny_tokenizer, PAPERS), expected.numpy(),
-                               atol=1e-5, rtol=1e-4)
+    np.testing.assert_allclose(
+        run_onnx(tmp_path / "model.onnx", tiny_tokenizer, PAPERS), expected.numpy(), atol=1e-5, rtol=1e-4
+    )
 
 
 # Every shape of input the PyTorch model takes, each run alone (a batch of one) and all together.
@@ -138,16 +143,19 @@ def test_onnx_handles_every_input_pytorch_handles(kind, case, request, saved_mod
     papers = list(EDGE_PAPERS.values()) if case == "all together" else [EDGE_PAPERS[case]]
     titles, abstracts = zip(*papers)
     with torch.inference_mode():
-        expected = model.eval()(**tiny_tokenizer(list(titles), list(abstracts), padding=True,
-                                                 return_tensors="pt")).logits.numpy()
+        expected = model.eval()(
+            **tiny_tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")
+        ).logits.numpy()
     np.testing.assert_allclose(run_onnx(path, tiny_tokenizer, papers), expected, atol=1e-5, rtol=1e-4)
 
 
 def _same_label_share(full, reduced, tokenizer, papers) -> float:
     """In batches of 64, as served (dynamic quantization scales each batch by its own range)."""
+
     def labels(path):
-        return np.concatenate([run_onnx(path, tokenizer, papers[i : i + 64]).argmax(1)
-                               for i in range(0, len(papers), 64)])
+        return np.concatenate(
+            [run_onnx(path, tokenizer, papers[i : i + 64]).argmax(1) for i in range(0, len(papers), 64)]
+        )
 
     return float((labels(full) == labels(reduced)).mean())
 
@@ -157,8 +165,10 @@ def _vocabulary_papers(tokenizer, count, seed):
 
     words = [w for w in tokenizer.get_vocab() if not w.startswith("<")]
     rng = random.Random(seed)
-    return [(" ".join(rng.choices(words, k=rng.randint(1, 8))), " ".join(rng.choices(words, k=rng.randint(1, 16))))
-            for _ in range(count)]
+    return [
+        (" ".join(rng.choices(words, k=rng.randint(1, 8))), " ".join(rng.choices(words, k=rng.randint(1, 16))))
+        for _ in range(count)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +186,9 @@ def sensitive_wide_model(make_tiny_config):
     return model
 
 
-def test_int8_keeps_the_same_label_on_99_percent_of_papers_with_the_wide_branch(sensitive_wide_model, tiny_tokenizer,
-                                                                               tmp_path, caplog):
+def test_int8_keeps_the_same_label_on_99_percent_of_papers_with_the_wide_branch(
+    sensitive_wide_model, tiny_tokenizer, tmp_path, caplog
+):
     import logging
 
     with caplog.at_level(logging.INFO, logger="hf_hybrid.export"):
@@ -187,8 +198,9 @@ def test_int8_keeps_the_same_label_on_99_percent_of_papers_with_the_wide_branch(
     assert re.search(r"int8: \d+ of \d+ sample papers change label", caplog.text), caplog.text
 
 
-def test_int8_says_how_many_labels_changed_when_it_cannot_keep_the_rule(saved_model, tiny_tokenizer, tmp_path,
-                                                                        caplog, monkeypatch):
+def test_int8_says_how_many_labels_changed_when_it_cannot_keep_the_rule(
+    saved_model, tiny_tokenizer, tmp_path, caplog, monkeypatch
+):
     import logging
 
     import hf_hybrid.export
@@ -197,5 +209,6 @@ def test_int8_says_how_many_labels_changed_when_it_cannot_keep_the_rule(saved_mo
     with caplog.at_level(logging.INFO, logger="hf_hybrid.export"):
         export_onnx(saved_model, tiny_tokenizer, tmp_path, quantize="int8")
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "hf_hybrid.export"]
-    assert len(warning) == 1 and re.search(r"int8: \d+ of 512 sample papers change label .* serve model.onnx",
-                                           warning[0]), warning
+    assert len(warning) == 1 and re.search(
+        r"int8: \d+ of 512 sample papers change label .* serve model.onnx", warning[0]
+    ), warning

@@ -24,8 +24,18 @@ pytest_plugins = ["hub_fixtures"]
 NEW_LABELS = ["cs.LG", "cs.RO"]
 FINETUNED_REPO = "test-user/tiny-hybrid-finetuned"
 # One epoch at a small learning rate: the weights stay close to the base model's, which the tests check.
-FINETUNING = ["--num_train_epochs", "1", "--per_device_train_batch_size", "16", "--learning_rate", "0.001",
-              "--seed", "0", "--dataloader_pin_memory", "false"]
+FINETUNING = [
+    "--num_train_epochs",
+    "1",
+    "--per_device_train_batch_size",
+    "16",
+    "--learning_rate",
+    "0.001",
+    "--seed",
+    "0",
+    "--dataloader_pin_memory",
+    "false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +44,43 @@ def finetuned(hub_server, hub_home, hub_model, tmp_path_factory):
     same = write_papers(work / "same_labels.csv", BASE_LABELS, per_class=20, seed=1)
     new = write_papers(work / "new_labels.csv", NEW_LABELS, per_class=30, seed=2)
     sha = hub_server.revision_sha(hub_model.repo_id)
-    runs = run_side_by_side({
-        "same": ([*CLI, "finetune", "--model", hub_model.repo_id, "--train_file", same, "--output_dir", work / "same",
-                  *FINETUNING, "--push_to_hub", "--hub_model_id", FINETUNED_REPO],
-                 client_env(hub_server, hub_home(), threads=1)),
-        "new": ([sys.executable, ROOT / "scripts" / "finetune.py", "--model", hub_model.repo_id, "--revision", sha,
-                 "--train_file", new, "--output_dir", work / "new", *FINETUNING],
-                client_env(hub_server, hub_home(), threads=1)),
-    })
+    runs = run_side_by_side(
+        {
+            "same": (
+                [
+                    *CLI,
+                    "finetune",
+                    "--model",
+                    hub_model.repo_id,
+                    "--train_file",
+                    same,
+                    "--output_dir",
+                    work / "same",
+                    *FINETUNING,
+                    "--push_to_hub",
+                    "--hub_model_id",
+                    FINETUNED_REPO,
+                ],
+                client_env(hub_server, hub_home(), threads=1),
+            ),
+            "new": (
+                [
+                    sys.executable,
+                    ROOT / "scripts" / "finetune.py",
+                    "--model",
+                    hub_model.repo_id,
+                    "--revision",
+                    sha,
+                    "--train_file",
+                    new,
+                    "--output_dir",
+                    work / "new",
+                    *FINETUNING,
+                ],
+                client_env(hub_server, hub_home(), threads=1),
+            ),
+        }
+    )
     for result in runs.values():
         result.check()
     return {"same": (work / "same", runs["same"]), "new": (work / "new", runs["new"])}
@@ -57,8 +96,10 @@ def weights(folder) -> dict[str, torch.Tensor]:
 
 def output_layer(state: dict[str, torch.Tensor]) -> str:
     """Name of the head's last Linear layer (the one with one row per label)."""
-    return max((k for k in state if k.startswith("classifier.") and k.endswith(".weight") and state[k].dim() == 2),
-               key=lambda k: int(k.split(".")[1])).removesuffix(".weight")
+    return max(
+        (k for k in state if k.startswith("classifier.") and k.endswith(".weight") and state[k].dim() == 2),
+        key=lambda k: int(k.split(".")[1]),
+    ).removesuffix(".weight")
 
 
 def max_change(before: torch.Tensor, after: torch.Tensor) -> float:
@@ -79,8 +120,10 @@ def test_same_labels_keep_the_head_and_continue_from_the_base_weights(finetuned,
 def test_new_label_set_gets_a_fresh_head_on_the_base_encoder(finetuned, hub_model):
     folder, result = finetuned["new"]
     assert id2label(folder) == {"0": "cs.LG", "1": "cs.RO"}
-    assert "new label set ['cs.LG', 'cs.RO'] (model had ['cs.AI', 'cs.CL', 'cs.CV']): training a fresh " \
-           "classification head" in result.stderr
+    assert (
+        "new label set ['cs.LG', 'cs.RO'] (model had ['cs.AI', 'cs.CL', 'cs.CV']): training a fresh "
+        "classification head" in result.stderr
+    )
     base, tuned = weights(hub_model.folder), weights(folder)
     head = output_layer(base)
     assert base[f"{head}.weight"].shape == (3, 16) and tuned[f"{head}.weight"].shape == (2, 16)

@@ -31,8 +31,13 @@ def padded_batch(lengths, vocab_size, seed):
 def outputs(model, title, abstract):
     (title_ids, title_mask), (abstract_ids, abstract_mask) = title, abstract
     with torch.inference_mode():
-        out = model(title_input_ids=title_ids, title_attention_mask=title_mask, abstract_input_ids=abstract_ids,
-                    abstract_attention_mask=abstract_mask, output_attentions=True)
+        out = model(
+            title_input_ids=title_ids,
+            title_attention_mask=title_mask,
+            abstract_input_ids=abstract_ids,
+            abstract_attention_mask=abstract_mask,
+            output_attentions=True,
+        )
     return [out.logits, out.title_attention, out.abstract_attention, out.fusion_weights]
 
 
@@ -72,9 +77,12 @@ def test_folded_model_gives_each_paper_the_same_logits_alone_and_in_a_batch(make
     abstract = padded_batch([3, 16, 9], config.vocab_size, seed=6)
     batched = outputs(model, title, abstract)[0]
     for row, (title_length, abstract_length) in enumerate([(4, 3), (2, 16), (7, 9)]):
-        alone = outputs(model, (title[0][row:row + 1, :title_length], title[1][row:row + 1, :title_length]),
-                        (abstract[0][row:row + 1, :abstract_length], abstract[1][row:row + 1, :abstract_length]))[0]
-        torch.testing.assert_close(alone, batched[row:row + 1], atol=1e-5, rtol=0)
+        alone = outputs(
+            model,
+            (title[0][row : row + 1, :title_length], title[1][row : row + 1, :title_length]),
+            (abstract[0][row : row + 1, :abstract_length], abstract[1][row : row + 1, :abstract_length]),
+        )[0]
+        torch.testing.assert_close(alone, batched[row : row + 1], atol=1e-5, rtol=0)
 
 
 def test_ids_under_a_zero_mask_do_not_matter_to_the_folded_model(make_tiny_config):
@@ -102,8 +110,10 @@ def test_the_encoder_alone_folds_too(make_tiny_config):
     config = make_tiny_config()
     encoder = trained_like(config).hybrid
     assert isinstance(encoder, HybridCNNLSTMModel)
-    inputs = dict(title_input_ids=padded_batch([3, 1], config.vocab_size, 11)[0],
-                  abstract_input_ids=padded_batch([8, 2], config.vocab_size, 12)[0])
+    inputs = dict(
+        title_input_ids=padded_batch([3, 1], config.vocab_size, 11)[0],
+        abstract_input_ids=padded_batch([8, 2], config.vocab_size, 12)[0],
+    )
     with torch.no_grad():
         plain = encoder(**inputs).fused_representation
         fast = encoder.fold_for_inference()(**inputs).fused_representation
@@ -142,8 +152,9 @@ def test_changed_weights_make_the_folded_model_raise_until_folded_again(make_tin
     with pytest.raises(RuntimeError, match=r"changed after fold_for_inference\(\)"):
         outputs(model, title, abstract)
     model.fold_for_inference()
-    torch.testing.assert_close(outputs(model, title, abstract)[0], outputs(other, title, abstract)[0],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        outputs(model, title, abstract)[0], outputs(other, title, abstract)[0], atol=1e-5, rtol=0
+    )
 
 
 def test_a_replaced_embedding_makes_the_folded_model_raise(make_tiny_config):

@@ -109,8 +109,10 @@ def closed_port_url() -> str:
 
 def local_model(folder):
     """The model and tokenizer of a local folder, loaded by hf_hybrid's own classes (no Hub involved)."""
-    return (HybridCNNLSTMForSequenceClassification.from_pretrained(folder).eval(),
-            HybridCNNLSTMTokenizer.from_pretrained(folder))
+    return (
+        HybridCNNLSTMForSequenceClassification.from_pretrained(folder).eval(),
+        HybridCNNLSTMTokenizer.from_pretrained(folder),
+    )
 
 
 def hub_api(server: HubServer, path: str, token: str | None) -> tuple[int, object]:
@@ -172,13 +174,15 @@ def side_by_side(hub_server, down_hub, hub_home, hub_model, dev_folder, tmp_path
     train = ["train", "--train_file", str(hub_model.papers), "--num_train_epochs", "1", "--push_to_hub"]
     token = hub_server.token
     plans = {
-        "cli": {"commands": [
-            ["predict", "--model", repo, *paper],
-            ["evaluate", "--model", repo, "--test_file", str(hub_model.papers)],
-            ["push", "--model", str(dev_folder), "--repo_id", repo, "--revision", "dev", "--commit_message", "dev"],
-            ["predict", "--model", repo, "--revision", "dev", *paper],
-            ["push", "--model", str(dev_folder), "--repo_id", "bare-name"],  # no namespace: the user's
-        ]},
+        "cli": {
+            "commands": [
+                ["predict", "--model", repo, *paper],
+                ["evaluate", "--model", repo, "--test_file", str(hub_model.papers)],
+                ["push", "--model", str(dev_folder), "--repo_id", repo, "--revision", "dev", "--commit_message", "dev"],
+                ["predict", "--model", repo, "--revision", "dev", *paper],
+                ["push", "--model", str(dev_folder), "--repo_id", "bare-name"],  # no namespace: the user's
+            ]
+        },
         "failing": {
             "commands": [
                 [*train, "--output_dir", str(work / "no_token"), "--hub_model_id", "test-user/never"],
@@ -197,16 +201,26 @@ def side_by_side(hub_server, down_hub, hub_home, hub_model, dev_folder, tmp_path
     }
     down_hub.set_offline(True)
     try:
-        runs = run_side_by_side({
-            "fresh": ([sys.executable, "-c", FRESH_PROCESS, repo, sha, json.dumps(TITLES), json.dumps(ABSTRACTS)],
-                      client_env(hub_server, hub_home())),
-            "cli": ([sys.executable, "-c", SESSION, json.dumps(plans["cli"])],
-                    client_env(hub_server, hub_home(), threads=1)),
-            "failing": ([sys.executable, "-c", SESSION, json.dumps(plans["failing"])],
-                        client_env(hub_server, hub_home(), token=False, threads=1)),
-            "push_down": ([*CLI, "push", "--model", trained, "--repo_id", "test-user/retried", "--private"],
-                          client_env(down_hub, hub_home(), threads=1)),
-        })
+        runs = run_side_by_side(
+            {
+                "fresh": (
+                    [sys.executable, "-c", FRESH_PROCESS, repo, sha, json.dumps(TITLES), json.dumps(ABSTRACTS)],
+                    client_env(hub_server, hub_home()),
+                ),
+                "cli": (
+                    [sys.executable, "-c", SESSION, json.dumps(plans["cli"])],
+                    client_env(hub_server, hub_home(), threads=1),
+                ),
+                "failing": (
+                    [sys.executable, "-c", SESSION, json.dumps(plans["failing"])],
+                    client_env(hub_server, hub_home(), token=False, threads=1),
+                ),
+                "push_down": (
+                    [*CLI, "push", "--model", trained, "--repo_id", "test-user/retried", "--private"],
+                    client_env(down_hub, hub_home(), threads=1),
+                ),
+            }
+        )
     finally:
         down_hub.set_offline(False)
     return {"sha": sha, "work": work, "trained": trained, "runs": runs}
@@ -219,8 +233,11 @@ def clients(side_by_side):
     fresh, cli = last_json(runs["fresh"].check().stdout), last_json(runs["cli"].check().stdout)["commands"]
     for result in cli:
         assert result["status"] == 0, result
-    return {"fresh": fresh, "sha": side_by_side["sha"],
-            **dict(zip(["predict", "evaluate", "push_dev", "predict_dev", "push_bare"], cli))}
+    return {
+        "fresh": fresh,
+        "sha": side_by_side["sha"],
+        **dict(zip(["predict", "evaluate", "push_dev", "predict_dev", "push_bare"], cli)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +255,16 @@ def test_train_push_to_hub_uploads_the_model(hub_server, hub_model):
 def test_pushed_repo_has_weights_tokenizer_code_card_plots_and_reports_but_no_pickle(hub_server, hub_model):
     files = hub_server.files(hub_model.repo_id)
     names = set(files)
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-            "eval_results.json", "training_args.json", "classification_report.txt"} <= names
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "eval_results.json",
+        "training_args.json",
+        "classification_report.txt",
+    } <= names
     assert CODE_FILES <= names
     assert {"training_history.png", "confusion_matrix.png", "attention.png", "calibration.png"} <= names
     assert not [n for n in names if n.startswith(("checkpoint-", "runs/")) or n.endswith((".bin", ".pt", ".pkl"))]
@@ -258,7 +283,8 @@ def test_pushed_config_declares_auto_classes_and_the_custom_pipeline(hub_server,
     assert config["model_type"] == "hybrid_cnn_lstm"
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
     assert config["custom_pipelines"]["arxiv-classification"]["impl"] == (
-        "pipeline_arxiv_classification.ArxivClassificationPipeline")
+        "pipeline_arxiv_classification.ArxivClassificationPipeline"
+    )
     tokenizer_config = json.loads(hub_server.files(hub_model.repo_id)["tokenizer_config.json"])
     assert tokenizer_config["auto_map"]["AutoTokenizer"][0] == "tokenization_hybrid_cnn_lstm.HybridCNNLSTMTokenizer"
 
@@ -310,7 +336,8 @@ def test_loaded_by_repo_id_and_by_commit_the_logits_equal_the_local_folders(clie
 def test_pipelines_by_repo_id_match_the_local_model(clients, hub_model):
     model, tokenizer = local_model(hub_model.folder)
     local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
-        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]}
+    )
     remote = clients["fresh"]["arxiv_classification"]
     assert remote["label"] == local["label"]
     assert remote["scores"] == pytest.approx(local["scores"], abs=1e-6)
@@ -323,7 +350,8 @@ def test_pipelines_by_repo_id_match_the_local_model(clients, hub_model):
 def test_cli_predict_by_repo_id(clients, hub_model):
     model, tokenizer = local_model(hub_model.folder)
     local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
-        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]}
+    )
     result = last_json(clients["predict"]["stdout"])
     assert result["label"] == local["label"]
     assert result["scores"] == pytest.approx(local["scores"], abs=1e-6)
@@ -347,7 +375,8 @@ def test_push_to_a_branch_leaves_main_alone_and_loads_with_that_revision(clients
 
     model, tokenizer = local_model(dev_folder)
     local = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)(
-        {"title": TITLES[0], "abstract": ABSTRACTS[0]})
+        {"title": TITLES[0], "abstract": ABSTRACTS[0]}
+    )
     on_dev, on_main = last_json(clients["predict_dev"]["stdout"]), last_json(clients["predict"]["stdout"])
     assert on_dev["scores"] == pytest.approx(local["scores"], abs=1e-6)
     assert on_dev["scores"] != pytest.approx(on_main["scores"], abs=1e-3)
@@ -366,7 +395,8 @@ def test_push_to_hub_without_a_token_fails_before_training(failing, side_by_side
     result = failing["no_token"]
     assert result["status"] == 1
     assert result["stderr"] == (
-        "hf-hybrid train: error: not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN\n")
+        "hf-hybrid train: error: not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN\n"
+    )
     assert result["seconds"] < 2  # in-process time of the command (about 15 ms): arguments parsed, no token found
     assert not (side_by_side["work"] / "no_token").exists()  # no vocabulary, no checkpoint: training never started
 
@@ -383,17 +413,23 @@ def test_invalid_repo_id_fails_before_training(failing, side_by_side):
 def test_push_of_a_folder_that_is_not_a_model_fails_in_one_line(failing, side_by_side):
     result = failing["not_a_model"]
     assert result["status"] == 1
-    assert result["stderr"] == (f"hf-hybrid push: error: {side_by_side['work'] / 'empty'} is not a saved model folder "
-                                "(config.json and model.safetensors are missing)\n")
+    assert result["stderr"] == (
+        f"hf-hybrid push: error: {side_by_side['work'] / 'empty'} is not a saved model folder "
+        "(config.json and model.safetensors are missing)\n"
+    )
 
 
 def test_login_check_tells_each_failure_apart(failing):
     checks = failing["access"]
     assert checks["valid"] == ["ok", "test-user"]
     assert checks["no_token"] == [
-        "HubError", "not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN"]
+        "HubError",
+        "not logged in to the Hugging Face Hub: run `hf auth login` or set HF_TOKEN",
+    ]
     assert checks["refused"] == [
-        "HubError", "the Hub refused the token: run `hf auth login` again or set a valid HF_TOKEN"]
+        "HubError",
+        "the Hub refused the token: run `hf auth login` again or set a valid HF_TOKEN",
+    ]
     assert checks["invalid_id"][1].startswith("invalid repo id 'not a valid id!!'")
     assert checks["down"][1].endswith("is unavailable right now (HTTP 503): try again later")
     assert checks["unreachable"][1].startswith("cannot reach the Hub at http://127.0.0.1:")
@@ -409,19 +445,23 @@ def test_push_to_a_hub_that_is_down_fails_in_one_line_and_can_be_run_again(side_
     [line] = result.error_lines()
     assert line.startswith(f"hf-hybrid push: error: the Hub at {down_hub.url} is unavailable right now (HTTP 503)")
     assert line.endswith(
-        f"the folder is intact: run `hf-hybrid push --model {trained} --repo_id test-user/retried --private` again")
+        f"the folder is intact: run `hf-hybrid push --model {trained} --repo_id test-user/retried --private` again"
+    )
     # While it was down, the Hub saw one login check from this push and one from the `failing` session's
     # `check_hub_access`: no retry loop, no upload attempt.
     assert down_hub.requests == [("GET", "/api/whoami-v2")] * 2
     assert folder_hashes(trained) == before
 
-    retry = run([*CLI, "push", "--model", trained, "--repo_id", "test-user/retried", "--private"],
-                client_env(down_hub, hub_home()))
+    retry = run(
+        [*CLI, "push", "--model", trained, "--repo_id", "test-user/retried", "--private"],
+        client_env(down_hub, hub_home()),
+    )
     retry.check()
     assert retry.stdout.strip().endswith(down_hub.revision_sha("test-user/retried"))
     pushed = down_hub.files("test-user/retried")
     assert {name: data for name, data in pushed.items() if name not in (".gitattributes", "README.md")} == {
-        p.name: p.read_bytes() for p in trained.iterdir() if p.name != "README.md"}
+        p.name: p.read_bytes() for p in trained.iterdir() if p.name != "README.md"
+    }
     assert 'repo = "test-user/retried"' in pushed["README.md"].decode()  # the card written for this repo
     assert folder_hashes(trained) == before
     # --private: the Hub hides the repo from anonymous callers and shows it to its owner.
@@ -436,8 +476,14 @@ def test_only_safe_files_are_pushed_and_the_card_gets_the_repo_id(hub_model, tmp
 
     for path in hub_model.folder.iterdir():
         (tmp_path / path.name).write_bytes(path.read_bytes())
-    for name in ("training_args.bin", "checkpoint-4/optimizer.pt", "checkpoint-4/trainer_state.json",
-                 "runs/events.out", ".cache/huggingface/upload/x.json", "notes.pkl"):
+    for name in (
+        "training_args.bin",
+        "checkpoint-4/optimizer.pt",
+        "checkpoint-4/trainer_state.json",
+        "runs/events.out",
+        ".cache/huggingface/upload/x.json",
+        "notes.pkl",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"\x80\x04 pickled")
     card = (tmp_path / "README.md").read_text()

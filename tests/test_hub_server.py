@@ -50,7 +50,10 @@ def test_upload_folder_then_snapshot_download_gives_identical_bytes(hub, tmp_pat
     for name, data in expected.items():
         (folder / name).write_bytes(data)
 
-    out = run_client(hub, tmp_path / "hf", f"""
+    out = run_client(
+        hub,
+        tmp_path / "hf",
+        f"""
         import json, os
         from huggingface_hub import HfApi, snapshot_download
         api = HfApi()
@@ -63,7 +66,8 @@ def test_upload_folder_then_snapshot_download_gives_identical_bytes(hub, tmp_pat
         print(json.dumps({{"url": url, "repo_id": url.repo_id, "commit": commit.oid, "files": files,
                           "listed": api.list_repo_files("test-user/roundtrip"),
                           "sha": info.sha, "siblings": [s.rfilename for s in info.siblings]}}))
-    """)
+    """,
+    )
 
     assert out["repo_id"] == "test-user/roundtrip"
     assert out["url"] == f"{hub.url}/test-user/roundtrip"
@@ -76,7 +80,10 @@ def test_upload_folder_then_snapshot_download_gives_identical_bytes(hub, tmp_pat
 
 
 def test_missing_file_repo_and_revision_raise_the_client_errors(hub, tmp_path):
-    out = run_client(hub, tmp_path / "hf", """
+    out = run_client(
+        hub,
+        tmp_path / "hf",
+        """
         import json
         from huggingface_hub import HfApi, hf_hub_download
         HfApi().create_repo("test-user/present")
@@ -90,14 +97,18 @@ def test_missing_file_repo_and_revision_raise_the_client_errors(hub, tmp_path):
             "missing_repo": error_of(repo_id="test-user/absent", filename="config.json"),
             "missing_revision": error_of(repo_id="test-user/present", filename=".gitattributes", revision="v9"),
         }))
-    """)
+    """,
+    )
     assert "EntryNotFoundError" in out["missing_file"]
     assert "RepositoryNotFoundError" in out["missing_repo"]
     assert "RevisionNotFoundError" in out["missing_revision"]
 
 
 def test_branch_upload_and_download_pinned_to_an_old_commit(hub, tmp_path):
-    out = run_client(hub, tmp_path / "hf", """
+    out = run_client(
+        hub,
+        tmp_path / "hf",
+        """
         import json
         from huggingface_hub import HfApi, hf_hub_download
         api = HfApi()
@@ -115,7 +126,8 @@ def test_branch_upload_and_download_pinned_to_an_old_commit(hub, tmp_path):
                           "at_new": read(new.oid), "on_main": on_main,
                           "branches": sorted(b.name for b in api.list_repo_refs("test-user/branchy").branches),
                           "dev_files": api.list_repo_files("test-user/branchy", revision="dev")}))
-    """)
+    """,
+    )
     assert out["old"] != out["new"] and len(out["old"]) == 40
     assert (out["at_old"], out["at_new"], out["at_dev"]) == ("v1", "v2", "v2")
     assert "EntryNotFoundError" in out["on_main"]
@@ -140,13 +152,20 @@ def test_whoami_accepts_the_token_and_rejects_a_wrong_one(hub, tmp_path):
 
 
 def test_private_repo_needs_the_token(hub, tmp_path):
-    run_client(hub, tmp_path / "hf", """
+    run_client(
+        hub,
+        tmp_path / "hf",
+        """
         from huggingface_hub import HfApi
         HfApi().create_repo("test-user/secret", private=True)
         HfApi().upload_file(path_or_fileobj=b"s", path_in_repo="s.txt", repo_id="test-user/secret")
         print("{}")
-    """)
-    out = run_client(hub, tmp_path / "hf", """
+    """,
+    )
+    out = run_client(
+        hub,
+        tmp_path / "hf",
+        """
         import json
         from huggingface_hub import hf_hub_download, model_info
         def outcome(fn):
@@ -159,22 +178,30 @@ def test_private_repo_needs_the_token(hub, tmp_path):
             "with_token": outcome(lambda: hf_hub_download("test-user/secret", "s.txt")),
             "private": model_info("test-user/secret").private,
         }))
-    """)
+    """,
+    )
     assert out == {"anonymous": "RepositoryNotFoundError", "with_token": "s", "private": True}
 
 
 def test_offline_hub_makes_the_client_fail_or_fall_back_to_its_cache(hub, tmp_path):
     hf_home = tmp_path / "hf"
-    run_client(hub, hf_home, """
+    run_client(
+        hub,
+        hf_home,
+        """
         from huggingface_hub import HfApi, hf_hub_download
         HfApi().create_repo("test-user/cached")
         HfApi().upload_file(path_or_fileobj=b"cached!", path_in_repo="c.txt", repo_id="test-user/cached")
         hf_hub_download("test-user/cached", "c.txt")  # fills the cache under HF_HOME
         print("{}")
-    """)
+    """,
+    )
     hub.set_offline(True)
     before = len(hub.requests)
-    out = run_client(hub, hf_home, """
+    out = run_client(
+        hub,
+        hf_home,
+        """
         import json
         from huggingface_hub import hf_hub_download, model_info
         try:
@@ -184,14 +211,18 @@ def test_offline_hub_makes_the_client_fail_or_fall_back_to_its_cache(hub, tmp_pa
             info = [type(e).__name__, e.response.status_code]
         cached = open(hf_hub_download("test-user/cached", "c.txt"), "rb").read().decode()
         print(json.dumps({"info": info, "cached": cached}))
-    """)
+    """,
+    )
     assert out == {"info": ["HfHubHTTPError", 503], "cached": "cached!"}
     assert len(hub.requests) > before  # the client did try the (down) server
     hub.set_offline(False)
 
 
 def test_transformers_push_to_hub_then_from_pretrained(hub, tmp_path):
-    out = run_client(hub, tmp_path / "hf", """
+    out = run_client(
+        hub,
+        tmp_path / "hf",
+        """
         import json
         from transformers import AutoConfig, BertConfig
         config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
@@ -200,7 +231,8 @@ def test_transformers_push_to_hub_then_from_pretrained(hub, tmp_path):
         pinned = AutoConfig.from_pretrained("test-user/tiny-bert", revision=commit.oid)
         print(json.dumps({"pushed": config.to_dict(), "loaded": loaded.to_dict(), "pinned": pinned.to_dict(),
                           "type": type(loaded).__name__, "hidden_size": loaded.hidden_size}))
-    """)
+    """,
+    )
     for config in out["loaded"], out["pinned"], out["pushed"]:
         config.pop("_name_or_path")  # records where a config was loaded from, so it differs by design
     assert out["loaded"] == out["pinned"] == out["pushed"]

@@ -52,8 +52,15 @@ LOAD = without_hf_hybrid(
 
 def staging_env(hf_home) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_ENDPOINT=STAGING_ENDPOINT, HF_TOKEN=TOKEN, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_UPDATE_CHECK="1", PYTHONWARNINGS="ignore")
+    env.update(
+        HF_ENDPOINT=STAGING_ENDPOINT,
+        HF_TOKEN=TOKEN,
+        HF_HOME=str(hf_home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+        PYTHONWARNINGS="ignore",
+    )
     return env
 
 
@@ -64,11 +71,30 @@ def test_push_to_the_staging_hub_then_load_by_repo_id_in_a_fresh_process(tmp_pat
     papers = write_papers(tmp_path / "papers.csv", BASE_LABELS, per_class=40)
     folder = tmp_path / "model"
     try:
-        trained = run([*CLI, "train", "--train_file", papers, "--output_dir", folder, *TINY_MODEL, *TINY_TRAINING,
-                       "--push_to_hub", "--hub_model_id", repo], env, timeout=600).check()
+        trained = run(
+            [
+                *CLI,
+                "train",
+                "--train_file",
+                papers,
+                "--output_dir",
+                folder,
+                *TINY_MODEL,
+                *TINY_TRAINING,
+                "--push_to_hub",
+                "--hub_model_id",
+                repo,
+            ],
+            env,
+            timeout=600,
+        ).check()
         sha = re.search(r"pushed to \S+/commit/([0-9a-f]{40})", trained.stderr)[1]
-        loaded = json.loads(run([sys.executable, "-c", LOAD, repo, sha, json.dumps(TITLES), json.dumps(ABSTRACTS)],
-                                env, timeout=600).check().stdout.strip().splitlines()[-1])
+        loaded = json.loads(
+            run([sys.executable, "-c", LOAD, repo, sha, json.dumps(TITLES), json.dumps(ABSTRACTS)], env, timeout=600)
+            .check()
+            .stdout.strip()
+            .splitlines()[-1]
+        )
     finally:
         run([sys.executable, "-c", DELETE, repo], env, timeout=120)
 

@@ -131,9 +131,7 @@ def test_missing_attention_masks_are_derived_from_padding_ids(tiny_model):
 def test_loss_is_cross_entropy_of_the_logits(tiny_model):
     labels = torch.tensor([0, 1, 2, 0])
     with torch.no_grad():
-        out = tiny_model(
-            title_input_ids=word_ids(4, 5), abstract_input_ids=word_ids(4, 9, seed=1), labels=labels
-        )
+        out = tiny_model(title_input_ids=word_ids(4, 5), abstract_input_ids=word_ids(4, 9, seed=1), labels=labels)
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
 
 
@@ -222,8 +220,13 @@ def test_encoder_returns_fused_representation_of_both_branches(tiny_config):
 
 def test_initialisation_is_the_notebooks():
     config = HybridCNNLSTMConfig(
-        vocab_size=500, embed_dim=64, num_filters=128, kernel_sizes=[5], lstm_hidden=32,
-        classifier_hidden_sizes=[256], id2label={0: "a", 1: "b", 2: "c"},
+        vocab_size=500,
+        embed_dim=64,
+        num_filters=128,
+        kernel_sizes=[5],
+        lstm_hidden=32,
+        classifier_hidden_sizes=[256],
+        id2label={0: "a", 1: "b", 2: "c"},
     )
     torch.manual_seed(0)
     model = HybridCNNLSTMForSequenceClassification(config)
@@ -335,10 +338,16 @@ def test_save_and_reload_gives_identical_logits_from_safetensors_only(saved_mode
 
 def notebook_weights_for_hf_hybrid(notebook_state: dict) -> dict:
     """The notebook model's state dict under hf-hybrid's parameter names."""
-    renames = [("embedding.", "hybrid.embedding."), ("convs.", "hybrid.abstract_encoder.convs."),
-               ("conv_bn.", "hybrid.abstract_encoder.norms."), ("cnn_attention.", "hybrid.abstract_encoder."),
-               ("lstm_attention.", "hybrid.title_encoder."), ("fusion.title_weight.", "hybrid.fusion.title_score."),
-               ("fusion.abstract_weight.", "hybrid.fusion.abstract_score."), ("classifier.", "classifier.")]
+    renames = [
+        ("embedding.", "hybrid.embedding."),
+        ("convs.", "hybrid.abstract_encoder.convs."),
+        ("conv_bn.", "hybrid.abstract_encoder.norms."),
+        ("cnn_attention.", "hybrid.abstract_encoder."),
+        ("lstm_attention.", "hybrid.title_encoder."),
+        ("fusion.title_weight.", "hybrid.fusion.title_score."),
+        ("fusion.abstract_weight.", "hybrid.fusion.abstract_score."),
+        ("classifier.", "classifier."),
+    ]
     state = {}
     for name, tensor in notebook_state.items():
         if name.startswith("lstm."):  # weight_ih_l1_reverse -> backward_layers.1.weight_ih_l0
@@ -361,14 +370,22 @@ def test_on_unpadded_papers_the_model_computes_the_notebooks_function():
 
     # Widths 3 and 5 only: the notebook's k//2 padding (trimmed at the end) shifts even widths by one position.
     torch.manual_seed(0)
-    notebook = notebook_baseline.HybridCNNLSTM(60, embed_dim=12, num_filters=6, kernel_sizes=[3, 5], lstm_hidden=5,
-                                               num_classes=3, head_sizes=(16, 8))
+    notebook = notebook_baseline.HybridCNNLSTM(
+        60, embed_dim=12, num_filters=6, kernel_sizes=[3, 5], lstm_hidden=5, num_classes=3, head_sizes=(16, 8)
+    )
     for module in notebook.modules():  # BatchNorm statistics that are not the identity
         if isinstance(module, nn.BatchNorm1d):
             module.running_mean.normal_()
             module.running_var.uniform_(0.5, 2.0)
-    config = HybridCNNLSTMConfig(vocab_size=60, embed_dim=12, num_filters=6, kernel_sizes=[3, 5], lstm_hidden=5,
-                                 classifier_hidden_sizes=[16, 8], id2label={0: "a", 1: "b", 2: "c"})
+    config = HybridCNNLSTMConfig(
+        vocab_size=60,
+        embed_dim=12,
+        num_filters=6,
+        kernel_sizes=[3, 5],
+        lstm_hidden=5,
+        classifier_hidden_sizes=[16, 8],
+        id2label={0: "a", 1: "b", 2: "c"},
+    )
     model = HybridCNNLSTMForSequenceClassification(config)
     model.load_state_dict(notebook_weights_for_hf_hybrid(notebook.state_dict()))
 
@@ -411,8 +428,10 @@ def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weight
 
 def test_a_wide_model_predicts_with_both_branches_and_trains_each_on_its_own_loss(make_tiny_config):
     model = wide_model(make_tiny_config, class_weights=[2.0, 1.0, 0.5], label_smoothing=0.1)
-    inputs = {"title_input_ids": torch.tensor([[5, 6, 5], [9, 4, 3]]),
-              "abstract_input_ids": torch.tensor([[7, 8], [2, 2]])}
+    inputs = {
+        "title_input_ids": torch.tensor([[5, 6, 5], [9, 4, 3]]),
+        "abstract_input_ids": torch.tensor([[7, 8], [2, 2]]),
+    }
     labels = torch.tensor([1, 2])
     output = model(**inputs, labels=labels)
     wide, model.wide = model.wide, None
@@ -431,12 +450,17 @@ def test_wide_logits_of_a_paper_do_not_depend_on_its_batch_or_on_empty_fields(ma
     model = wide_model(make_tiny_config)
     titles, title_mask = right_pad([[5, 6, 7], [9, 10, 11, 12, 13, 14]])
     abstracts, abstract_mask = right_pad([[2, 3], [4, 5, 6, 7, 8, 9, 10]])
-    batched = model(title_input_ids=titles, abstract_input_ids=abstracts, title_attention_mask=title_mask,
-                    abstract_attention_mask=abstract_mask)
+    batched = model(
+        title_input_ids=titles,
+        abstract_input_ids=abstracts,
+        title_attention_mask=title_mask,
+        abstract_attention_mask=abstract_mask,
+    )
     alone = model(title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.tensor([[2, 3]]))
     torch.testing.assert_close(batched.wide_logits[:1], alone.wide_logits)
-    no_abstract = model(title_input_ids=torch.tensor([[5, 6, 7]]),
-                        abstract_input_ids=torch.zeros(1, 0, dtype=torch.long))
+    no_abstract = model(
+        title_input_ids=torch.tensor([[5, 6, 7]]), abstract_input_ids=torch.zeros(1, 0, dtype=torch.long)
+    )
     assert torch.isfinite(no_abstract.logits).all() and torch.isfinite(no_abstract.wide_logits).all()
 
 
@@ -450,8 +474,10 @@ def test_document_frequencies_give_scikit_learns_smoothed_idf(make_tiny_config, 
     model = build(make_tiny_config(wide_branch=True, wide_bigram_buckets=1 << 20))
     count_document_frequencies(model.wide, tiny_tokenizer, Dataset.from_dict({"title": titles, "abstract": abstracts}))
     vocab = tiny_tokenizer.get_vocab()
-    documents = [tiny_tokenizer.split_words(t, "title") + tiny_tokenizer.split_words(a, "abstract")
-                 for t, a in zip(titles, abstracts)]
+    documents = [
+        tiny_tokenizer.split_words(t, "title") + tiny_tokenizer.split_words(a, "abstract")
+        for t, a in zip(titles, abstracts)
+    ]
     reference = TfidfVectorizer(analyzer=lambda words: words, smooth_idf=True).fit(documents)
     for word, column in reference.vocabulary_.items():
         assert model.wide.idf[vocab[word]].item() == pytest.approx(reference.idf_[column], rel=1e-6), word
@@ -473,8 +499,9 @@ def test_wide_branch_survives_save_and_reload(make_tiny_config, tmp_path):
 
 def test_label_smoothing_smooths_the_loss(make_tiny_config):
     smooth = build(make_tiny_config(label_smoothing=0.2))
-    inputs = dict(title_input_ids=word_ids(4, 3), abstract_input_ids=word_ids(4, 6, seed=1),
-                  labels=torch.tensor([0, 1, 2, 0]))
+    inputs = dict(
+        title_input_ids=word_ids(4, 3), abstract_input_ids=word_ids(4, 6, seed=1), labels=torch.tensor([0, 1, 2, 0])
+    )
     output = smooth(**inputs)
     expected = F.cross_entropy(output.logits, inputs["labels"], label_smoothing=0.2)
     assert output.loss.item() == pytest.approx(expected.item())

@@ -24,16 +24,51 @@ from hf_hybrid.training_args import DataArguments
 
 MULTI_LABEL = "multi_label_classification"
 LABELS = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
-TINY_FLAGS = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1",
-              "--classifier_hidden_sizes", "16", "--vocab_size", "500", "--min_frequency", "1",
-              "--wide_bigram_buckets", "256", "--per_device_train_batch_size", "8", "--learning_rate", "0.01",
-              "--disable_tqdm", "true", "--dataloader_pin_memory", "false", "--seed", "0"]
+TINY_FLAGS = [
+    "--embed_dim",
+    "16",
+    "--num_filters",
+    "8",
+    "--lstm_hidden",
+    "8",
+    "--lstm_layers",
+    "1",
+    "--classifier_hidden_sizes",
+    "16",
+    "--vocab_size",
+    "500",
+    "--min_frequency",
+    "1",
+    "--wide_bigram_buckets",
+    "256",
+    "--per_device_train_batch_size",
+    "8",
+    "--learning_rate",
+    "0.01",
+    "--disable_tqdm",
+    "true",
+    "--dataloader_pin_memory",
+    "false",
+    "--seed",
+    "0",
+]
 PAPER = {"title": "Image segmentation of text", "abstract": "pixels image camera corpus text translation tokens"}
 
 
 def train_flags(papers_csv, output_dir, *more):
-    return ["train", "--train_file", str(papers_csv), "--label_column", "categories", "--problem_type", MULTI_LABEL,
-            "--output_dir", str(output_dir), *TINY_FLAGS, *more]
+    return [
+        "train",
+        "--train_file",
+        str(papers_csv),
+        "--label_column",
+        "categories",
+        "--problem_type",
+        MULTI_LABEL,
+        "--output_dir",
+        str(output_dir),
+        *TINY_FLAGS,
+        *more,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +101,26 @@ def test_problem_type_is_single_label_unless_asked_and_checked(make_tiny_config)
 
 @pytest.mark.parametrize("wide_branch", [False, True])
 def test_the_loss_is_each_labels_binary_cross_entropy_with_positive_weights(make_tiny_config, wide_branch):
-    config = make_tiny_config(problem_type=MULTI_LABEL, class_weights=[1.0, 3.0, 0.5], wide_branch=wide_branch,
-                              wide_bigram_buckets=64)
+    config = make_tiny_config(
+        problem_type=MULTI_LABEL, class_weights=[1.0, 3.0, 0.5], wide_branch=wide_branch, wide_bigram_buckets=64
+    )
     model = HybridCNNLSTMForSequenceClassification(config).eval()
     if wide_branch:
         torch.nn.init.normal_(model.wide.weight)  # it starts at zero
-    inputs = {"title_input_ids": torch.tensor([[5, 6, 7], [8, 9, 0]]),
-              "abstract_input_ids": torch.tensor([[7, 8, 9, 10], [11, 12, 13, 0]])}
+    inputs = {
+        "title_input_ids": torch.tensor([[5, 6, 7], [8, 9, 0]]),
+        "abstract_input_ids": torch.tensor([[7, 8, 9, 10], [11, 12, 13, 0]]),
+    }
     labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
     out = model(**inputs, labels=labels)
     deep = model.classifier(model.hybrid(**inputs).fused_representation)
     weight = torch.tensor([1.0, 3.0, 0.5])
 
     def binary_cross_entropy(logits):
-        return -(weight * labels * torch.nn.functional.logsigmoid(logits)
-                 + (1 - labels) * torch.nn.functional.logsigmoid(-logits)).mean()
+        return -(
+            weight * labels * torch.nn.functional.logsigmoid(logits)
+            + (1 - labels) * torch.nn.functional.logsigmoid(-logits)
+        ).mean()
 
     expected = binary_cross_entropy(deep)
     if wide_branch:
@@ -110,8 +150,9 @@ def test_labels_are_read_from_space_separated_names_and_from_lists(tmp_path):
     jsonl_file.write_text("".join(json.dumps({**p, "categories": p["categories"].split()}) + "\n" for p in papers))
     splits = {}
     for path in (csv_file, jsonl_file):
-        splits[path.suffix] = load_papers(DataArguments(train_file=str(path), label_column="categories"), seed=0,
-                                          multi_label=True)
+        splits[path.suffix] = load_papers(
+            DataArguments(train_file=str(path), label_column="categories"), seed=0, multi_label=True
+        )
     for split in ("train", "validation", "test"):
         assert splits[".csv"][split]["labels"] == splits[".jsonl"][split]["labels"]
     train = splits[".csv"]["train"]
@@ -126,8 +167,11 @@ def test_the_split_gives_every_label_its_share_and_multi_hot_rows(tmp_path):
     # A rare label, on 12 papers: stratified by their rarest label, each split gets some of them.
     for paper in papers[:12]:
         paper["categories"] += " cs.DB"
-    splits = load_papers(DataArguments(train_file=str(write_multi_label_csv(tmp_path / "p.csv", papers)),
-                                       label_column="categories"), seed=0, multi_label=True)
+    splits = load_papers(
+        DataArguments(train_file=str(write_multi_label_csv(tmp_path / "p.csv", papers)), label_column="categories"),
+        seed=0,
+        multi_label=True,
+    )
     database = label_names_of(splits["train"]).index("cs.DB")
     counts = {name: sum(database in ids for ids in split["labels"]) for name, split in splits.items()}
     assert counts["train"] + counts["validation"] + counts["test"] == 12
@@ -143,11 +187,13 @@ def test_the_split_gives_every_label_its_share_and_multi_hot_rows(tmp_path):
 
 
 def test_unknown_labels_of_a_test_file_are_refused(tmp_path, papers_csv):
-    other = write_multi_label_csv(tmp_path / "test.csv", [{"title": "t", "abstract": "a b c d e f",
-                                                         "categories": "cs.AI math.OC"}])
+    other = write_multi_label_csv(
+        tmp_path / "test.csv", [{"title": "t", "abstract": "a b c d e f", "categories": "cs.AI math.OC"}]
+    )
     with pytest.raises(DataError, match=r"labels \['math.OC'\] are not among"):
-        load_papers(DataArguments(train_file=str(papers_csv), test_file=str(other), label_column="categories"),
-                    multi_label=True)
+        load_papers(
+            DataArguments(train_file=str(papers_csv), test_file=str(other), label_column="categories"), multi_label=True
+        )
 
 
 def test_balanced_positive_weights_are_negatives_over_positives():
@@ -163,16 +209,20 @@ def test_decisions_take_every_label_above_its_threshold_and_at_least_the_best():
     probabilities = torch.tensor([[0.9, 0.6, 0.1], [0.2, 0.3, 0.4], [0.1, 0.8, 0.75]])
     thresholds = [0.5, 0.5, 0.8]
     assert decide_labels(probabilities, thresholds).int().tolist() == [[1, 1, 0], [0, 0, 1], [0, 1, 0]]
-    assert decide_labels(probabilities, thresholds, allow_empty=True).int().tolist() == [[1, 1, 0], [0, 0, 0],
-                                                                                         [0, 1, 0]]
+    assert decide_labels(probabilities, thresholds, allow_empty=True).int().tolist() == [
+        [1, 1, 0],
+        [0, 0, 0],
+        [0, 1, 0],
+    ]
 
 
 def test_multi_label_scores_equal_a_hand_computation():
     references = [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]
     predictions = [[1, 0, 0], [0, 1, 1], [1, 1, 0], [1, 0, 1]]
     probabilities = [[0.9, 0.2, 0.4], [0.1, 0.7, 0.6], [0.8, 0.9, 0.3], [0.55, 0.1, 0.95]]
-    scores = classification_metric("multilabel").compute(predictions=predictions, references=references,
-                                                         label_names=["a", "b", "c"], probabilities=probabilities)
+    scores = classification_metric("multilabel").compute(
+        predictions=predictions, references=references, label_names=["a", "b", "c"], probabilities=probabilities
+    )
     # true positives 5, false positives 2, false negatives 1
     assert scores["f1_micro"] == pytest.approx(2 * 5 / (2 * 5 + 2 + 1))
     per_label = [2 * 2 / (2 * 2 + 1), 1.0, 2 * 1 / (2 * 1 + 1 + 1)]  # a: tp 2 fp 1; b: tp 2; c: tp 1 fp 1 fn 1
@@ -185,8 +235,9 @@ def test_multi_label_scores_equal_a_hand_computation():
     assert scores["brier_score"] == pytest.approx(((p - y) ** 2).sum(axis=1).mean())
     # ECE over the 12 (paper, label) probabilities in 15 bins of width 1/15
     bins = np.clip(np.ceil(p.ravel() * 15).astype(int) - 1, 0, 14)
-    gap = sum(abs(p.ravel()[bins == b].mean() - y.ravel()[bins == b].mean()) * (bins == b).sum()
-              for b in np.unique(bins))
+    gap = sum(
+        abs(p.ravel()[bins == b].mean() - y.ravel()[bins == b].mean()) * (bins == b).sum() for b in np.unique(bins)
+    )
     assert scores["expected_calibration_error"] == pytest.approx(gap / 12)
 
 
@@ -216,8 +267,10 @@ def test_a_multi_label_temperature_minimises_the_binary_log_likelihood():
     temperature = fit_temperature(logits, labels)
 
     def loss(t):
-        return torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits / t),
-                                                                    torch.tensor(labels, dtype=torch.float64))
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            torch.tensor(logits / t), torch.tensor(labels, dtype=torch.float64)
+        )
+
     assert temperature > 1 and loss(temperature) < min(loss(temperature * 0.9), loss(temperature * 1.1))
     with pytest.raises(ValueError, match="finite scores"):
         fit_temperature(np.array([[np.nan, 0.0]]), labels[:1])
@@ -247,8 +300,10 @@ def test_the_card_shows_multi_label_scores_and_thresholds(trained):
     card = (trained / "README.md").read_text()
     from huggingface_hub import ModelCard
 
-    metrics = {(r.metric_type, r.metric_config): r.metric_value for r in ModelCard.load(trained / "README.md")
-               .data.eval_results}
+    metrics = {
+        (r.metric_type, r.metric_config): r.metric_value
+        for r in ModelCard.load(trained / "README.md").data.eval_results
+    }
     test = json.loads((trained / "eval_results.json").read_text())["test"]
     assert metrics[("f1", "micro")] == round(test["f1_micro"], 4)
     assert metrics[("f1", "macro")] == round(test["f1_macro"], 4)
@@ -264,8 +319,9 @@ def test_the_pipeline_returns_every_label_above_its_threshold(trained):
     above = [name for name, p in sorted(result["scores"].items(), key=lambda item: -item[1]) if p >= thresholds[name]]
     assert result["labels"] == (above or [max(result["scores"], key=result["scores"].get)])
     assert result["needs_review"] is (not above) and "label" not in result
-    assert [entry["label"] for entry in result["top_labels"]] == sorted(result["scores"], key=result["scores"].get,
-                                                                        reverse=True)[:2]
+    assert [entry["label"] for entry in result["top_labels"]] == sorted(
+        result["scores"], key=result["scores"].get, reverse=True
+    )[:2]
     everything = classify(PAPER, threshold=0.0)
     assert sorted(everything["labels"]) == LABELS
     classify.model.config.label_thresholds = [2.0] * 4  # out of reach: no label is decided
@@ -278,8 +334,10 @@ def test_the_pipeline_returns_every_label_above_its_threshold(trained):
     logits = model(**tokenizer(PAPER["title"], PAPER["abstract"], return_tensors="pt")).logits[0]
     assert list(result["scores"].values()) == pytest.approx(logits.sigmoid().tolist())
     text = pipeline("text-classification", model=str(trained), trust_remote_code=True)
-    scores = {entry["label"]: entry["score"] for entry in text({"text": PAPER["title"], "text_pair": PAPER["abstract"]},
-                                                               top_k=None)}
+    scores = {
+        entry["label"]: entry["score"]
+        for entry in text({"text": PAPER["title"], "text_pair": PAPER["abstract"]}, top_k=None)
+    }
     assert scores == pytest.approx(result["scores"])
 
 
@@ -292,19 +350,52 @@ def test_allow_empty_is_refused_for_a_single_label_model(saved_model_dir, capsys
 
 
 def test_predict_and_evaluate_commands(trained, papers_csv, tmp_path, capsys):
-    assert main(["predict", "--model", str(trained), "--title", PAPER["title"], "--abstract", PAPER["abstract"],
-                 "--threshold", "1.0", "--allow_empty", "--top_k", "3"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained),
+                "--title",
+                PAPER["title"],
+                "--abstract",
+                PAPER["abstract"],
+                "--threshold",
+                "1.0",
+                "--allow_empty",
+                "--top_k",
+                "3",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     certain = [name for name, p in sorted(result["scores"].items(), key=lambda item: -item[1]) if p >= 1.0]
     assert result["labels"] == certain and result["needs_review"] is (not certain)
     assert len(result["top_labels"]) == 3
-    assert main(["evaluate", "--model", str(trained), "--test_file", str(papers_csv), "--label_column",
-                 "categories", "--output_file", str(tmp_path / "report.json")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(trained),
+                "--test_file",
+                str(papers_csv),
+                "--label_column",
+                "categories",
+                "--output_file",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    summary = json.loads(out[out.index("{"):])
+    summary = json.loads(out[out.index("{") :])
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["num_samples"] == 200 and report["thresholds"] == HybridCNNLSTMConfig.from_pretrained(
-        trained).label_thresholds
+    assert (
+        report["num_samples"] == 200
+        and report["thresholds"] == HybridCNNLSTMConfig.from_pretrained(trained).label_thresholds
+    )
     assert set(report["per_class"]) == set(LABELS) and 0 < report["f1_macro"] <= 1
     assert summary["f1_micro"] == report["f1_micro"] and "coverage" not in summary
     assert summary["per_class_f1"] == {name: scores["f1-score"] for name, scores in report["per_class"].items()}
@@ -318,15 +409,21 @@ sys.meta_path.insert(0, type("Refuse", (), {{"find_spec": staticmethod(
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 tokenizer = AutoTokenizer.from_pretrained({str(trained)!r}, trust_remote_code=True)
 model = AutoModelForSequenceClassification.from_pretrained({str(trained)!r}, trust_remote_code=True).eval()
-inputs = tokenizer([{PAPER['title']!r}], [{PAPER['abstract']!r}], return_tensors="pt")
+inputs = tokenizer([{PAPER["title"]!r}], [{PAPER["abstract"]!r}], return_tensors="pt")
 result = pipeline("arxiv-classification", model={str(trained)!r}, trust_remote_code=True)({PAPER!r})
 print(json.dumps({{"logits": model(**inputs).logits[0].tolist(), "labels": result["labels"],
                   "problem_type": model.config.problem_type, "thresholds": model.config.label_thresholds}}))
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "PYTHONPATH": "",
-           "TRANSFORMERS_VERBOSITY": "error"}
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "PYTHONPATH": "",
+        "TRANSFORMERS_VERBOSITY": "error",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     remote = json.loads(proc.stdout.strip().splitlines()[-1])
     tokenizer, model = load_trained(str(trained))
@@ -343,8 +440,9 @@ def test_the_folded_fast_path_gives_the_same_labels(trained):
     folded = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True, fold_for_inference=True)
     fast = folded([PAPER, {"title": "Planning agents", "abstract": "logic search heuristic solver"}])
     for a, b in zip(plain, fast):
-        assert a["labels"] == b["labels"] and list(a["scores"].values()) == pytest.approx(list(b["scores"].values()),
-                                                                                        abs=1e-5)
+        assert a["labels"] == b["labels"] and list(a["scores"].values()) == pytest.approx(
+            list(b["scores"].values()), abs=1e-5
+        )
 
 
 def test_onnx_gives_the_same_multi_label_logits(trained, tmp_path):
@@ -355,11 +453,17 @@ def test_onnx_gives_the_same_multi_label_logits(trained, tmp_path):
     export_onnx(model, tokenizer, tmp_path)
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"))
     papers = [PAPER, {"title": "", "abstract": "gradient"}, {"title": "One", "abstract": ""}]
-    inputs = tokenizer([p["title"] for p in papers], [p["abstract"] for p in papers], padding=True,
-                       return_tensors="np")
+    inputs = tokenizer([p["title"] for p in papers], [p["abstract"] for p in papers], padding=True, return_tensors="np")
     onnx_logits = session.run(["logits"], dict(inputs))[0]
-    expected = model(**tokenizer([p["title"] for p in papers], [p["abstract"] for p in papers], padding=True,
-                                 return_tensors="pt")).logits.detach().numpy()
+    expected = (
+        model(
+            **tokenizer(
+                [p["title"] for p in papers], [p["abstract"] for p in papers], padding=True, return_tensors="pt"
+            )
+        )
+        .logits.detach()
+        .numpy()
+    )
     # The tiny model's temperature is below 1, which scales float32 rounding up: compare what users read.
     np.testing.assert_allclose(onnx_logits, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(torch.tensor(onnx_logits).sigmoid(), torch.tensor(expected).sigmoid(), atol=1e-5)
@@ -368,9 +472,30 @@ def test_onnx_gives_the_same_multi_label_logits(trained, tmp_path):
 def test_finetuning_keeps_the_problem_type_and_retunes_the_thresholds(trained, tmp_path):
     papers = write_multi_label_csv(tmp_path / "new.csv", n=120, seed=3)
     output_dir = tmp_path / "finetuned"
-    assert main(["finetune", "--model", str(trained), "--train_file", str(papers), "--label_column", "categories",
-                 "--output_dir", str(output_dir), "--num_train_epochs", "2", "--per_device_train_batch_size", "8",
-                 "--disable_tqdm", "true", "--dataloader_pin_memory", "false"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                str(trained),
+                "--train_file",
+                str(papers),
+                "--label_column",
+                "categories",
+                "--output_dir",
+                str(output_dir),
+                "--num_train_epochs",
+                "2",
+                "--per_device_train_batch_size",
+                "8",
+                "--disable_tqdm",
+                "true",
+                "--dataloader_pin_memory",
+                "false",
+            ]
+        )
+        == 0
+    )
     config = HybridCNNLSTMConfig.from_pretrained(output_dir)
     assert config.problem_type == MULTI_LABEL and len(config.label_thresholds) == 4
     results = json.loads((output_dir / "eval_results.json").read_text())
@@ -385,7 +510,8 @@ def test_a_single_label_checkpoint_is_refused_for_a_multi_label_resume(tmp_path,
     (checkpoint / "config.json").write_text(json.dumps({"model_type": "hybrid_cnn_lstm", "problem_type": None}))
     assert main(train_flags(papers_csv, tmp_path / "out", "--resume_from_checkpoint", str(checkpoint))) == 1
     assert "--problem_type multi_label_classification (the checkpoint's: single_label_classification)" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
 
 
 def test_the_demo_shows_every_label_of_a_paper(trained):
@@ -412,11 +538,27 @@ def test_the_demo_shows_every_label_of_a_paper(trained):
 def test_the_accuracy_benchmark_compares_with_tfidf_one_vs_rest(papers_csv, tmp_path):
     benchmark = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "benchmark.py")
     output = tmp_path / "accuracy.json"
-    flags = (f"--problem_type {MULTI_LABEL} --label_column categories --num_train_epochs 2 "
-             + " ".join(TINY_FLAGS[:-2]))
-    result = subprocess.run([sys.executable, benchmark, "accuracy", "--data", str(papers_csv), "--threads", "1",
-                             "--workdir", str(tmp_path / "work"), "--output_json", str(output),
-                             "--train_flags", flags], capture_output=True, text=True, timeout=590)
+    flags = f"--problem_type {MULTI_LABEL} --label_column categories --num_train_epochs 2 " + " ".join(TINY_FLAGS[:-2])
+    result = subprocess.run(
+        [
+            sys.executable,
+            benchmark,
+            "accuracy",
+            "--data",
+            str(papers_csv),
+            "--threads",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--output_json",
+            str(output),
+            "--train_flags",
+            flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=590,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(output.read_text())
     assert results["multi_label"] is True and results["test_papers"] == 30
@@ -426,17 +568,47 @@ def test_the_accuracy_benchmark_compares_with_tfidf_one_vs_rest(papers_csv, tmp_
     assert baseline["f1_micro"] > 0.7 and set(baseline["per_label_f1"]) == set(LABELS)
     assert "| TF-IDF 1-2 grams + one-vs-rest logistic regression (labels >= 0.3) |" in result.stdout
     # Scoring the finished run again gives its numbers without training.
-    again = subprocess.run([sys.executable, benchmark, "accuracy", "--data", str(papers_csv), "--threads", "1",
-                            "--workdir", str(tmp_path / "work"), "--train_flags", flags, "--reuse_trained"],
-                           capture_output=True, text=True, timeout=590)
+    again = subprocess.run(
+        [
+            sys.executable,
+            benchmark,
+            "accuracy",
+            "--data",
+            str(papers_csv),
+            "--threads",
+            "1",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--train_flags",
+            flags,
+            "--reuse_trained",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=590,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert "n/a (trained earlier)" in again.stdout and f"{results['hf_hybrid']['f1_micro']:.4f}" in again.stdout
 
 
 def test_bulk_prediction_gives_the_pipelines_labels(trained, papers_csv, tmp_path):
     output = tmp_path / "predictions.jsonl"
-    assert main(["predict", "--model", str(trained), "--input_file", str(papers_csv), "--output_file", str(output),
-                 "--top_k", "2"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained),
+                "--input_file",
+                str(papers_csv),
+                "--output_file",
+                str(output),
+                "--top_k",
+                "2",
+            ]
+        )
+        == 0
+    )
     bulk = [json.loads(line) for line in output.read_text().splitlines()]
     papers = [{"title": p["title"], "abstract": p["abstract"]} for p in make_multi_label_papers(200)]
     expected = pipeline("arxiv-classification", model=str(trained), trust_remote_code=True)(papers, top_k=2)
@@ -446,13 +618,31 @@ def test_bulk_prediction_gives_the_pipelines_labels(trained, papers_csv, tmp_pat
         assert list(got["scores"].values()) == pytest.approx(list(want["scores"].values()), abs=1e-5)
         assert [entry["label"] for entry in got["top_labels"]] == [entry["label"] for entry in want["top_labels"]]
     parquet = tmp_path / "parquet"
-    assert main(["predict", "--model", str(trained), "--input_file", str(papers_csv), "--output_file", str(parquet),
-                 "--output_format", "parquet", "--threshold", "1.0", "--allow_empty"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(trained),
+                "--input_file",
+                str(papers_csv),
+                "--output_file",
+                str(parquet),
+                "--output_format",
+                "parquet",
+                "--threshold",
+                "1.0",
+                "--allow_empty",
+            ]
+        )
+        == 0
+    )
     import pyarrow.parquet as pq
 
     table = pq.read_table(parquet)
     assert table.num_rows == 200 and str(table.schema.field("labels").type) == "list<element: string>"
-    for labels, review, scores in zip(table["labels"].to_pylist(), table["needs_review"].to_pylist(),
-                                      table["scores"].to_pylist()):
+    for labels, review, scores in zip(
+        table["labels"].to_pylist(), table["needs_review"].to_pylist(), table["scores"].to_pylist()
+    ):
         certain = [name for name, p in sorted(scores.items(), key=lambda item: -item[1]) if p >= 1.0]
         assert labels == certain and review is (not certain)

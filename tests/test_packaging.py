@@ -22,8 +22,22 @@ def wheel(tmp_path_factory):
     shutil.copytree(REPO / "hf_hybrid", source / "hf_hybrid", ignore=shutil.ignore_patterns("__pycache__"))
     out = tmp_path_factory.mktemp("wheel")
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out),
-         str(source)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (path,) = out.glob("hf_hybrid-*.whl")
     return path
@@ -33,9 +47,15 @@ def test_the_wheel_holds_the_card_template_the_metric_module_and_the_model_code(
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "hf_hybrid/model_card_template.md" in names
     assert "hf_hybrid/metrics/classification_report/classification_report.py" in names
-    for module in ("configuration_hybrid_cnn_lstm", "modeling_hybrid_cnn_lstm", "layers_hybrid_cnn_lstm",
-                   "loading_hybrid_cnn_lstm", "folding_hybrid_cnn_lstm", "tokenization_hybrid_cnn_lstm",
-                   "pipeline_arxiv_classification"):
+    for module in (
+        "configuration_hybrid_cnn_lstm",
+        "modeling_hybrid_cnn_lstm",
+        "layers_hybrid_cnn_lstm",
+        "loading_hybrid_cnn_lstm",
+        "folding_hybrid_cnn_lstm",
+        "tokenization_hybrid_cnn_lstm",
+        "pipeline_arxiv_classification",
+    ):
         assert f"hf_hybrid/model/{module}.py" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
 
@@ -55,8 +75,10 @@ def test_the_wheel_has_the_version_of_hf_hybrid_version(wheel):
 
 def test_a_push_and_the_card_do_not_import_matplotlib():
     """matplotlib is for drawing the plots; the push and the card need only the plots' file names."""
-    code = ("import sys; import hf_hybrid.hub, hf_hybrid.model_card, hf_hybrid.plots, hf_hybrid.cli; "
-            "print('matplotlib' in sys.modules)")
+    code = (
+        "import sys; import hf_hybrid.hub, hf_hybrid.model_card, hf_hybrid.plots, hf_hybrid.cli; "
+        "print('matplotlib' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split()[-1] == "False"

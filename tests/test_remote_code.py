@@ -105,8 +105,13 @@ def fresh_process(saved_model_dir, tmp_path_factory):
     )
     proc = subprocess.run(
         [
-            sys.executable, "-c", FRESH_PROCESS,
-            str(saved_model_dir), json.dumps(TITLES), json.dumps(ABSTRACTS), str(torch.get_num_threads()),
+            sys.executable,
+            "-c",
+            FRESH_PROCESS,
+            str(saved_model_dir),
+            json.dumps(TITLES),
+            json.dumps(ABSTRACTS),
+            str(torch.get_num_threads()),
         ],
         cwd=workdir,
         env=env,
@@ -157,8 +162,9 @@ def test_fresh_process_folds_the_model_for_inference_with_the_same_results(fresh
     before, after = fresh_process["folding_modules"]
     assert before == [] and len(after) == 1 and after[0].startswith("transformers_modules.")
     assert fresh_process["folded_tables"] == [after[0], "torch.float32"]
-    torch.testing.assert_close(torch.tensor(fresh_process["folded_logits"]), torch.tensor(fresh_process["logits"]),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor(fresh_process["folded_logits"]), torch.tensor(fresh_process["logits"]), atol=1e-5, rtol=0
+    )
     folded, plain = fresh_process["folded_pipeline_result"], fresh_process["pipeline_result"]
     assert folded["label"] == plain["label"]
     assert folded["scores"] == pytest.approx(plain["scores"], abs=1e-5)

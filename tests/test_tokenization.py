@@ -168,9 +168,11 @@ def test_single_pair_encodes_like_a_batch_of_one(tiny_tokenizer):
     title, abstract = "Attention is all you need", "We propose a new network architecture"
     single = tiny_tokenizer(title, abstract)
     batch = tiny_tokenizer([title], [abstract])
-    assert single.keys() == batch.keys() == {
-        "title_input_ids", "title_attention_mask", "abstract_input_ids", "abstract_attention_mask"
-    }
+    assert (
+        single.keys()
+        == batch.keys()
+        == {"title_input_ids", "title_attention_mask", "abstract_input_ids", "abstract_attention_mask"}
+    )
     for key in single:
         assert single[key] == batch[key][0]
     as_tensors = tiny_tokenizer(title, abstract, return_tensors="pt")

@@ -33,17 +33,32 @@ from hf_hybrid.training_args import (
     parse_training_arguments,
 )
 
-TINY_MODEL = dict(embed_dim=16, num_filters=8, lstm_hidden=8, lstm_layers=1, classifier_hidden_sizes=[16],
-                  vocab_size=500, min_frequency=1, wide_bigram_buckets=256)
+TINY_MODEL = dict(
+    embed_dim=16,
+    num_filters=8,
+    lstm_hidden=8,
+    lstm_layers=1,
+    classifier_hidden_sizes=[16],
+    vocab_size=500,
+    min_frequency=1,
+    wide_bigram_buckets=256,
+)
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".pkl", ".pickle"}
 
 
 def tiny_run(output_dir, train_file, **overrides):
     # Small batches: BatchNorm's running statistics need a few dozen steps before evaluation can use them, and
     # tiny models start slowly: early stopping waits for all 6 epochs.
-    settings = dict(output_dir=str(output_dir), num_train_epochs=6, per_device_train_batch_size=8,
-                    learning_rate=1e-2, seed=0, disable_tqdm=True, dataloader_pin_memory=False,
-                    early_stopping_patience=6)
+    settings = dict(
+        output_dir=str(output_dir),
+        num_train_epochs=6,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        seed=0,
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+        early_stopping_patience=6,
+    )
     settings.update(overrides)
     return HybridTrainingArguments(**settings)
 
@@ -60,8 +75,11 @@ def trained(tmp_path_factory, unbalanced_csv):
     output_dir = tmp_path_factory.mktemp("trained")
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                             tiny_run(output_dir, unbalanced_csv))
+        report = train_model(
+            ModelArguments(**TINY_MODEL),
+            DataArguments(train_file=str(unbalanced_csv)),
+            tiny_run(output_dir, unbalanced_csv),
+        )
     return output_dir, report, printed.getvalue()
 
 
@@ -69,12 +87,29 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
     output_dir = trained[0]
     names = {path.name for path in output_dir.iterdir()}
     expected = {
-        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
-        "configuration_hybrid_cnn_lstm.py", "modeling_hybrid_cnn_lstm.py", "layers_hybrid_cnn_lstm.py",
-        "loading_hybrid_cnn_lstm.py", "folding_hybrid_cnn_lstm.py", "tokenization_hybrid_cnn_lstm.py",
-        "pipeline_arxiv_classification.py", "eval_results.json", "classification_report.txt",
-        "training_args.json", "training_history.png", "confusion_matrix.png", "attention.png", "calibration.png",
-        "train_results.json", "test_results.json", "all_results.json", "trainer_state.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "configuration_hybrid_cnn_lstm.py",
+        "modeling_hybrid_cnn_lstm.py",
+        "layers_hybrid_cnn_lstm.py",
+        "loading_hybrid_cnn_lstm.py",
+        "folding_hybrid_cnn_lstm.py",
+        "tokenization_hybrid_cnn_lstm.py",
+        "pipeline_arxiv_classification.py",
+        "eval_results.json",
+        "classification_report.txt",
+        "training_args.json",
+        "training_history.png",
+        "confusion_matrix.png",
+        "attention.png",
+        "calibration.png",
+        "train_results.json",
+        "test_results.json",
+        "all_results.json",
+        "trainer_state.json",
     }
     assert names == expected
     assert pushed_files(output_dir) == sorted(names)  # a push sends the whole folder
@@ -86,8 +121,10 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
 
 def test_tiny_model_learns_the_made_up_topics(trained):
     output_dir, report, printed = trained
-    assert f"Test accuracy {report['accuracy']:.4f}; the model card ({output_dir / 'README.md'}) says " \
-           f"{round(report['accuracy'], 4)}." in printed
+    assert (
+        f"Test accuracy {report['accuracy']:.4f}; the model card ({output_dir / 'README.md'}) says "
+        f"{round(report['accuracy'], 4)}." in printed
+    )
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["test"]["accuracy"] == report["accuracy"] > 0.6
     assert set(results["test"]["per_class"]) == {"cs.AI", "cs.CL", "cs.CV"}
@@ -156,12 +193,24 @@ def test_the_best_epoch_is_restored_not_the_last(tmp_path, unbalanced_csv, monke
     monkeypatch.setattr(trainer_module, "compute_metrics", falling_accuracy)
     data = DataArguments(train_file=str(unbalanced_csv))
     plateau = dict(lr_scheduler_type="reduce_lr_on_plateau", warmup_steps=0)
-    train_model(ModelArguments(**TINY_MODEL), data, tiny_run(
-        tmp_path / "long", unbalanced_csv, num_train_epochs=6, early_stopping_patience=2,
-        lr_scheduler_kwargs={"mode": "max", "factor": 0.5, "patience": 0}, **plateau))
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        data,
+        tiny_run(
+            tmp_path / "long",
+            unbalanced_csv,
+            num_train_epochs=6,
+            early_stopping_patience=2,
+            lr_scheduler_kwargs={"mode": "max", "factor": 0.5, "patience": 0},
+            **plateau,
+        ),
+    )
     calls.clear()
-    train_model(ModelArguments(**TINY_MODEL), data,
-                tiny_run(tmp_path / "one_epoch", unbalanced_csv, num_train_epochs=1, **plateau))
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        data,
+        tiny_run(tmp_path / "one_epoch", unbalanced_csv, num_train_epochs=1, **plateau),
+    )
 
     results = json.loads((tmp_path / "long" / "eval_results.json").read_text())
     assert results["epochs_trained"] == 3.0
@@ -188,14 +237,17 @@ def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, 
         return original_forward(self, **inputs)
 
     monkeypatch.setattr(trainer_module.HybridCNNLSTMForSequenceClassification, "forward", recording_forward)
-    train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)), tiny_run(
-        tmp_path / "grouped", unbalanced_csv, num_train_epochs=1, train_sampling_strategy="group_by_length"))
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        DataArguments(train_file=str(unbalanced_csv)),
+        tiny_run(tmp_path / "grouped", unbalanced_csv, num_train_epochs=1, train_sampling_strategy="group_by_length"),
+    )
     # The sampler sorts "mega-batches" of this many batches by length, longest first.
     train_papers = len(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["train"])
     per_mega_batch = max(min(train_papers // (8 * 4), 50), 1)
     assert per_mega_batch > 1
     for start in range(0, len(batches), per_mega_batch):
-        group = batches[start:start + per_mega_batch]
+        group = batches[start : start + per_mega_batch]
         assert all(longer[0] >= shorter[1] for longer, shorter in zip(group, group[1:])), batches
     assert (tmp_path / "grouped" / "model.safetensors").is_file()
 
@@ -225,8 +277,12 @@ def test_default_recipe_decays_weights_but_not_the_embedding_biases_or_norms(tin
     optimizer, decay = optimizer_groups(tiny_model, HybridTrainingArguments(output_dir=str(tmp_path)))
     assert type(optimizer) is torch.optim.AdamW and decay.keys() == dict(tiny_model.named_parameters()).keys()
     spared = {name for name, weight_decay in decay.items() if weight_decay == 0.0}
-    norms = {f"{name}.{kind}" for name, module in tiny_model.named_modules()
-             if isinstance(module, torch.nn.BatchNorm1d) for kind in ("weight", "bias")}
+    norms = {
+        f"{name}.{kind}"
+        for name, module in tiny_model.named_modules()
+        if isinstance(module, torch.nn.BatchNorm1d)
+        for kind in ("weight", "bias")
+    }
     biases = {name for name in decay if "bias" in name}
     assert spared == {"hybrid.embedding.weight"} | norms | biases
     assert "hybrid.abstract_encoder.convs.0.weight" in decay.keys() - spared
@@ -254,8 +310,9 @@ def test_the_wide_branch_trains_at_its_own_learning_rate_on_the_same_schedule(ma
 
 def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(tiny_model, tmp_path):
     types = (ModelArguments, DataArguments, HybridTrainingArguments)
-    model_args, _, notebook = parse_training_arguments(types, ["--recipe", "notebook", "--output_dir", str(tmp_path)],
-                                                       prog="test")
+    model_args, _, notebook = parse_training_arguments(
+        types, ["--recipe", "notebook", "--output_dir", str(tmp_path)], prog="test"
+    )
     assert model_args.init_embeddings == "random" and model_args.wide_branch is False  # the notebook's model
     assert (notebook.learning_rate, notebook.weight_decay, notebook.num_train_epochs) == (1e-3, 1e-4, 20.0)
     assert notebook.lr_scheduler_type == "reduce_lr_on_plateau" and notebook.early_stopping_patience == 5
@@ -272,7 +329,11 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
     assert explicit.num_train_epochs == 3 and explicit.lr_scheduler_type == "reduce_lr_on_plateau"
     model_args, _, default = parse_training_arguments(types, ["--output_dir", str(tmp_path)], prog="test")
     assert (default.recipe, default.lr_scheduler_type, model_args.init_embeddings, model_args.wide_branch) == (
-        "default", "linear", "word2vec", True)
+        "default",
+        "linear",
+        "word2vec",
+        True,
+    )
     trainer = HybridTrainer(model=tiny_model, args=default, eval_dataset=[])
     trainer.create_optimizer_and_scheduler(num_training_steps=100)
     rates = []
@@ -286,8 +347,11 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
 
 def test_a_wide_model_learns_its_idf_from_the_training_split_and_reloads(tmp_path, unbalanced_csv):
     output_dir = tmp_path / "wide"
-    train_model(ModelArguments(**TINY_MODEL),
-                DataArguments(train_file=str(unbalanced_csv)), tiny_run(output_dir, unbalanced_csv, num_train_epochs=2))
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        DataArguments(train_file=str(unbalanced_csv)),
+        tiny_run(output_dir, unbalanced_csv, num_train_epochs=2),
+    )
     model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(output_dir, trust_remote_code=True)
     train_papers = len(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["train"])
@@ -316,8 +380,11 @@ def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbal
 
     monkeypatch.setattr(trainer_module, "start_embedding", remember_start)
     monkeypatch.setattr(trainer_module.HybridTrainer, "__init__", init_with_snapshot)
-    train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                tiny_run(tmp_path / "frozen", unbalanced_csv, num_train_epochs=3, freeze_embedding_epochs=2))
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        DataArguments(train_file=str(unbalanced_csv)),
+        tiny_run(tmp_path / "frozen", unbalanced_csv, num_train_epochs=3, freeze_embedding_epochs=2),
+    )
     assert torch.equal(snapshots[0], started["weight"]) and torch.equal(snapshots[1], started["weight"])
     assert not torch.equal(snapshots[2], started["weight"])  # the third epoch trains it
     assert all(parameter.requires_grad for parameter in started["model"].parameters())
@@ -326,16 +393,20 @@ def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbal
 def test_final_fit_trains_on_every_paper_and_keeps_the_held_out_metrics(tmp_path, unbalanced_csv):
     output_dir = tmp_path / "final"
     with contextlib.redirect_stdout(io.StringIO()):
-        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                             tiny_run(output_dir, unbalanced_csv, num_train_epochs=3, final_fit="all"))
+        report = train_model(
+            ModelArguments(**TINY_MODEL),
+            DataArguments(train_file=str(unbalanced_csv)),
+            tiny_run(output_dir, unbalanced_csv, num_train_epochs=3, final_fit="all"),
+        )
     results = json.loads((output_dir / "eval_results.json").read_text())
     final, state = results["final_fit"], json.loads((output_dir / "trainer_state.json").read_text())
     labelled = len(load_dataset("csv", data_files=str(unbalanced_csv))["train"])
     assert final["train_papers"] == labelled and final["splits"] == ["train", "validation", "test"]
     # The held-out run's report and history are what the folder keeps; the weights are the final fit's.
     assert results["test"]["accuracy"] == report["accuracy"] and state["best_metric"] is not None
-    assert final["epochs"] == round(next(e["epoch"] for e in state["log_history"]
-                                         if e.get("eval_accuracy") == state["best_metric"]))
+    assert final["epochs"] == round(
+        next(e["epoch"] for e in state["log_history"] if e.get("eval_accuracy") == state["best_metric"])
+    )
     config = json.loads((output_dir / "config.json").read_text())
     assert config["calibration_temperature"] == results["calibration"]["temperature"] != 1.0
     card = (output_dir / "README.md").read_text()
@@ -347,23 +418,37 @@ def test_final_fit_trains_on_every_paper_and_keeps_the_held_out_metrics(tmp_path
 def test_final_fit_train_validation_measures_the_final_model_on_the_test_split(tmp_path, unbalanced_csv):
     output_dir = tmp_path / "final"
     with contextlib.redirect_stdout(io.StringIO()):
-        report = train_model(ModelArguments(**TINY_MODEL), DataArguments(train_file=str(unbalanced_csv)),
-                             tiny_run(output_dir, unbalanced_csv, num_train_epochs=2,
-                                      final_fit="train_validation"))
+        report = train_model(
+            ModelArguments(**TINY_MODEL),
+            DataArguments(train_file=str(unbalanced_csv)),
+            tiny_run(output_dir, unbalanced_csv, num_train_epochs=2, final_fit="train_validation"),
+        )
     final = json.loads((output_dir / "eval_results.json").read_text())["final_fit"]
     assert final["splits"] == ["train", "validation"]
     assert final["test"]["num_samples"] == report["num_samples"]
     tokenizer, model = load_trained(str(output_dir))
-    logits = predict_logits(model, tokenizer, tokenize_papers(load_papers(
-        DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"], tokenizer))
-    assert final["test"]["accuracy"] == pytest.approx(float((logits.argmax(-1) == np.asarray(
-        load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"]["labels"])).mean()))
+    logits = predict_logits(
+        model,
+        tokenizer,
+        tokenize_papers(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"], tokenizer),
+    )
+    assert final["test"]["accuracy"] == pytest.approx(
+        float(
+            (
+                logits.argmax(-1)
+                == np.asarray(load_papers(DataArguments(train_file=str(unbalanced_csv)), seed=0)["test"]["labels"])
+            ).mean()
+        )
+    )
 
 
 def test_finetune_refuses_final_fit():
     with pytest.raises(UserError, match="--final_fit trains a new model from scratch"):
-        finetune_model(FinetuneArguments(model="unused"), DataArguments(train_file="unused.csv"),
-                       HybridTrainingArguments(output_dir="unused", final_fit="all"))
+        finetune_model(
+            FinetuneArguments(model="unused"),
+            DataArguments(train_file="unused.csv"),
+            HybridTrainingArguments(output_dir="unused", final_fit="all"),
+        )
 
 
 def test_a_folder_trained_before_calibration_still_gets_a_card(trained, tmp_path):

@@ -21,8 +21,16 @@ from hf_hybrid.word_vectors import (
     training_word_ids,
 )
 
-TINY_MODEL = dict(embed_dim=4, num_filters=4, lstm_hidden=4, lstm_layers=1, classifier_hidden_sizes=[8],
-                  vocab_size=500, min_frequency=1, wide_bigram_buckets=256)
+TINY_MODEL = dict(
+    embed_dim=4,
+    num_filters=4,
+    lstm_hidden=4,
+    lstm_layers=1,
+    classifier_hidden_sizes=[8],
+    vocab_size=500,
+    min_frequency=1,
+    wide_bigram_buckets=256,
+)
 
 
 @pytest.fixture
@@ -37,13 +45,16 @@ def write_vectors(path, lines):
 
 
 def test_a_file_of_vectors_fills_the_rows_of_its_words_by_normalised_word(tmp_path, tiny_tokenizer, tiny_classifier):
-    vectors_file = write_vectors(tmp_path / "vectors.txt", [
-        "3 4",
-        "Deep 1 2 3 4",
-        "schrödinger 0.5 0.5 0.5 0.5",
-        "not-in-vocabulary 9 9 9 9",
-        "deep 7 7 7 7",  # a second vector of the same word: the first one wins
-    ])
+    vectors_file = write_vectors(
+        tmp_path / "vectors.txt",
+        [
+            "3 4",
+            "Deep 1 2 3 4",
+            "schrödinger 0.5 0.5 0.5 0.5",
+            "not-in-vocabulary 9 9 9 9",
+            "deep 7 7 7 7",  # a second vector of the same word: the first one wins
+        ],
+    )
     vocab = tiny_tokenizer.get_vocab()
     embedding = tiny_classifier.get_input_embeddings()
     before = embedding.weight.detach().clone()
@@ -116,8 +127,14 @@ def test_start_embedding_puts_word2vec_vectors_in_the_rows_of_their_words(tiny_t
         [p["title"] for p in papers] + [p["abstract"] for p in papers], min_frequency=1
     )
     model = HybridCNNLSTMForSequenceClassification(
-        HybridCNNLSTMConfig(vocab_size=len(tokenizer), embed_dim=4, num_filters=4, lstm_hidden=4,
-                            classifier_hidden_sizes=[8], id2label={0: "a", 1: "b"})
+        HybridCNNLSTMConfig(
+            vocab_size=len(tokenizer),
+            embed_dim=4,
+            num_filters=4,
+            lstm_hidden=4,
+            classifier_hidden_sizes=[8],
+            id2label={0: "a", 1: "b"},
+        )
     )
     coverage = start_embedding(model, tokenizer, train, "word2vec", seed=0)
     texts = [p["title"] for p in papers] + [p["abstract"] for p in papers]
@@ -138,8 +155,13 @@ def test_training_reports_the_coverage_in_the_log_results_and_card(tmp_path, cap
         train_model(
             ModelArguments(**TINY_MODEL, init_embeddings=str(vectors_file)),
             DataArguments(train_file=str(train_file)),
-            HybridTrainingArguments(output_dir=str(output_dir), num_train_epochs=1, per_device_train_batch_size=8,
-                                    disable_tqdm=True, dataloader_pin_memory=False),
+            HybridTrainingArguments(
+                output_dir=str(output_dir),
+                num_train_epochs=1,
+                per_device_train_batch_size=8,
+                disable_tqdm=True,
+                dataloader_pin_memory=False,
+            ),
         )
     start = json.loads((output_dir / "eval_results.json").read_text())["embedding_start"]
     assert start["source"] == str(vectors_file) and start["vocabulary_words_with_vector"] == 2
@@ -152,9 +174,27 @@ def test_training_reports_the_coverage_in_the_log_results_and_card(tmp_path, cap
 def test_the_cli_names_the_file_and_line_of_a_bad_vectors_file(tmp_path, capsys):
     train_file = write_papers_csv(tmp_path / "papers.csv", n_per_class=10)
     vectors_file = write_vectors(tmp_path / "vectors.txt", ["planning 1 0 0 0", "image 0 1"])
-    code = main(["train", "--train_file", str(train_file), "--output_dir", str(tmp_path / "out"),
-                 "--embed_dim", "4", "--num_filters", "4", "--lstm_hidden", "4", "--classifier_hidden_sizes", "8",
-                 "--init_embeddings", str(vectors_file), "--disable_tqdm", "true"])
+    code = main(
+        [
+            "train",
+            "--train_file",
+            str(train_file),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--embed_dim",
+            "4",
+            "--num_filters",
+            "4",
+            "--lstm_hidden",
+            "4",
+            "--classifier_hidden_sizes",
+            "8",
+            "--init_embeddings",
+            str(vectors_file),
+            "--disable_tqdm",
+            "true",
+        ]
+    )
     error = capsys.readouterr().err
     assert code == 1
     assert error.strip().splitlines()[-1] == (

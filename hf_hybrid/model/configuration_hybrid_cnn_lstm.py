@@ -114,8 +114,16 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         return config_dict, kwargs
 
     def _check_values(self):
-        positive = ("vocab_size", "embed_dim", "num_filters", "lstm_hidden", "lstm_layers",
-                    "max_title_length", "max_abstract_length", "wide_bigram_buckets")
+        positive = (
+            "vocab_size",
+            "embed_dim",
+            "num_filters",
+            "lstm_hidden",
+            "lstm_layers",
+            "max_title_length",
+            "max_abstract_length",
+            "wide_bigram_buckets",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -139,13 +147,18 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         if self.label_thresholds is not None:
             thresholds = self.label_thresholds
             if self.problem_type != MULTI_LABEL:
-                raise ValueError("`label_thresholds` are for multi-label classification (`problem_type` "
-                                 f"{MULTI_LABEL!r})")
-            if not isinstance(thresholds, (list, tuple)) or len(thresholds) != self.num_labels or not all(
-                isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds
+                raise ValueError(
+                    f"`label_thresholds` are for multi-label classification (`problem_type` {MULTI_LABEL!r})"
+                )
+            if (
+                not isinstance(thresholds, (list, tuple))
+                or len(thresholds) != self.num_labels
+                or not all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1 for t in thresholds)
             ):
-                raise ValueError(f"`label_thresholds` needs one probability from 0 to 1 per label ({self.num_labels}), "
-                                 f"got {thresholds!r}")
+                raise ValueError(
+                    f"`label_thresholds` needs one probability from 0 to 1 per label ({self.num_labels}), "
+                    f"got {thresholds!r}"
+                )
             self.label_thresholds = [float(t) for t in thresholds]
         if not isinstance(self.wide_branch, bool):
             raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")

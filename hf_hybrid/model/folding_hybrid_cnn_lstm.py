@@ -119,11 +119,18 @@ class FoldedEncoders:
         for forward_lstm, backward_lstm in zip(bilstm.forward_layers, bilstm.backward_layers):
             states = [
                 nn.utils.rnn.pad_packed_sequence(
-                    lstm(nn.utils.rnn.pack_padded_sequence(
-                        inputs, packed_lengths, batch_first=True, enforce_sorted=False))[0],
-                    batch_first=True, total_length=mask.shape[1])[0]
-                for lstm, inputs in ((forward_lstm, sequences),
-                                     (backward_lstm, reverse_within_length(sequences, reverse_index)))
+                    lstm(
+                        nn.utils.rnn.pack_padded_sequence(
+                            inputs, packed_lengths, batch_first=True, enforce_sorted=False
+                        )
+                    )[0],
+                    batch_first=True,
+                    total_length=mask.shape[1],
+                )[0]
+                for lstm, inputs in (
+                    (forward_lstm, sequences),
+                    (backward_lstm, reverse_within_length(sequences, reverse_index)),
+                )
             ]
             sequences = torch.cat([states[0], reverse_within_length(states[1], reverse_index)], dim=-1)
         return attention_pool(sequences, encoder.attention(sequences).squeeze(-1), mask)

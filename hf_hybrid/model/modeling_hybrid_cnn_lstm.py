@@ -93,7 +93,10 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
         with_info = kwargs.pop("output_loading_info", False)
         try:
             model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, ignore_mismatched_sizes=True, output_loading_info=True,
+                pretrained_model_name_or_path,
+                *model_args,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
                 **kwargs,
             )
         except SafetensorError as error:
@@ -310,8 +313,10 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         if self.wide is not None:
             pad = self.config.pad_token_id
             wide_logits = self.wide(
-                title_input_ids, _mask_or_default(title_input_ids, title_attention_mask, pad),
-                abstract_input_ids, _mask_or_default(abstract_input_ids, abstract_attention_mask, pad),
+                title_input_ids,
+                _mask_or_default(title_input_ids, title_attention_mask, pad),
+                abstract_input_ids,
+                _mask_or_default(abstract_input_ids, abstract_attention_mask, pad),
             )
             if not self.config.is_multi_label:
                 wide_logits = wide_logits.log_softmax(dim=-1)

@@ -48,8 +48,9 @@ class ArxivClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.tokenizer.check_fits(self.model.config)
 
-    def _sanitize_parameters(self, top_words=None, fold_for_inference=None, top_k=None, threshold=None,
-                             allow_empty=None, **kwargs):
+    def _sanitize_parameters(
+        self, top_words=None, fold_for_inference=None, top_k=None, threshold=None, allow_empty=None, **kwargs
+    ):
         if top_words is not None and not _is_count(top_words):
             raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
         if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= self.model.config.num_labels):
@@ -63,8 +64,16 @@ class ArxivClassificationPipeline(Pipeline):
             self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
         if allow_empty is not None and not self.model.config.is_multi_label:
             raise ValueError("`allow_empty` is for multi-label models: a single-label model abstains with `threshold`")
-        postprocess = {name: value for name, value in (("top_words", top_words), ("top_k", top_k),
-                       ("threshold", threshold), ("allow_empty", allow_empty)) if value is not None}
+        postprocess = {
+            name: value
+            for name, value in (
+                ("top_words", top_words),
+                ("top_k", top_k),
+                ("threshold", threshold),
+                ("allow_empty", allow_empty),
+            )
+            if value is not None
+        }
         return {}, {}, postprocess
 
     def preprocess(self, paper):
@@ -89,8 +98,11 @@ class ArxivClassificationPipeline(Pipeline):
         best = int(probabilities.argmax())
         if multi_label:
             thresholds = self.model.config.label_thresholds or [0.5] * len(labels)
-            decided = decide_labels(probabilities[None], [threshold] * len(labels) if threshold is not None
-                                    else thresholds, allow_empty=True)[0]
+            decided = decide_labels(
+                probabilities[None],
+                [threshold] * len(labels) if threshold is not None else thresholds,
+                allow_empty=True,
+            )[0]
             chosen = [i for i in torch.argsort(probabilities, descending=True).tolist() if decided[i]]
             if not chosen and not allow_empty:
                 chosen = [best]

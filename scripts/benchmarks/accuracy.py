@@ -26,11 +26,17 @@ import numpy as np
 
 def add_arguments(parser) -> None:
     parser.add_argument("--train_flags", default="", help="more `hf-hybrid train` flags for hf-hybrid's run")
-    parser.add_argument("--model_output_dir", type=Path, default=None,
-                        help="where the trained hf-hybrid model goes (default: inside --workdir)")
-    parser.add_argument("--reuse_trained", action="store_true",
-                        help="score the finished run in --model_output_dir (trained with the same flags) instead of "
-                        "training again")
+    parser.add_argument(
+        "--model_output_dir",
+        type=Path,
+        default=None,
+        help="where the trained hf-hybrid model goes (default: inside --workdir)",
+    )
+    parser.add_argument(
+        "--reuse_trained",
+        action="store_true",
+        help="score the finished run in --model_output_dir (trained with the same flags) instead of training again",
+    )
 
 
 def run(args) -> dict:
@@ -42,10 +48,21 @@ def run(args) -> dict:
     from .common import parse_train_flags
 
     output_dir = args.model_output_dir or args.workdir / "hf_hybrid_model"
-    flags = ["--train_file", str(args.data), "--output_dir", str(output_dir), "--seed", "42", "--split_seed", "42",
-             "--disable_tqdm", "true"]
-    model, data, training = parse_train_flags(flags + shlex.split(args.train_flags),
-                                              (ModelArguments, DataArguments, HybridTrainingArguments))
+    flags = [
+        "--train_file",
+        str(args.data),
+        "--output_dir",
+        str(output_dir),
+        "--seed",
+        "42",
+        "--split_seed",
+        "42",
+        "--disable_tqdm",
+        "true",
+    ]
+    model, data, training = parse_train_flags(
+        flags + shlex.split(args.train_flags), (ModelArguments, DataArguments, HybridTrainingArguments)
+    )
     started = time.perf_counter()
     if args.reuse_trained:
         report = reused_report(output_dir, model, training)
@@ -54,15 +71,25 @@ def run(args) -> dict:
     history = json.loads((output_dir / "eval_results.json").read_text())
     best = next(key for key in history if key.startswith("best_validation_"))
     multi_label = model.problem_type == MULTI_LABEL
-    hybrid = {**(multi_label_scores if multi_label else scores)(report, started),
-              "epochs_trained": history["epochs_trained"], best: history[best]}
+    hybrid = {
+        **(multi_label_scores if multi_label else scores)(report, started),
+        "epochs_trained": history["epochs_trained"],
+        best: history[best],
+    }
     if args.reuse_trained:
         hybrid["wall_time_s"] = None  # trained by an earlier run
     splits = load_papers(data, seed=training.seed, multi_label=multi_label)
     baseline = tfidf_one_vs_rest(splits) if multi_label else tfidf_linear_svm(splits)
-    return {"question": "accuracy", "data": str(args.data), "test_papers": report["num_samples"],
-            "label_names": report["label_names"], "train_flags": args.train_flags, "multi_label": multi_label,
-            "hf_hybrid": hybrid, "tfidf_one_vs_rest" if multi_label else "tfidf_linear_svm": baseline}
+    return {
+        "question": "accuracy",
+        "data": str(args.data),
+        "test_papers": report["num_samples"],
+        "label_names": report["label_names"],
+        "train_flags": args.train_flags,
+        "multi_label": multi_label,
+        "hf_hybrid": hybrid,
+        "tfidf_one_vs_rest" if multi_label else "tfidf_linear_svm": baseline,
+    }
 
 
 def reused_report(output_dir: Path, model, training) -> dict:
@@ -70,12 +97,18 @@ def reused_report(output_dir: Path, model, training) -> dict:
     and model flags that these flags give."""
     config = json.loads((output_dir / "config.json").read_text())
     settings = json.loads((output_dir / "training_args.json").read_text())
-    expected = {"seed": (settings.get("seed"), training.seed),
-                "problem_type": (config.get("problem_type"), model.problem_type),
-                **{name: (config.get(name), value) for name, value in model.config_values().items()
-                   if name in ("embed_dim", "wide_branch", "lstm_hidden", "num_filters")}}
-    differing = [f"--{name} {saved} (the flags give {given})" for name, (saved, given) in expected.items()
-                 if saved != given]
+    expected = {
+        "seed": (settings.get("seed"), training.seed),
+        "problem_type": (config.get("problem_type"), model.problem_type),
+        **{
+            name: (config.get(name), value)
+            for name, value in model.config_values().items()
+            if name in ("embed_dim", "wide_branch", "lstm_hidden", "num_filters")
+        },
+    }
+    differing = [
+        f"--{name} {saved} (the flags give {given})" for name, (saved, given) in expected.items() if saved != given
+    ]
     if differing:
         raise SystemExit(f"--reuse_trained: {output_dir} was trained otherwise: {'; '.join(differing)}")
     return json.loads((output_dir / "eval_results.json").read_text())["test"]
@@ -158,24 +191,32 @@ def most_confused_pair(matrix, names) -> dict:
     size = len(names)
     errors = sum(matrix[i][j] for i in range(size) for j in range(size) if i != j)
     count, first, second = max((matrix[i][j] + matrix[j][i], i, j) for i in range(size) for j in range(i + 1, size))
-    return {"pair": [names[first], names[second]], "errors": count,
-            "share_of_errors": count / errors if errors else 0.0}
+    return {
+        "pair": [names[first], names[second]],
+        "errors": count,
+        "share_of_errors": count / errors if errors else 0.0,
+    }
 
 
 def table(results: dict) -> str:
     if results.get("multi_label"):
         return multi_label_table(results)
-    rows = ["| model | test accuracy | macro-F1 | cs.AI recall | most confused pair (share of errors) | wall time |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| model | test accuracy | macro-F1 | cs.AI recall | most confused pair (share of errors) | wall time |",
+        "|---|---|---|---|---|---|",
+    ]
     hybrid = f"hf-hybrid ({results['train_flags'] or 'defaults'})"
     for name, key in ((hybrid, "hf_hybrid"), ("TF-IDF 1-2 grams + LinearSVC", "tfidf_linear_svm")):
         entry = results[key]
         recall = "n/a" if entry["cs_ai_recall"] is None else f"{entry['cs_ai_recall']:.4f}"
         pair = entry["most_confused_pair"]
-        rows.append(f"| {name} | {entry['accuracy']:.4f} | {entry['f1_macro']:.4f} | {recall} "
-                    f"| {' / '.join(pair['pair'])} ({pair['share_of_errors']:.0%}) | {wall_time(entry)} |")
-    rows.append(f"\n{results['test_papers']} test papers; hf-hybrid trained {results['hf_hybrid']['epochs_trained']:g} "
-                "epochs.")
+        rows.append(
+            f"| {name} | {entry['accuracy']:.4f} | {entry['f1_macro']:.4f} | {recall} "
+            f"| {' / '.join(pair['pair'])} ({pair['share_of_errors']:.0%}) | {wall_time(entry)} |"
+        )
+    rows.append(
+        f"\n{results['test_papers']} test papers; hf-hybrid trained {results['hf_hybrid']['epochs_trained']:g} epochs."
+    )
     return "\n".join(rows)
 
 
@@ -185,10 +226,13 @@ def multi_label_table(results: dict) -> str:
     baseline = "TF-IDF 1-2 grams + one-vs-rest logistic regression (labels >= 0.3)"
     for name, key in ((hybrid, "hf_hybrid"), (baseline, "tfidf_one_vs_rest")):
         entry = results[key]
-        rows.append(f"| {name} | {entry['f1_micro']:.4f} | {entry['f1_macro']:.4f} | {entry['f1_samples']:.4f} "
-                    f"| {entry['subset_accuracy']:.4f} | {wall_time(entry)} |")
-    rows.append(f"\n{results['test_papers']} test papers; hf-hybrid trained {results['hf_hybrid']['epochs_trained']:g} "
-                "epochs.")
+        rows.append(
+            f"| {name} | {entry['f1_micro']:.4f} | {entry['f1_macro']:.4f} | {entry['f1_samples']:.4f} "
+            f"| {entry['subset_accuracy']:.4f} | {wall_time(entry)} |"
+        )
+    rows.append(
+        f"\n{results['test_papers']} test papers; hf-hybrid trained {results['hf_hybrid']['epochs_trained']:g} epochs."
+    )
     return "\n".join(rows)
 
 

@@ -32,8 +32,12 @@ def common_arguments() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="CSV of papers: title, abstract, category")
     parser.add_argument("--output_json", type=Path, default=None, help="also write every figure here")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch (and ONNX Runtime) threads")
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="where models and exports go (default: a temporary folder, deleted at the end)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where models and exports go (default: a temporary folder, deleted at the end)",
+    )
     return parser
 
 
@@ -59,8 +63,12 @@ def cpu_flags() -> list[str]:
 def cpu_description(threads: int) -> dict:
     import torch
 
-    return {"flags": cpu_flags(), "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": threads, "cpu_count": os.cpu_count()}
+    return {
+        "flags": cpu_flags(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+    }
 
 
 def parse_train_flags(argv: list[str], dataclass_types: tuple):
@@ -149,8 +157,11 @@ def onnx_engine(setup: dict) -> Engine:
     def forward(inputs):
         return session.run(["logits"], dict(inputs))[0]
 
-    return Engine(lambda papers: _tokenize(tokenizer, papers, "np"), forward,
-                  lambda paper: int(forward(_tokenize(tokenizer, [paper], "np")).argmax(-1)[0]))
+    return Engine(
+        lambda papers: _tokenize(tokenizer, papers, "np"),
+        forward,
+        lambda paper: int(forward(_tokenize(tokenizer, [paper], "np")).argmax(-1)[0]),
+    )
 
 
 def notebook_engine(setup: dict) -> Engine:
@@ -173,8 +184,9 @@ def notebook_engine(setup: dict) -> Engine:
 
 
 def _tokenize(tokenizer, papers, tensors):
-    return tokenizer([p["title"] for p in papers], [p["abstract"] for p in papers], padding=True,
-                     return_tensors=tensors)
+    return tokenizer(
+        [p["title"] for p in papers], [p["abstract"] for p in papers], padding=True, return_tensors=tensors
+    )
 
 
 ENGINE_KINDS = {"pytorch": pytorch_engine, "onnx": onnx_engine, "notebook": notebook_engine}
@@ -191,7 +203,7 @@ def measure_engine(setup: dict, papers: list[dict], batch_size: int, latency_cal
     engine.classify_one(papers[0])
     load_s = time.perf_counter() - started
 
-    batches = [papers[start:start + batch_size] for start in range(0, len(papers), batch_size)]
+    batches = [papers[start : start + batch_size] for start in range(0, len(papers), batch_size)]
     engine.forward(engine.encode(batches[0]))  # warm-up: first-call allocations, kernel choice
     logits, model_rates, text_rates = [], [], []
     for batch in batches:
@@ -228,7 +240,11 @@ def compare_engines(setups: dict[str, dict], test, args, parity: dict[str, dict]
     for name, setup in setups.items():
         print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
         results[name], logits[name] = in_fresh_process(
-            measure_engine, {**setup, "threads": args.threads}, papers, args.batch_size, args.latency_calls,
+            measure_engine,
+            {**setup, "threads": args.threads},
+            papers,
+            args.batch_size,
+            args.latency_calls,
             args.latency_warmup,
         )
         results[name]["accuracy"] = float((logits[name].argmax(-1) == labels).mean())
@@ -238,10 +254,17 @@ def compare_engines(setups: dict[str, dict], test, args, parity: dict[str, dict]
         difference = float(np.abs(logits[name] - reference).max())
         drop = results["pytorch"]["accuracy"] - results[name]["accuracy"]
         passed = agreement >= rule["min_agreement"] and (
-            difference <= rule["max_logit_difference"] if "max_logit_difference" in rule
-            else drop <= rule["max_accuracy_drop"])
-        results[name].update(agreement_with_pytorch=agreement, max_abs_logit_difference=difference,
-                             accuracy_drop=drop, parity_rule=rule, parity_passed=passed)
+            difference <= rule["max_logit_difference"]
+            if "max_logit_difference" in rule
+            else drop <= rule["max_accuracy_drop"]
+        )
+        results[name].update(
+            agreement_with_pytorch=agreement,
+            max_abs_logit_difference=difference,
+            accuracy_drop=drop,
+            parity_rule=rule,
+            parity_passed=passed,
+        )
     return results
 
 
@@ -261,5 +284,6 @@ def engines_table(engines: dict[str, dict], baseline: str) -> str:
         rows.append(
             f"| {name} | {entry['accuracy']:.4f} | {entry['batch_papers_per_s']:.1f} | {ratio:.2f}× "
             f"| {entry['text_batch_papers_per_s']:.1f} | {entry['latency_p50_ms']:.2f} / {entry['latency_p95_ms']:.2f} "
-            f"| {entry['load_s']:.2f} | {entry['peak_rss_mib']:.0f} | {agreement} | {difference} | {parity} |")
+            f"| {entry['load_s']:.2f} | {entry['peak_rss_mib']:.0f} | {agreement} | {difference} | {parity} |"
+        )
     return "\n".join(rows)

@@ -39,15 +39,29 @@ def run(args) -> dict:
     int8_path = export_onnx(model, tokenizer, workdir / "onnx", quantize="int8")
     test = standard_split(args, [model.config.id2label[i] for i in range(model.config.num_labels)])["test"]
     del model
-    setups = {"pytorch": {"kind": "pytorch"},
-              "onnx_fp32": {"kind": "onnx", "onnx_path": str(workdir / "onnx" / ONNX_FILE)},
-              "onnx_int8": {"kind": "onnx", "onnx_path": str(int8_path)}}
-    engines = compare_engines({name: {"model_dir": model_dir, **setup} for name, setup in setups.items()}, test,
-                              args, parity={"onnx_fp32": EXACT_PARITY, "onnx_int8": APPROXIMATE_PARITY})
-    return {"question": "onnx", "model": str(args.model), "test_papers": len(test), "batch_size": args.batch_size,
-            "onnxruntime": onnxruntime.__version__, "engines": engines}
+    setups = {
+        "pytorch": {"kind": "pytorch"},
+        "onnx_fp32": {"kind": "onnx", "onnx_path": str(workdir / "onnx" / ONNX_FILE)},
+        "onnx_int8": {"kind": "onnx", "onnx_path": str(int8_path)},
+    }
+    engines = compare_engines(
+        {name: {"model_dir": model_dir, **setup} for name, setup in setups.items()},
+        test,
+        args,
+        parity={"onnx_fp32": EXACT_PARITY, "onnx_int8": APPROXIMATE_PARITY},
+    )
+    return {
+        "question": "onnx",
+        "model": str(args.model),
+        "test_papers": len(test),
+        "batch_size": args.batch_size,
+        "onnxruntime": onnxruntime.__version__,
+        "engines": engines,
+    }
 
 
 def table(report: dict) -> str:
-    return (f"Model {report['model']}: {report['test_papers']} test papers, batches of {report['batch_size']}, "
-            f"onnxruntime {report['onnxruntime']}\n\n{engines_table(report['engines'], 'pytorch')}")
+    return (
+        f"Model {report['model']}: {report['test_papers']} test papers, batches of {report['batch_size']}, "
+        f"onnxruntime {report['onnxruntime']}\n\n{engines_table(report['engines'], 'pytorch')}"
+    )

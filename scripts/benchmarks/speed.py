@@ -37,18 +37,42 @@ from .common import (
     standard_split,
 )
 
-STEPS_ONLY = ["--lr_scheduler_type", "constant", "--warmup_steps", "0", "--eval_strategy", "no", "--save_strategy",
-              "no", "--logging_strategy", "no", "--load_best_model_at_end", "false", "--disable_tqdm", "true",
-              "--use_cpu", "true", "--report_to", "none"]
+STEPS_ONLY = [
+    "--lr_scheduler_type",
+    "constant",
+    "--warmup_steps",
+    "0",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--logging_strategy",
+    "no",
+    "--load_best_model_at_end",
+    "false",
+    "--disable_tqdm",
+    "true",
+    "--use_cpu",
+    "true",
+    "--report_to",
+    "none",
+]
 SIDES = ("notebook", "hf_hybrid")
 
 
 def add_arguments(parser) -> None:
     engine_arguments(parser)
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a trained hf-hybrid model (default: an untrained one, sized by --train_flags)")
-    parser.add_argument("--train_flags", default="--recipe notebook",
-                        help="`hf-hybrid train` flags: model size (without --model) and training recipe")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a trained hf-hybrid model (default: an untrained one, sized by --train_flags)",
+    )
+    parser.add_argument(
+        "--train_flags",
+        default="--recipe notebook",
+        help="`hf-hybrid train` flags: model size (without --model) and training recipe",
+    )
     parser.add_argument("--train_steps", type=int, default=20, help="timed training steps per side")
     parser.add_argument("--warmup_steps", type=int, default=2, help="untimed training steps before those")
 
@@ -62,8 +86,9 @@ def run(args) -> dict:
     import notebook_baseline as nb
 
     workdir = args.workdir
-    model_args, _ = parse_train_flags(["--output_dir", str(workdir), *shlex.split(args.train_flags)],
-                                      (ModelArguments, HybridTrainingArguments))
+    model_args, _ = parse_train_flags(
+        ["--output_dir", str(workdir), *shlex.split(args.train_flags)], (ModelArguments, HybridTrainingArguments)
+    )
     if args.model:
         model = HybridCNNLSTMForSequenceClassification.from_pretrained(args.model)
         tokenizer = HybridCNNLSTMTokenizer.from_pretrained(args.model)
@@ -77,16 +102,23 @@ def run(args) -> dict:
     class_names = [config.id2label[i] for i in range(config.num_labels)]
     vocab = nb.build_vocabulary(splits["train"]["title"], splits["train"]["abstract"], config.vocab_size, 1)
     vocab.word2idx.update({f"<filler{i}>": i for i in range(len(vocab), config.vocab_size)})
-    notebook_kwargs = dict(embed_dim=config.embed_dim, num_filters=config.num_filters,
-                           kernel_sizes=config.kernel_sizes, lstm_hidden=config.lstm_hidden,
-                           head_sizes=config.classifier_hidden_sizes)
+    notebook_kwargs = dict(
+        embed_dim=config.embed_dim,
+        num_filters=config.num_filters,
+        kernel_sizes=config.kernel_sizes,
+        lstm_hidden=config.lstm_hidden,
+        head_sizes=config.classifier_hidden_sizes,
+    )
     torch.manual_seed(0)
     notebook = nb.HybridCNNLSTM(vocab_size=len(vocab), num_classes=len(class_names), **notebook_kwargs)
     notebook_dir = workdir / "notebook"
     notebook_dir.mkdir(parents=True, exist_ok=True)
     nb.save_checkpoint(notebook, vocab, class_names, notebook_dir)
-    sizes = {"notebook_parameters": sum(p.numel() for p in notebook.parameters()),
-             "hf_hybrid_parameters": model.num_parameters(), "vocab_size": config.vocab_size}
+    sizes = {
+        "notebook_parameters": sum(p.numel() for p in notebook.parameters()),
+        "hf_hybrid_parameters": model.num_parameters(),
+        "vocab_size": config.vocab_size,
+    }
     del model, notebook
 
     notebook_setup = {"kind": "notebook", "notebook_dir": str(notebook_dir), "notebook_kwargs": notebook_kwargs}
@@ -96,15 +128,28 @@ def run(args) -> dict:
         "notebook": in_fresh_process(train_notebook, notebook_setup, papers, args),
         "hf_hybrid": in_fresh_process(train_hf_hybrid, model_dir, papers, args, str(workdir / "trainer")),
     }
-    setups = {"notebook": notebook_setup, "pytorch": {"kind": "pytorch"},
-              "folded_fp32": {"kind": "pytorch", "fold": "float32"},
-              "folded_bf16": {"kind": "pytorch", "fold": "bfloat16"}}
-    engines = compare_engines({name: {"model_dir": model_dir, **setup} for name, setup in setups.items()},
-                              splits["test"], args,
-                              parity={"folded_fp32": EXACT_PARITY, "folded_bf16": APPROXIMATE_PARITY})
-    return {"question": "speed", "model": str(args.model or "untrained"), "train_flags": args.train_flags,
-            "batch_size": args.batch_size, "test_papers": len(splits["test"]),
-            "sizes": sizes, "training": training, "engines": engines}
+    setups = {
+        "notebook": notebook_setup,
+        "pytorch": {"kind": "pytorch"},
+        "folded_fp32": {"kind": "pytorch", "fold": "float32"},
+        "folded_bf16": {"kind": "pytorch", "fold": "bfloat16"},
+    }
+    engines = compare_engines(
+        {name: {"model_dir": model_dir, **setup} for name, setup in setups.items()},
+        splits["test"],
+        args,
+        parity={"folded_fp32": EXACT_PARITY, "folded_bf16": APPROXIMATE_PARITY},
+    )
+    return {
+        "question": "speed",
+        "model": str(args.model or "untrained"),
+        "train_flags": args.train_flags,
+        "batch_size": args.batch_size,
+        "test_papers": len(splits["test"]),
+        "sizes": sizes,
+        "training": training,
+        "engines": engines,
+    }
 
 
 def untrained_model(model_args, train):
@@ -115,24 +160,33 @@ def untrained_model(model_args, train):
     from hf_hybrid.trainer import resolve_class_weights
 
     values = {field.name: getattr(model_args, field.name) for field in fields(model_args)}
-    tokenizer_options = {*signature(HybridCNNLSTMTokenizer.train_from_iterator).parameters,
-                         *signature(HybridCNNLSTMTokenizer).parameters}
+    tokenizer_options = {
+        *signature(HybridCNNLSTMTokenizer.train_from_iterator).parameters,
+        *signature(HybridCNNLSTMTokenizer).parameters,
+    }
     tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(
-        training_texts(train), **{name: value for name, value in values.items() if name in tokenizer_options})
+        training_texts(train), **{name: value for name, value in values.items() if name in tokenizer_options}
+    )
     label_names = train.features["labels"].names
     config = HybridCNNLSTMConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, id2label=dict(enumerate(label_names)),
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(label_names)),
         class_weights=resolve_class_weights(model_args.class_weights, label_names, train["labels"]),
-        **model_args.config_values())
+        **model_args.config_values(),
+    )
     return HybridCNNLSTMForSequenceClassification(config), tokenizer
 
 
 def step_figures(end_times: list[float], warmup: int, batch_size: int) -> dict:
     """Samples/s of the steps after the first `warmup` ones, from the times each step ended."""
-    durations = [later - earlier for earlier, later in zip(end_times[warmup:], end_times[warmup + 1:])]
-    return {"samples_per_s": statistics.median(batch_size / seconds for seconds in durations),
-            "fastest_step_samples_per_s": batch_size / min(durations), "step_seconds": durations,
-            "peak_rss_mib": peak_rss_mib()}
+    durations = [later - earlier for earlier, later in zip(end_times[warmup:], end_times[warmup + 1 :])]
+    return {
+        "samples_per_s": statistics.median(batch_size / seconds for seconds in durations),
+        "fastest_step_samples_per_s": batch_size / min(durations),
+        "step_seconds": durations,
+        "peak_rss_mib": peak_rss_mib(),
+    }
 
 
 def train_notebook(setup: dict, papers: dict, args) -> dict:
@@ -171,10 +225,18 @@ def train_hf_hybrid(model_dir: str, papers: dict, args, output_dir: str) -> dict
     torch.set_num_threads(args.threads)
     datasets.disable_progress_bars()
     # The flags that make it train steps and nothing else come last: they win over the recipe's.
-    steps = ["--output_dir", output_dir, "--max_steps", str(args.warmup_steps + args.train_steps),
-             "--per_device_train_batch_size", str(args.batch_size), *STEPS_ONLY]
-    _, training_args = parse_train_flags(shlex.split(args.train_flags) + steps,
-                                         (ModelArguments, HybridTrainingArguments))
+    steps = [
+        "--output_dir",
+        output_dir,
+        "--max_steps",
+        str(args.warmup_steps + args.train_steps),
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        *STEPS_ONLY,
+    ]
+    _, training_args = parse_train_flags(
+        shlex.split(args.train_flags) + steps, (ModelArguments, HybridTrainingArguments)
+    )
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model_dir)
     model = HybridCNNLSTMForSequenceClassification.from_pretrained(model_dir)
 
@@ -186,9 +248,14 @@ def train_hf_hybrid(model_dir: str, papers: dict, args, output_dir: str) -> dict
             self.times.append(time.perf_counter())
 
     timer = StepEndTimes()
-    trainer = HybridTrainer(model=model, args=training_args, processing_class=tokenizer,
-                            train_dataset=tokenize_papers(datasets.Dataset.from_dict(papers), tokenizer),
-                            data_collator=DataCollatorWithPadding(tokenizer), callbacks=[timer])
+    trainer = HybridTrainer(
+        model=model,
+        args=training_args,
+        processing_class=tokenizer,
+        train_dataset=tokenize_papers(datasets.Dataset.from_dict(papers), tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[timer],
+    )
     trainer.train()
     return step_figures(timer.times, args.warmup_steps, args.batch_size)
 
@@ -206,9 +273,14 @@ def table(report: dict) -> str:
     for side in SIDES:
         entry = training[side]
         ratio = entry["samples_per_s"] / training["notebook"]["samples_per_s"]
-        rows.append(f"| {side} | {entry['samples_per_s']:.1f} | {entry['fastest_step_samples_per_s']:.1f} "
-                    f"| {entry['peak_rss_mib']:.0f} | {ratio:.2f}× |")
-    rows += ["", f"Inference, model {report['model']}: {report['test_papers']} test papers, batches of "
-             f"{report['batch_size']}", "",
-             engines_table(report["engines"], "notebook")]
+        rows.append(
+            f"| {side} | {entry['samples_per_s']:.1f} | {entry['fastest_step_samples_per_s']:.1f} "
+            f"| {entry['peak_rss_mib']:.0f} | {ratio:.2f}× |"
+        )
+    rows += [
+        "",
+        f"Inference, model {report['model']}: {report['test_papers']} test papers, batches of {report['batch_size']}",
+        "",
+        engines_table(report["engines"], "notebook"),
+    ]
     return "\n".join(rows)

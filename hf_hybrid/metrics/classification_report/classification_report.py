@@ -98,8 +98,12 @@ class ClassificationReport(evaluate.Metric):
             "f1_macro": float(f1_score(references, predictions, average="macro", zero_division=0)),
             "f1_weighted": float(f1_score(references, predictions, average="weighted", zero_division=0)),
             "per_class": {
-                name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1-score": float(f1[i]),
-                       "support": float(support[i])}
+                name: {
+                    "precision": float(precision[i]),
+                    "recall": float(recall[i]),
+                    "f1-score": float(f1[i]),
+                    "support": float(support[i]),
+                }
                 for i, name in enumerate(label_names)
             },
             "confusion_matrix": confusion_matrix(references, predictions, labels=ids).tolist(),
@@ -109,16 +113,24 @@ class ClassificationReport(evaluate.Metric):
 
 def multi_label_scores(predictions, references, label_names, probabilities=None) -> dict:
     if predictions.shape != references.shape or predictions.ndim != 2 or predictions.shape[1] != len(label_names):
-        raise ValueError(f"predictions and references must be rows of one 0/1 per label ({len(label_names)}), got "
-                         f"shapes {predictions.shape} and {references.shape}")
+        raise ValueError(
+            f"predictions and references must be rows of one 0/1 per label ({len(label_names)}), got "
+            f"shapes {predictions.shape} and {references.shape}"
+        )
     precision, recall, f1, support = precision_recall_fscore_support(references, predictions, zero_division=0)
     scores = {
         "subset_accuracy": float(accuracy_score(references, predictions)),
-        **{f"f1_{average}": float(f1_score(references, predictions, average=average, zero_division=0))
-           for average in ("micro", "macro", "samples")},
+        **{
+            f"f1_{average}": float(f1_score(references, predictions, average=average, zero_division=0))
+            for average in ("micro", "macro", "samples")
+        },
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1-score": float(f1[i]),
-                   "support": float(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1-score": float(f1[i]),
+                "support": float(support[i]),
+            }
             for i, name in enumerate(label_names)
         },
     }
@@ -126,8 +138,9 @@ def multi_label_scores(predictions, references, label_names, probabilities=None)
         return scores
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.shape != references.shape:
-        raise ValueError(f"probabilities must be one row of {len(label_names)} per paper, got shape "
-                         f"{probabilities.shape}")
+        raise ValueError(
+            f"probabilities must be one row of {len(label_names)} per paper, got shape {probabilities.shape}"
+        )
     clipped = np.clip(probabilities, 1e-15, 1 - 1e-15)
     expected_error, bins = reliability(probabilities.ravel(), references.ravel().astype(bool))
     return {
@@ -153,8 +166,15 @@ def reliability(confidence, correct) -> tuple[float, list[dict]]:
         accuracy = float(correct[members].mean()) if count else None
         if count:
             gap += count * abs(mean_confidence - accuracy)
-        bins.append({"lower": float(edges[index]), "upper": float(edges[index + 1]), "count": count,
-                     "confidence": mean_confidence, "accuracy": accuracy})
+        bins.append(
+            {
+                "lower": float(edges[index]),
+                "upper": float(edges[index + 1]),
+                "count": count,
+                "confidence": mean_confidence,
+                "accuracy": accuracy,
+            }
+        )
     return gap / len(confidence), bins
 
 
