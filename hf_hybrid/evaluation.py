@@ -56,9 +56,8 @@ def classification_scores(
     else:
         predicted = np.argmax(logits, axis=-1)
     extra = {"probabilities": probability.tolist()} if with_calibration else {}
-    return classification_metric(MULTILABEL if multi_label else None).compute(
-        predictions=predicted, references=np.asarray(labels), label_names=list(label_names), **extra
-    )
+    metric = classification_metric(MULTILABEL) if multi_label else classification_metric()
+    return metric.compute(predictions=predicted, references=np.asarray(labels), label_names=list(label_names), **extra)
 
 
 def summary_metrics(labels) -> tuple[str, ...]:

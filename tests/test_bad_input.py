@@ -631,7 +631,14 @@ def test_an_interrupted_run_leaves_the_model_intact_and_resumes(trained_copy, pa
     ]
     log = tmp_path / "stderr.txt"  # a file, not a pipe: a pipe that is not read would block the run once full
     with log.open("w") as stderr:
-        process = subprocess.Popen([str(arg) for arg in argv], stdout=subprocess.DEVNULL, stderr=stderr)
+        # A job started in the background inherits SIGINT ignored, and Python then keeps ignoring it: the run gets
+        # the default disposition back, so that it turns SIGINT into KeyboardInterrupt as in a terminal.
+        process = subprocess.Popen(
+            [str(arg) for arg in argv],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             while saved_checkpoint(staging) is None:
                 assert process.poll() is None, f"the run ended before its first checkpoint:\n{log.read_text()[-3000:]}"
