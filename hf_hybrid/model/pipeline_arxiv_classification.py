@@ -97,16 +97,14 @@ class ArxivClassificationPipeline(Pipeline):
         labels = self.model.config.id2label
         best = int(probabilities.argmax())
         if multi_label:
-            thresholds = self.model.config.label_thresholds or [0.5] * len(labels)
-            decided = decide_labels(
-                probabilities[None],
-                [threshold] * len(labels) if threshold is not None else thresholds,
-                allow_empty=True,
-            )[0]
-            chosen = [i for i in torch.argsort(probabilities, descending=True).tolist() if decided[i]]
-            if not chosen and not allow_empty:
-                chosen = [best]
-            decision = {"labels": [labels[i] for i in chosen], "needs_review": not decided.any().item()}
+            if threshold is not None:
+                thresholds = [threshold] * len(labels)
+            else:
+                thresholds = self.model.config.label_thresholds or [0.5] * len(labels)
+            reached = decide_labels(probabilities[None], thresholds, allow_empty=True)[0]
+            decided = decide_labels(probabilities[None], thresholds, allow_empty=allow_empty)[0]
+            ranked = torch.argsort(probabilities, descending=True).tolist()
+            decision = {"labels": [labels[i] for i in ranked if decided[i]], "needs_review": not reached.any().item()}
         else:
             below_threshold = threshold is not None and probabilities[best].item() < threshold
             decision = {
