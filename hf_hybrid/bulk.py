@@ -1099,7 +1099,7 @@ def classify_with_ray(
     fmt = formats.pop()
     texts = {title_column: pa.string(), abstract_column: pa.string()}
     if fmt == "parquet":
-        dataset = ray.data.read_parquet(paths, columns=[c for c in (*texts, id_column) if c])
+        dataset = ray.data.read_parquet(paths).select_columns([c for c in (*texts, id_column) if c])
     elif fmt == "csv":
         dataset = ray.data.read_csv(
             paths,

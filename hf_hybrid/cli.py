@@ -6,6 +6,7 @@ readable line on stderr and a non-zero exit status, not a traceback (a bug in hf
 """
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -33,6 +34,7 @@ from .trainer import finetune_model, train_model
 from .training_args import (
     AT_LEAST_ONE,
     NOT_NEGATIVE,
+    POSITIVE,
     PROBABILITY_OR_ONE,
     DataArguments,
     FinetuneArguments,
@@ -215,6 +217,13 @@ def run_predict(argv: list[str]) -> None:
         "classifying a shard; merged into --output_file at the end",
     )
     parser.add_argument("--overwrite", action="store_true", help="start the output again instead of continuing it")
+    parser.add_argument(
+        "--ray_address",
+        help="classify --input_file on a Ray cluster with Ray Data (the ray extra): 'auto' (the running "
+        "cluster), 'local' (start one on this machine) or ray://HOST:10001; --output_file is a new folder of parts",
+    )
+    parser.add_argument("--ray_concurrency", type=int, default=1, help="with --ray_address: workers (a model each)")
+    parser.add_argument("--ray_cpus_per_worker", type=float, default=1, help="with --ray_address: CPUs of each worker")
     args = parser.parse_args(argv)
     if (args.input_file is None) == (args.title is None and args.abstract is None):
         parser.error("give either --title/--abstract or --input_file")
@@ -231,8 +240,12 @@ def run_predict(argv: list[str]) -> None:
             "num_shards": AT_LEAST_ONE,
             "shard_index": NOT_NEGATIVE,
             "num_workers": AT_LEAST_ONE,
+            "ray_concurrency": AT_LEAST_ONE,
+            "ray_cpus_per_worker": POSITIVE,
         },
     )
+    if args.ray_address is not None:
+        check_ray_run(args)
     if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
         parser.error("--num_workers needs --input_file and --output_file")
     if args.input_file is not None:
@@ -252,6 +265,29 @@ def run_predict(argv: list[str]) -> None:
         print(json.dumps(classify(paper, top_words=args.top_words, **decisions)))
         return
     fold = None if args.no_fold else (args.fold_for_inference or "float32")
+    if args.ray_address is not None:
+        del model  # each Ray worker loads its own
+        bulk.classify_with_ray(
+            args.input_file,
+            args.output_file,
+            args.model,
+            revision=args.revision,
+            output_format=args.output_format,
+            concurrency=args.ray_concurrency,
+            num_cpus_per_worker=args.ray_cpus_per_worker,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            top_words=args.top_words,
+            top_k=args.top_k,
+            threshold=args.threshold,
+            allow_empty=args.allow_empty,
+            title_column=args.title_column,
+            abstract_column=args.abstract_column,
+            id_column=args.id_column,
+            fold=fold,
+            address=None if args.ray_address == "local" else args.ray_address,
+        )
+        return
     settings = bulk.BulkSettings(
         input_file=str(Path(args.input_file).resolve()),
         input_bytes=Path(args.input_file).stat().st_size,
@@ -292,6 +328,22 @@ def run_predict(argv: list[str]) -> None:
         chunk_size=args.chunk_size,
         overwrite=args.overwrite,
     )
+
+
+def check_ray_run(args) -> None:
+    """Refuses what a Ray Data run cannot do, before the model loads: Ray writes new part files into a folder of
+    its own, and splits the work itself."""
+    if args.input_file is None or args.output_file is None:
+        raise UserError("--ray_address needs --input_file and --output_file")
+    if args.num_shards > 1 or args.num_workers > 1:
+        raise UserError("--ray_address splits the work itself: give --ray_concurrency, not --num_shards/--num_workers")
+    if args.overwrite:
+        raise UserError("--ray_address writes a new folder: remove the old one instead of giving --overwrite")
+    output = Path(args.output_file)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise UserError(f"{output} exists: Ray Data writes its parts into a new folder; choose another --output_file")
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--ray_address needs Ray Data: pip install 'hf-hybrid[ray]'")
 
 
 @command("merge-predictions", "merge the outputs of predict --num_shards into the output of one run")

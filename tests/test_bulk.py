@@ -424,9 +424,36 @@ def test_ray_data_gives_the_single_process_results(wide_model_dir, tmp_path):
             top_k=2,
         )
         got = pa.concat_tables(pq.read_table(part) for part in sorted((tmp_path / "ray_out").glob("*.parquet")))
+        # The command's flag runs the same stage (on the Ray instance already started here).
+        flags = ["--id_column", "paper_id", "--top_k", "2", "--chunk_size", "9", "--output_format", "jsonl"]
+        command = ["predict", "--model", str(wide_model_dir), "--input_file", str(source)]
+        assert main([*command, "--output_file", str(tmp_path / "ray_cli"), "--ray_address", "local", *flags]) == 0
+        from_cli = [line for part in sorted((tmp_path / "ray_cli").glob("*.json*")) for line in read_jsonl(part)]
     finally:
         ray.shutdown()
-    by_id = {line["paper_id"]: line for line in got.to_pylist()}
-    assert sorted(by_id) == [row["paper_id"] for row in rows] and len(got) == len(rows)  # every row exactly once
     expected = read_jsonl(single)
-    assert_same_results([by_id[line["paper_id"]] for line in expected], expected)
+    for results in (got.to_pylist(), from_cli):
+        by_id = {line["paper_id"]: line for line in results}
+        assert sorted(by_id) == [row["paper_id"] for row in rows] and len(results) == len(rows)  # each row once
+        assert_same_results([by_id[line["paper_id"]] for line in expected], expected)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--num_workers", "2"], "--ray_address splits the work itself"),
+        (["--overwrite"], "writes a new folder"),
+        (["--output_file", "EXISTING"], "exists: Ray Data writes its parts into a new folder"),
+    ],
+)
+def test_a_ray_run_refuses_what_ray_cannot_do_before_the_model_loads(flags, message, tmp_path, capsys):
+    source = write_input(tmp_path / "papers.csv", paper_rows())
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "part-0.json").write_text("{}\n")
+    flags = [str(existing) if flag == "EXISTING" else flag for flag in flags]
+    output = [] if "--output_file" in flags else ["--output_file", str(tmp_path / "out")]
+    argv = ["predict", "--model", str(tmp_path / "no-model"), "--input_file", str(source), *output, *flags]
+    assert main([*argv, "--ray_address", "local"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
