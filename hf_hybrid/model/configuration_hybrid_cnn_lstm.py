@@ -104,7 +104,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         if not config_dict:
             raise OSError(f"{pretrained_model_name_or_path} has no config.json: re-download or re-save the model")
-        # Saved configs write every field; one written before the wide branch existed is of a model without it.
+        # Saved configs write every field: a config.json without `wide_branch` is of a model without the branch.
         config_dict.setdefault("wide_branch", False)
         return config_dict, kwargs
 
