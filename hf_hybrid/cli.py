@@ -17,7 +17,7 @@ import numpy as np
 from transformers.utils import logging as transformers_logging
 
 from . import bulk
-from .data import LABEL_COLUMN, DataError, encode_labels, prepare_table, read_table, tokenize_papers
+from .data import LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
 from .errors import UserError
 from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, summary_metrics
 from .export import export_onnx
@@ -30,17 +30,13 @@ from .model import (
     HybridCNNLSTMTokenizer,
 )
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
-from .trainer import finetune_model, train_model
+from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
+from .training import finetune_model, train_model
 from .training_args import (
-    AT_LEAST_ONE,
-    NOT_NEGATIVE,
-    POSITIVE,
-    PROBABILITY_OR_ONE,
     DataArguments,
     FinetuneArguments,
     HybridTrainingArguments,
     ModelArguments,
-    check_ranges,
     parse_training_arguments,
 )
 
@@ -106,7 +102,7 @@ def load_trained(model: str, revision: str | None = None):
     """This package's tokenizer and classifier from a folder or Hub repo: no remote code runs."""
     model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
     if model_type != MODEL_TYPE:
-        raise DataError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
+        raise UserError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
     verbosity = transformers_logging.get_verbosity()
     # A sound classifier folder loads without a load report; a refused one's error line says what the report
     # would, which calls the misfit weights re-initialised, as if the load went on.
@@ -403,7 +399,7 @@ def run_demo(argv: list[str]) -> None:
     demo.require_gradio()
     if args.write_space:
         if Path(args.model).exists():
-            raise DataError(f"{args.model} is a local folder: a Space loads the model from the Hub, give its repo id")
+            raise UserError(f"{args.model} is a local folder: a Space loads the model from the Hub, give its repo id")
         demo.check_space_folder(args.write_space, args.overwrite)  # before asking the Hub anything
         commit = pinned_commit(args.model, args.revision)
         check_space_can_load(args.model, commit)
@@ -429,7 +425,7 @@ def check_space_can_load(repo_id: str, commit: str) -> None:
     if not {"model.safetensors", "model.safetensors.index.json"} & files:
         missing.append("model.safetensors")
     if missing:
-        raise DataError(
+        raise UserError(
             f"{repo_id} at commit {commit} has no {', '.join(missing)}, so a Space could not load it: "
             "push the complete model folder (hf-hybrid push) and try again"
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
-from .errors import DataError
+from .errors import DataError, UserError
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ def load_papers(
     seeded with `data_args.split_seed`, or `seed` when that is None.
     """
     if (data_args.train_file is None) == (data_args.dataset_name is None):
-        raise DataError("give exactly one of --train_file or --dataset_name")
+        raise UserError("give exactly one of --train_file or --dataset_name")
     source = data_args.train_file or data_args.dataset_name
     columns = (data_args.title_column, data_args.abstract_column, data_args.label_column)
     train = prepare_table(

@@ -73,7 +73,17 @@ def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
 
 @torch.inference_mode()
 def predict_logits(model, tokenizer, dataset, batch_size: int = 128, description: str = "Predicting") -> np.ndarray:
-    """Logits of `model` for every row of a tokenized dataset, in order, padded per batch."""
+    """Logits of `model` for every row of a tokenized dataset, in order, padded per batch.
+
+    Example (what `hf-hybrid evaluate` does, with `tokenize_papers` of `hf_hybrid.data`):
+
+    ```python
+    >>> from hf_hybrid import evaluation_report, predict_logits
+    >>> logits = predict_logits(model, tokenizer, tokenized)  # doctest: +SKIP
+    >>> report = evaluation_report(tokenized["labels"], logits, list(model.config.id2label.values()))  # doctest: +SKIP
+    >>> report["accuracy"], report["expected_calibration_error"]  # doctest: +SKIP
+    ```
+    """
     columns = [name for name in tokenizer.model_input_names if name in dataset.column_names]
     loader = DataLoader(
         dataset.select_columns(columns), batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)

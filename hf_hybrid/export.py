@@ -94,7 +94,17 @@ def export_onnx(
     to `output_dir`; returns the path of the model to serve.
 
     The int8 graph is checked against the float one on `sample` ((title, abstract) pairs; default: 512 made-up
-    papers of the vocabulary's words): see `quantize_int8`."""
+    papers of the vocabulary's words): see `quantize_int8`.
+
+    Example (`hf-hybrid export`):
+
+    ```python
+    >>> from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer, export_onnx
+    >>> model = HybridCNNLSTMForSequenceClassification.from_pretrained("out")  # doctest: +SKIP
+    >>> export_onnx(model, HybridCNNLSTMTokenizer.from_pretrained("out"), "out-onnx", quantize="int8")  # doctest: +SKIP
+    PosixPath('out-onnx/model_int8.onnx')
+    ```
+    """
     if quantize not in (None, "int8"):
         raise ValueError(f"--quantize must be int8, got {quantize!r}")
     try:

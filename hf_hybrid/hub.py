@@ -88,6 +88,14 @@ def push_model_folder(
     goes up as it is when it was written for `repo_id`; for any other repo, the push sends a card written whole
     for that repo from the folder's facts (`ModelCardFacts`). Returns the URL of the commit. The folder is never
     modified, so a failed push can simply be run again.
+
+    Example (`hf-hybrid push`):
+
+    ```python
+    >>> from hf_hybrid import push_model_folder
+    >>> push_model_folder("out", "your-name/arxiv-hybrid", private=True)  # doctest: +SKIP
+    'https://huggingface.co/your-name/arxiv-hybrid/commit/...'
+    ```
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():

@@ -1,165 +1,116 @@
 """Command-line arguments of training and fine-tuning, as `HfArgumentParser` dataclasses.
 
 `TrainingArguments` is reused whole, so every one of its flags works (`--output_dir`, `--seed`,
-`--report_to`, `--push_to_hub`, ...); `HybridTrainingArguments` changes its defaults to hf-hybrid's
-recipe, and `--recipe notebook` swaps in the research notebook's (see `RECIPES`).
+`--report_to`, `--push_to_hub`, ...); `HybridTrainingArguments` changes its defaults to hf-hybrid's, and the
+options a recipe sets take the `--recipe`'s values unless given (`hf_hybrid.recipes`). `ModelArguments` lists
+every hyperparameter of `HybridCNNLSTMConfig` that is a flag, with the config's default.
 """
 
 import dataclasses
 import math
-import re
-import typing
 from dataclasses import dataclass, field
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .calibration import CALIBRATION_METHODS, PER_LABEL, TEMPERATURE, THRESHOLD_TUNING
+from .class_weights import parse_class_weights
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
 from .model.configuration_hybrid_cnn_lstm import MULTI_LABEL, SINGLE_LABEL
 from .model.tokenization_hybrid_cnn_lstm import MIN_FREQUENCY
+from .ranges import (
+    ALL_POSITIVE,
+    AT_LEAST_ONE,
+    AT_LEAST_TWO_PAPERS,
+    FRACTION,
+    NOT_NEGATIVE,
+    POSITIVE,
+    PROBABILITY,
+    SEED,
+    SOME_POSITIVE,
+    VOCABULARY_SIZE,
+    check_ranges,
+)
+from .recipes import DEFAULT_RECIPE, RECIPES, fill_from_recipe, recipe_default
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
 MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
+# Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which
+# `--class_weights` gives by label name, and the calibration temperature and the multi-label thresholds, which
+# training fits (`--calibration`, `--threshold_tuning`). Every other one is a field of `ModelArguments`.
+NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
 
-# Where the default recipe trains another model than the config's default (the notebook's): it adds the wide
-# branch, which lifted test accuracy by 1.5 points in two seeds (README, Accuracy). `--recipe notebook` sets the
-# config's default back.
-DEFAULT_RECIPE_MODEL = {"wide_branch": True}
-DEFAULT_RECIPE = "default"
-NOTEBOOK_RECIPE = "notebook"
 # What `--final_fit` trains the saved model on, after the held-out run: nothing more, every labelled paper, or the
 # training and validation papers (the test split stays out, so the final model can be measured).
 NO_FINAL_FIT = "none"
 FINAL_FIT_ALL = "all"
 FINAL_FIT_TRAIN_VALIDATION = "train_validation"
 FINAL_FIT_MODES = (NO_FINAL_FIT, FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION)
-# What `--recipe notebook` changes: the research notebook's Adam with L2 weight decay on every parameter,
-# learning rate halved after 3 epochs without a better validation accuracy, up to 20 epochs with early
-# stopping after 5, a random N(0, 1) embedding, and no wide branch. Flags given explicitly still win.
-RECIPES = {
-    DEFAULT_RECIPE: {},
-    NOTEBOOK_RECIPE: {
-        "init_embeddings": "random",
-        **{name: getattr(HybridCNNLSTMConfig, name) for name in DEFAULT_RECIPE_MODEL},
-        "learning_rate": 1e-3,
-        "weight_decay": 1e-4,
-        "lr_scheduler_type": "reduce_lr_on_plateau",
-        "lr_scheduler_kwargs": {"mode": "max", "factor": 0.5, "patience": 3},
-        "warmup_steps": 0,
-        "num_train_epochs": 20.0,
-        "early_stopping_patience": 5,
-    },
-}
-
-# What each numeric option can mean, as (test, what the error says it must be). Every option of this module
-# with a range is listed in the `RANGES` of its dataclass and checked when the arguments are parsed, before
-# any file is read or written; an option given as None (where allowed) is not checked.
-POSITIVE = (lambda value: value > 0, "greater than 0")
-NOT_NEGATIVE = (lambda value: value >= 0, "0 or more")
-AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
-# BatchNorm normalises by the spread of a training batch; a batch of one paper has none (and PyTorch refuses it).
-AT_LEAST_TWO_PAPERS = (lambda value: value >= 2, "2 or more (BatchNorm trains on the spread of a batch of papers)")
-PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
-PROBABILITY_OR_ONE = (lambda value: 0 <= value <= 1, "from 0 to 1")
-FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")
-ALL_POSITIVE = (lambda values: all(value > 0 for value in values), "a list of numbers greater than 0")
-SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
 
 
-def check_ranges(arguments, ranges: dict) -> None:
-    """Raises `UserError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
-    for name, (test, meaning) in ranges.items():
-        value = getattr(arguments, name)
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value) or not test(value):
-            raise UserError(f"--{name} must be {meaning}, got {value!r}")
-
-
-def check_class_weights(spec: list[str]) -> None:
-    """The syntax of `--class_weights`: `balanced` or `none` alone, or LABEL=WEIGHT pairs with weights of 0 or
-    more (the labels themselves are checked against the data)."""
-    if spec in (["balanced"], ["none"], []):
-        return
-    for item in spec:
-        name, separator, value = item.rpartition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = math.nan
-        if not separator or not name or not math.isfinite(weight) or weight < 0:
-            raise UserError(
-                f"--class_weights {item!r}: expected 'balanced', 'none', or LABEL=WEIGHT with a weight of 0 or more"
-            )
-
-
-# Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which the
-# `--class_weights` flag of `ModelArguments` gives by label name, and the calibration temperature and the
-# multi-label thresholds, which training fits (`--calibration`, `--threshold_tuning`).
-NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
-
-
-def _config_fields() -> list[tuple[str, type, dataclasses.Field]]:
-    """One `make_dataclass` field per hyperparameter of `HybridCNNLSTMConfig` (but `NOT_FLAGS`), with the config's
-    default and the line of its docstring as help."""
-    helps = documented_arguments(HybridCNNLSTMConfig.__doc__)
-    fields = []
-    for name in MODEL_HYPERPARAMETERS:
-        if name in NOT_FLAGS:
-            continue
-        default = DEFAULT_RECIPE_MODEL.get(name, getattr(HybridCNNLSTMConfig, name))
-        annotation = HybridCNNLSTMConfig.__annotations__[name]
-        # A sequence the config takes as a list or a tuple is a list of values on the command line.
-        annotation = next((arg for arg in typing.get_args(annotation) if typing.get_origin(arg) is list), annotation)
-        value = (
-            dataclasses.field(default_factory=lambda default=default: list(default))
-            if isinstance(default, (list, tuple))
-            else dataclasses.field(default=default)
-        )
-        value.metadata = {"help": helps[name][0].upper() + helps[name][1:]}
-        if name in DEFAULT_RECIPE_MODEL:
-            notebook = getattr(HybridCNNLSTMConfig, name)
-            value.metadata["help"] += f" The default recipe's: {default}; --recipe notebook's: {notebook}."
-        fields.append((name, annotation, value))
-    return fields
-
-
-def documented_arguments(docstring: str) -> dict[str, str]:
-    """{name: help} from the `Args:` section of a docstring (`name: text`, or `a / b: text` for both)."""
-    helps, names = {}, []
-    section = docstring.split("Args:\n", 1)[1].split("\n\n", 1)[0]
-    for line in section.splitlines():
-        entry = re.match(r"\s{8}(\w+(?: / \w+)*): (.*)", line)
-        if entry:
-            names = entry[1].split(" / ")
-            helps.update(dict.fromkeys(names, entry[2]))
-        else:
-            helps.update({name: f"{helps[name]} {line.strip()}" for name in names})
-    return helps
-
-
-# The config's hyperparameters as dataclass fields: `ModelArguments` inherits them, flags and defaults included.
-ConfigArguments = dataclasses.make_dataclass("ConfigArguments", _config_fields())
+def config_default(name: str, help_text: str):
+    """A field of `ModelArguments` for the config's hyperparameter `name`, with the config's default."""
+    default = getattr(HybridCNNLSTMConfig, name)
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
 
 
 @dataclass
-class ModelArguments(ConfigArguments):
+class ModelArguments:
     """The architecture and the vocabulary of a new model (ignored when fine-tuning, which keeps both): every
-    hyperparameter of `HybridCNNLSTMConfig` as a flag with the config's default, plus how the vocabulary, the
-    embedding and the class weights are made from the training split (`--vocab_size` is the largest vocabulary
-    kept; the model's is the one learned)."""
+    hyperparameter of `HybridCNNLSTMConfig` but `NOT_FLAGS`, with the config's default, plus how the vocabulary,
+    the embedding and the class weights are made from the training split. `init_embeddings` and `wide_branch`
+    left None take the recipe's values (`for_recipe`)."""
 
+    vocab_size: int = config_default(
+        "vocab_size",
+        "The largest vocabulary kept, <PAD> and <UNK> included (the model's is the one learned from the "
+        "training split).",
+    )
+    embed_dim: int = config_default("embed_dim", "Size of the word embedding shared by both branches.")
+    num_filters: int = config_default("num_filters", "Output channels of each abstract convolution.")
+    kernel_sizes: list[int] = config_default(
+        "kernel_sizes", "One convolution per width, run in parallel over the abstract."
+    )
+    lstm_hidden: int = config_default("lstm_hidden", "Hidden size of each direction of the title BiLSTM.")
+    lstm_layers: int = config_default("lstm_layers", "Stacked BiLSTM layers.")
+    dropout: float = config_default("dropout", "Dropout between LSTM layers and before the head's hidden layers.")
+    embedding_dropout: float = config_default("embedding_dropout", "Dropout on the word embeddings.")
+    output_dropout: float = config_default("output_dropout", "Dropout before the head's output layer.")
+    classifier_hidden_sizes: list[int] = config_default(
+        "classifier_hidden_sizes", "Widths of the head's hidden layers."
+    )
+    max_title_length: int = config_default("max_title_length", "Title words kept; the tokenizer truncates to them.")
+    max_abstract_length: int = config_default(
+        "max_abstract_length", "Abstract words kept; the tokenizer truncates to them."
+    )
+    label_smoothing: float = config_default(
+        "label_smoothing",
+        "Share of each label's target spread over all labels in the model's loss (0: none); both branches and "
+        "multi-label models use it.",
+    )
+    wide_branch: bool | None = field(
+        **recipe_default(
+            "wide_branch",
+            "Add a 'wide' linear classifier over the paper's words and hashed word pairs, weighted by their "
+            "inverse document frequency in the training split (as TF-IDF). Each branch learns on its own loss; "
+            "the model predicts with the product of their probabilities.",
+            nargs="?",  # `--wide_branch` alone turns it on, as a flag of type bool does
+            const=True,
+        ),
+    )
+    wide_bigram_buckets: int = config_default("wide_bigram_buckets", "Hash buckets of the wide branch's word pairs.")
     min_frequency: int = field(
         default=MIN_FREQUENCY, metadata={"help": "Words seen fewer times in training become <UNK>."}
     )
-    init_embeddings: str = field(
-        default="word2vec",
-        metadata={
-            "help": "How the embedding starts: 'word2vec' (skip-gram vectors learned from the training split's "
-            "titles and abstracts), 'random' (N(0, 1), as the notebook), or the path of a word2vec/GloVe text file."
-        },
+    init_embeddings: str | None = field(
+        **recipe_default(
+            "init_embeddings",
+            "How the embedding starts: 'word2vec' (skip-gram vectors learned from the training split's titles and "
+            "abstracts), 'random' (N(0, 1), as the notebook), or the path of a word2vec/GloVe text file.",
+        )
     )
     class_weights: list[str] = field(
         default_factory=lambda: ["balanced"],
@@ -179,11 +130,11 @@ class ModelArguments(ConfigArguments):
     )
 
     RANGES = {
-        "vocab_size": (lambda value: value >= 3, "at least 3 (<PAD>, <UNK> and one word)"),
+        "vocab_size": VOCABULARY_SIZE,
         "min_frequency": AT_LEAST_ONE,
         "embed_dim": POSITIVE,
         "num_filters": POSITIVE,
-        "kernel_sizes": (lambda values: bool(values) and ALL_POSITIVE[0](values), "one or more widths greater than 0"),
+        "kernel_sizes": SOME_POSITIVE,
         "lstm_hidden": POSITIVE,
         "lstm_layers": POSITIVE,
         "dropout": PROBABILITY,
@@ -198,13 +149,22 @@ class ModelArguments(ConfigArguments):
 
     def __post_init__(self):
         check_ranges(self, self.RANGES)
-        check_class_weights(self.class_weights)
+        # A rule: "balanced", "none" or {label: weight}; the labels are checked against the data.
+        self.class_weights = parse_class_weights(self.class_weights)
+
+    def for_recipe(self, recipe: str) -> "ModelArguments":
+        """These arguments with the options left None set to `recipe`'s values (see `hf_hybrid.recipes`)."""
+        arguments = dataclasses.replace(self)
+        fill_from_recipe(arguments, recipe)
+        return arguments
 
     def config_values(self) -> dict:
         """The hyperparameters of the config given by these arguments (but `vocab_size`: the model's is the
         size of the vocabulary learned)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ConfigArguments) if f.name != "vocab_size"}
-        return {**values, "problem_type": self.problem_type}
+        if self.wide_branch is None:
+            raise ValueError("the recipe's values are not set: use model_args.for_recipe(training_args.recipe)")
+        names = [name for name in MODEL_HYPERPARAMETERS if name not in NOT_FLAGS and name != "vocab_size"]
+        return {**{name: getattr(self, name) for name in names}, "problem_type": self.problem_type}
 
 
 @dataclass
@@ -256,41 +216,46 @@ class FinetuneArguments:
     )
 
     def __post_init__(self):
-        check_class_weights(self.class_weights)
+        self.class_weights = parse_class_weights(self.class_weights)
 
 
 @dataclass
 class HybridTrainingArguments(TrainingArguments):
-    """`TrainingArguments` with hf-hybrid's recipe as defaults.
+    """`TrainingArguments` with hf-hybrid's defaults, and the options of `hf_hybrid.recipes` at the `recipe`'s
+    values unless given.
 
-    Batch 64, AdamW (decoupled weight decay, none on the embedding, biases and norms), a linear warm-up then
-    linear decay of the learning rate, gradient clipping 1.0, early stopping, and the best epoch's weights
-    restored at the end. `recipe="notebook"` trains with the notebook's Adam and L2 decay on every parameter
-    instead; `parse_training_arguments` also swaps in the notebook's other settings (`RECIPES`).
+    Batch 64, gradient clipping 1.0, early stopping, and the best epoch's weights restored at the end; the default
+    recipe trains with AdamW (no decay on the embedding, biases and norms), a linear warm-up then linear decay,
+    `recipe="notebook"` with the notebook's Adam, L2 decay on every parameter and plateau halving.
     """
 
     output_dir: str | None = field(default=None, metadata={"help": "Where the trained model and reports go."})
     recipe: str = field(
         default=DEFAULT_RECIPE,
         metadata={
-            "help": "'default' (AdamW, warm-up and linear decay, word2vec embedding) or 'notebook' (the research "
-            "notebook's Adam with L2 decay, plateau halving, random embedding, 20 epochs); flags given still win.",
+            "help": "'default' (AdamW, warm-up and linear decay, word2vec embedding, wide branch) or 'notebook' (the "
+            "research notebook's Adam with L2 decay, plateau halving, random embedding, no wide branch, 20 "
+            "epochs); flags given still win.",
             "choices": list(RECIPES),
         },
     )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
-    num_train_epochs: float = 2.0
+    num_train_epochs: float | None = field(**recipe_default("num_train_epochs", "Epochs to train at most."))
     optim: str = "adamw_torch_fused"
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
+    learning_rate: float | None = field(**recipe_default("learning_rate", "Peak learning rate."))
+    weight_decay: float | None = field(**recipe_default("weight_decay", "Weight decay."))
     max_grad_norm: float = 1.0
-    lr_scheduler_type: str = "linear"
+    lr_scheduler_type: str | None = field(**recipe_default("lr_scheduler_type", "The learning rate's schedule."))
     lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=dict,
-        metadata={"help": "Options of the scheduler (the notebook recipe's plateau one maximises accuracy: mode max)."},
+        **recipe_default(
+            "lr_scheduler_kwargs",
+            "Options of the scheduler, as JSON (the plateau scheduler maximises accuracy: mode max).",
+        )
     )
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps, or a fraction of all steps if < 1."})
+    warmup_steps: float | None = field(
+        **recipe_default("warmup_steps", "Warm-up steps, or a fraction of all steps if < 1.")
+    )
     eval_strategy: str = "epoch"
     save_strategy: str = "epoch"
     logging_strategy: str = "epoch"
@@ -298,7 +263,9 @@ class HybridTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = True
     metric_for_best_model: str | None = "accuracy"
     greater_is_better: bool | None = True
-    early_stopping_patience: int = field(default=2, metadata={"help": "Epochs without improvement before stopping."})
+    early_stopping_patience: int | None = field(
+        **recipe_default("early_stopping_patience", "Epochs without improvement before stopping.")
+    )
     freeze_embedding_epochs: float = field(
         default=0,
         metadata={"help": "Epochs during which the word embedding keeps the vectors it started from (0: none)."},
@@ -350,7 +317,6 @@ class HybridTrainingArguments(TrainingArguments):
         "learning_rate": POSITIVE,
         "weight_decay": NOT_NEGATIVE,
         "max_grad_norm": NOT_NEGATIVE,
-        "label_smoothing_factor": PROBABILITY,
         "early_stopping_patience": AT_LEAST_ONE,
         "save_total_limit": AT_LEAST_ONE,
         "seed": SEED,
@@ -365,6 +331,16 @@ class HybridTrainingArguments(TrainingArguments):
     }
 
     def __post_init__(self):
+        if self.recipe not in RECIPES:
+            raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        fill_from_recipe(self, self.recipe)
+        if self.label_smoothing_factor:
+            # The Trainer's label smoother would replace the model's own loss: no class weights, no wide branch's
+            # loss, and a softmax over a multi-label model's independent labels.
+            raise UserError(
+                "--label_smoothing_factor is not used by hf-hybrid models: give --label_smoothing, which the "
+                "model's own loss applies (and the config keeps)"
+            )
         super().__post_init__()
         check_ranges(self, self.RANGES)
         if self.max_steps == 0 or self.max_steps < -1:
@@ -377,7 +353,7 @@ class HybridTrainingArguments(TrainingArguments):
             self._check_plateau_kwargs()
 
     def _check_plateau_kwargs(self):
-        # Kwargs given on the command line replace the default dict whole: without "mode" the scheduler
+        # Kwargs given on the command line replace the recipe's dict whole: without "mode" the scheduler
         # would minimise the validation accuracy.
         kwargs = dict(self.lr_scheduler_kwargs or {})
         kwargs.setdefault("mode", "max" if self.greater_is_better is not False else "min")
@@ -390,10 +366,9 @@ class HybridTrainingArguments(TrainingArguments):
 
 
 def parse_training_arguments(dataclass_types, argv: list[str], prog: str) -> tuple:
-    """Parses `argv` into `dataclass_types` (an `HfArgumentParser`), with the defaults of the `--recipe` it names."""
+    """Parses `argv` into `dataclass_types` (an `HfArgumentParser`); `TrainingArguments`' own refusals become
+    `UserError`. The recipe's values fill the options not given, as for arguments built in Python."""
     parser = HfArgumentParser(dataclass_types, prog=prog)
-    known, _ = parser.parse_known_args(argv)
-    parser.set_defaults(**{name: value for name, value in RECIPES[known.recipe].items() if hasattr(known, name)})
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except UserError:

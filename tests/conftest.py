@@ -60,7 +60,8 @@ def tiny_tokenizer(tiny_corpus) -> HybridCNNLSTMTokenizer:
 
 @pytest.fixture(scope="session")
 def make_tiny_config(tiny_tokenizer):
-    """`make_tiny_config(**overrides)`: a fresh tiny config matching `tiny_tokenizer`."""
+    """`make_tiny_config(**overrides)`: a fresh tiny config matching `tiny_tokenizer`: the notebook's model (no wide
+    branch) unless `wide_branch=True` is given."""
 
     def make(**overrides) -> HybridCNNLSTMConfig:
         values = dict(
@@ -73,6 +74,7 @@ def make_tiny_config(tiny_tokenizer):
             id2label=dict(TINY_LABELS),
             max_title_length=TINY_MAX_TITLE_LENGTH,
             max_abstract_length=TINY_MAX_ABSTRACT_LENGTH,
+            wide_branch=False,
         )
         values.update(overrides)
         return HybridCNNLSTMConfig(**values)

@@ -16,7 +16,7 @@ from transformers import pipeline
 
 from hf_hybrid import HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from hf_hybrid.cli import main
-from hf_hybrid.trainer import staging_dir
+from hf_hybrid.output_folder import staging_dir
 
 TINY_FLAGS = [
     "--embed_dim",
@@ -256,7 +256,7 @@ def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_i
 def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_its_checkpoint(
     trained_copy, papers_csv, capsys, caplog, monkeypatch
 ):
-    import hf_hybrid.trainer
+    import hf_hybrid.output_folder
 
     before = folder_bytes(trained_copy)
     args = [
@@ -275,7 +275,7 @@ def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_it
     def broken_plot(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(hf_hybrid.trainer, "plot_confusion_matrix", broken_plot)
+    monkeypatch.setattr(hf_hybrid.output_folder, "plot_confusion_matrix", broken_plot)
     assert refused(capsys, args) == "hf-hybrid train: error: No space left on device"
     assert folder_bytes(trained_copy) == before
     staging = staging_dir(trained_copy)

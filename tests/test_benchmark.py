@@ -57,10 +57,10 @@ def test_each_subcommand_takes_only_its_own_flags(capsys):
 def test_untrained_model_takes_its_sizes_from_the_train_flags_and_the_config_defaults(tmp_path, papers_csv):
     from hf_hybrid import HybridCNNLSTMConfig
     from hf_hybrid.data import load_papers
-    from hf_hybrid.training_args import DEFAULT_RECIPE_MODEL, DataArguments, ModelArguments
+    from hf_hybrid.training_args import DataArguments, ModelArguments
 
     train = load_papers(DataArguments(train_file=str(papers_csv)))["train"]
-    model, tokenizer = untrained_model(ModelArguments(min_frequency=1), train)
+    model, tokenizer = untrained_model(ModelArguments(min_frequency=1).for_recipe("default"), train)
     defaults = HybridCNNLSTMConfig()
     for name in (
         "embed_dim",
@@ -73,12 +73,16 @@ def test_untrained_model_takes_its_sizes_from_the_train_flags_and_the_config_def
         "dropout",
         "wide_branch",
     ):
-        assert getattr(model.config, name) == DEFAULT_RECIPE_MODEL.get(name, getattr(defaults, name)), name
+        assert getattr(model.config, name) == getattr(defaults, name), name
     assert model.config.vocab_size == len(tokenizer) and model.config.num_labels == 3
 
     small, _ = untrained_model(
-        ModelArguments(embed_dim=12, lstm_layers=1, kernel_sizes=[2, 3], max_title_length=5, min_frequency=1), train
+        ModelArguments(
+            embed_dim=12, lstm_layers=1, kernel_sizes=[2, 3], max_title_length=5, min_frequency=1
+        ).for_recipe("notebook"),
+        train,
     )
+    assert small.config.wide_branch is False
     assert (small.config.embed_dim, small.config.lstm_layers, small.config.kernel_sizes) == (12, 1, [2, 3])
     assert small.config.max_title_length == 5
 

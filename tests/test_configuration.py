@@ -102,30 +102,62 @@ def test_auto_map_names_config_encoder_and_classifier():
     )
 
 
-def test_every_hyperparameter_of_the_config_is_a_training_flag_with_its_default_help_and_range():
-    """The config is the one place a hyperparameter is declared: the command line follows it."""
+def test_every_hyperparameter_of_the_config_is_one_training_flag_or_deliberately_none():
+    """Each hyperparameter the config declares is a field of `ModelArguments` with the config's default (or the
+    recipe's, where a recipe sets it), a help and a range, or one of `NOT_FLAGS`: they cannot drift apart."""
     import dataclasses
 
     from transformers import HfArgumentParser
 
-    from hf_hybrid.training_args import DEFAULT_RECIPE_MODEL, MODEL_HYPERPARAMETERS, NOT_FLAGS, ModelArguments
+    from hf_hybrid.recipes import DEFAULT_RECIPE, RECIPES
+    from hf_hybrid.training_args import MODEL_HYPERPARAMETERS, NOT_FLAGS, ModelArguments
 
     flags = {f.name: f for f in dataclasses.fields(ModelArguments)}
+    assert set(NOT_FLAGS) <= set(MODEL_HYPERPARAMETERS)
+    # `--class_weights` is a rule by label name (`hf_hybrid.class_weights`), not the config's list by label id.
+    assert set(NOT_FLAGS) & set(flags) == {"class_weights"}
     config = HybridCNNLSTMConfig()
+    resolved = ModelArguments().for_recipe(DEFAULT_RECIPE)
     for name in set(MODEL_HYPERPARAMETERS) - set(NOT_FLAGS):
-        default = flags[name].default_factory() if flags[name].default is dataclasses.MISSING else flags[name].default
-        assert default == DEFAULT_RECIPE_MODEL.get(name, getattr(config, name)), name
+        assert name in flags, f"{name} has no flag"
+        assert getattr(resolved, name) == getattr(config, name), name  # the default recipe builds the default config
+        if name in RECIPES[DEFAULT_RECIPE]:
+            assert flags[name].default is None, name  # the recipe's
         assert flags[name].metadata["help"], name
-        assert name in ModelArguments.RANGES or isinstance(default, bool), f"{name} has no range check"
+        assert name in ModelArguments.RANGES or isinstance(getattr(config, name), bool), f"{name} has no range check"
+    # The help of a hyperparameter lives in one place: its flag (the config documents only what is not a flag).
+    for name in set(MODEL_HYPERPARAMETERS) - set(NOT_FLAGS):
+        assert f"        {name}:" not in HybridCNNLSTMConfig.__doc__, name
+    for name in NOT_FLAGS:
+        assert f"        {name}:" in HybridCNNLSTMConfig.__doc__, name
     # Every one of them is a key of the dict that config.json is written from: what a flag sets is saved.
     assert set(MODEL_HYPERPARAMETERS) <= set(config.to_dict())
     # What the flags give is what the config is built from, every field but the learned vocabulary's size.
     (arguments,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(
         ["--lstm_layers", "3", "--kernel_sizes", "2", "7"]
     )
-    assert arguments.config_values() == {
-        **{name: getattr(config, name) for name in arguments.config_values()},
-        **DEFAULT_RECIPE_MODEL,
+    assert arguments.for_recipe(DEFAULT_RECIPE).config_values() == {
+        **{name: getattr(config, name) for name in resolved.config_values()},
         "lstm_layers": 3,
         "kernel_sizes": [2, 7],
     }
+
+
+def test_a_config_json_without_wide_branch_loads_as_a_model_without_one(tmp_path):
+    """Python builds the wide branch by default; a config.json that does not name it is of a model without one."""
+    assert HybridCNNLSTMConfig().wide_branch is True
+    HybridCNNLSTMConfig(id2label={0: "a", 1: "b"}, wide_branch=False).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["wide_branch"] is False  # written explicitly, even at a default
+    del saved["wide_branch"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert HybridCNNLSTMConfig.from_pretrained(tmp_path).wide_branch is False
+
+
+def test_the_smallest_vocabulary_is_pad_unk_and_one_word():
+    from hf_hybrid.model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE
+
+    assert MIN_VOCAB_SIZE == 3
+    HybridCNNLSTMConfig(vocab_size=3)
+    with pytest.raises(ValueError, match="vocab_size` must be at least 3"):
+        HybridCNNLSTMConfig(vocab_size=2)

@@ -227,6 +227,7 @@ def test_initialisation_is_the_notebooks():
         lstm_hidden=32,
         classifier_hidden_sizes=[256],
         id2label={0: "a", 1: "b", 2: "c"},
+        wide_branch=False,
     )
     torch.manual_seed(0)
     model = HybridCNNLSTMForSequenceClassification(config)
@@ -385,6 +386,7 @@ def test_on_unpadded_papers_the_model_computes_the_notebooks_function():
         lstm_hidden=5,
         classifier_hidden_sizes=[16, 8],
         id2label={0: "a", 1: "b", 2: "c"},
+        wide_branch=False,  # the notebook's model
     )
     model = HybridCNNLSTMForSequenceClassification(config)
     model.load_state_dict(notebook_weights_for_hf_hybrid(notebook.state_dict()))
@@ -408,6 +410,7 @@ def wide_model(make_tiny_config, seed=0, **overrides):
 
 
 def test_the_notebooks_model_has_no_wide_branch(tiny_model):
+    assert tiny_model.config.wide_branch is False  # make_tiny_config's: the notebook's model
     assert tiny_model.wide is None and not any(name.startswith("wide.") for name in tiny_model.state_dict())
 
 
@@ -468,11 +471,9 @@ def test_document_frequencies_give_scikit_learns_smoothed_idf(make_tiny_config, 
     from datasets import Dataset
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from hf_hybrid.trainer import count_document_frequencies
-
     titles, abstracts = tiny_corpus[:6], tiny_corpus[6:]
     model = build(make_tiny_config(wide_branch=True, wide_bigram_buckets=1 << 20))
-    count_document_frequencies(model.wide, tiny_tokenizer, Dataset.from_dict({"title": titles, "abstract": abstracts}))
+    model.wide.count_document_frequencies(tiny_tokenizer, Dataset.from_dict({"title": titles, "abstract": abstracts}))
     vocab = tiny_tokenizer.get_vocab()
     documents = [
         tiny_tokenizer.split_words(t, "title") + tiny_tokenizer.split_words(a, "abstract")

@@ -15,11 +15,11 @@ from transformers import AutoModelForSequenceClassification, pipeline
 
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from hf_hybrid.calibration import fit_temperature, tune_thresholds
+from hf_hybrid.class_weights import parse_class_weights, resolve_class_weights
 from hf_hybrid.cli import load_trained, main
 from hf_hybrid.data import DataError, label_names_of, load_papers, tokenize_papers
 from hf_hybrid.evaluation import classification_metric, evaluation_report
 from hf_hybrid.model.pipeline_arxiv_classification import decide_labels
-from hf_hybrid.trainer import resolve_class_weights
 from hf_hybrid.training_args import DataArguments
 
 MULTI_LABEL = "multi_label_classification"
@@ -197,9 +197,9 @@ def test_unknown_labels_of_a_test_file_are_refused(tmp_path, papers_csv):
 
 
 def test_balanced_positive_weights_are_negatives_over_positives():
-    weights = resolve_class_weights(["balanced"], ["a", "b", "c"], [[0], [0, 1], [0], [2]])
+    weights = resolve_class_weights("balanced", ["a", "b", "c"], [[0], [0, 1], [0], [2]])
     assert weights == pytest.approx([1 / 3, 3.0, 3.0], abs=1e-6)
-    assert resolve_class_weights(["b=2"], ["a", "b", "c"], [[0], [1]]) == [1.0, 2.0, 1.0]
+    assert resolve_class_weights(parse_class_weights(["b=2"]), ["a", "b", "c"], [[0], [1]]) == [1.0, 2.0, 1.0]
 
 
 # --- decisions and metrics -------------------------------------------------------------------------------------

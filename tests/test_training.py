@@ -1,6 +1,7 @@
 """Training through the `Trainer`: the recipe, the restored best epoch, and the output folder it leaves."""
 
 import contextlib
+import dataclasses
 import functools
 import io
 import json
@@ -13,17 +14,21 @@ import torch
 from datasets import load_dataset
 from papers import make_papers, write_papers_csv
 from safetensors.torch import load_file
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfArgumentParser
 
 import hf_hybrid.trainer as trainer_module
+import hf_hybrid.training as training_module
+from hf_hybrid.class_weights import parse_class_weights, resolve_class_weights
 from hf_hybrid.cli import load_trained
-from hf_hybrid.data import DataError, load_papers, tokenize_papers
+from hf_hybrid.data import load_papers, tokenize_papers
 from hf_hybrid.errors import UserError
 from hf_hybrid.evaluation import predict_logits
 from hf_hybrid.hub import pushed_files
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.model_card import CARD_HYPERPARAMETERS, ModelCardFacts, build_model_card
-from hf_hybrid.trainer import HybridTrainer, finetune_model, resolve_class_weights, train_model
+from hf_hybrid.recipes import RECIPES
+from hf_hybrid.trainer import HybridTrainer
+from hf_hybrid.training import finetune_model, train_model
 from hf_hybrid.training_args import (
     MODEL_HYPERPARAMETERS,
     DataArguments,
@@ -227,7 +232,7 @@ def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, 
     """`--train_sampling_strategy group_by_length` batches papers of similar title
     length: the Trainer reads lengths from the tokenizer's first input, the title ids."""
     batches = []
-    original_forward = trainer_module.HybridCNNLSTMForSequenceClassification.forward
+    original_forward = HybridCNNLSTMForSequenceClassification.forward
 
     @functools.wraps(original_forward)  # the Trainer keeps the dataset columns that forward's signature names
     def recording_forward(self, **inputs):
@@ -236,7 +241,7 @@ def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, 
             batches.append((int(lengths.min()), int(lengths.max())))
         return original_forward(self, **inputs)
 
-    monkeypatch.setattr(trainer_module.HybridCNNLSTMForSequenceClassification, "forward", recording_forward)
+    monkeypatch.setattr(HybridCNNLSTMForSequenceClassification, "forward", recording_forward)
     train_model(
         ModelArguments(**TINY_MODEL),
         DataArguments(train_file=str(unbalanced_csv)),
@@ -254,16 +259,89 @@ def test_length_grouped_batches_group_by_title_length(tmp_path, unbalanced_csv, 
 
 def test_class_weights_by_name_balanced_or_none():
     labels = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
-    assert resolve_class_weights(["cs.AI=2.0"], labels, [0, 1, 2, 3]) == [2.0, 1.0, 1.0, 1.0]
-    assert resolve_class_weights(["cs.LG=0.5", "cs.AI=3"], labels, [0]) == [3.0, 1.0, 1.0, 0.5]
-    assert resolve_class_weights(["none"], labels, [0, 1]) is None
-    assert resolve_class_weights(["balanced"], labels, [0, 0, 0, 1, 2, 3]) == [0.5, 1.5, 1.5, 1.5]
+
+    def weights(flag, train_labels):
+        return resolve_class_weights(parse_class_weights(flag), labels, train_labels)
+
+    assert weights(["cs.AI=2.0"], [0, 1, 2, 3]) == [2.0, 1.0, 1.0, 1.0]
+    assert weights(["cs.LG=0.5", "cs.AI=3"], [0]) == [3.0, 1.0, 1.0, 0.5]
+    assert weights(["none"], [0, 1]) is None and weights([], [0, 1]) is None
+    assert weights(["balanced"], [0, 0, 0, 1, 2, 3]) == [0.5, 1.5, 1.5, 1.5]
     # a class absent from this training split weighs nothing, instead of dividing by zero
-    assert resolve_class_weights(["balanced"], labels, [0, 1, 1]) == [1.5, 0.75, 0.0, 0.0]
-    with pytest.raises(DataError, match="LABEL=WEIGHT with LABEL one of"):
-        resolve_class_weights(["cs.XX=2"], labels, [0])
-    with pytest.raises(DataError, match="is not a number"):
-        resolve_class_weights(["cs.AI=heavy"], labels, [0])
+    assert weights(["balanced"], [0, 1, 1]) == [1.5, 0.75, 0.0, 0.0]
+    with pytest.raises(
+        UserError, match=r"--class_weights cs.XX: no such label: expected LABEL=WEIGHT with LABEL one of \['cs.AI'"
+    ):
+        weights(["cs.XX=2"], [0])
+    for flag in (["cs.AI=heavy"], ["cs.AI=-1"], ["cs.AI"], ["=2"], ["balanced", "cs.AI=2"]):
+        with pytest.raises(UserError, match="expected 'balanced', 'none', or LABEL=WEIGHT"):
+            parse_class_weights(flag)
+
+
+def test_class_weights_are_parsed_once_into_a_rule():
+    """The arguments hold the parsed rule, which the resolver takes as it is (parsing it again changes nothing)."""
+    (model_args,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(["--class_weights", "cs.AI=2"])
+    assert model_args.class_weights == {"cs.AI": 2.0} == parse_class_weights(model_args.class_weights)
+    assert (
+        ModelArguments().class_weights == "balanced" and ModelArguments(class_weights=["none"]).class_weights == "none"
+    )
+    assert FinetuneArguments(model="m", class_weights=["cs.CL=0.5"]).class_weights == {"cs.CL": 0.5}
+    assert dataclasses.replace(model_args).class_weights == {"cs.AI": 2.0}
+
+
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_a_recipe_gives_the_same_arguments_from_python_as_from_the_command_line(recipe, tmp_path):
+    types = (ModelArguments, DataArguments, HybridTrainingArguments)
+    model_flags, _, flags = parse_training_arguments(
+        types, ["--recipe", recipe, "--output_dir", str(tmp_path)], prog="test"
+    )
+    built = HybridTrainingArguments(output_dir=str(tmp_path), recipe=recipe)
+    assert built.to_dict() == flags.to_dict()
+    assert ModelArguments().for_recipe(recipe) == model_flags.for_recipe(recipe)
+    for name, value in RECIPES[recipe].items():
+        arguments = built if hasattr(built, name) else ModelArguments().for_recipe(recipe)
+        assert getattr(arguments, name) == value, name
+
+
+def test_from_python_the_notebook_recipe_sets_its_schedule_and_explicit_values_win(tmp_path):
+    notebook = HybridTrainingArguments(output_dir=str(tmp_path), recipe="notebook")
+    assert (notebook.lr_scheduler_type, notebook.num_train_epochs, notebook.warmup_steps) == (
+        "reduce_lr_on_plateau",
+        20.0,
+        0,
+    )
+    assert notebook.early_stopping_patience == 5 and notebook.weight_decay == 1e-4
+    assert notebook.lr_scheduler_kwargs == {"mode": "max", "factor": 0.5, "patience": 3}
+    explicit = HybridTrainingArguments(
+        output_dir=str(tmp_path), recipe="notebook", num_train_epochs=2.0, warmup_steps=0.05
+    )
+    assert (explicit.num_train_epochs, explicit.warmup_steps, explicit.lr_scheduler_type) == (
+        2.0,
+        0.05,
+        "reduce_lr_on_plateau",
+    )
+    # A model flag given at the default recipe's value still wins over the notebook's.
+    model_args = ModelArguments(wide_branch=True, init_embeddings="word2vec").for_recipe("notebook")
+    assert (model_args.wide_branch, model_args.init_embeddings) == (True, "word2vec")
+    (parsed,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(["--wide_branch"])
+    assert parsed.for_recipe("notebook").wide_branch is True
+    assert HybridTrainingArguments(output_dir=str(tmp_path)).lr_scheduler_kwargs == {}  # a fresh dict each time
+    assert RECIPES["default"]["lr_scheduler_kwargs"] == {}
+
+
+def test_every_recipe_sets_the_same_options():
+    assert all(values.keys() == RECIPES["default"].keys() for values in RECIPES.values())
+    model_fields = {field.name for field in dataclasses.fields(ModelArguments)}
+    training_fields = {field.name for field in dataclasses.fields(HybridTrainingArguments)}
+    for name in RECIPES["default"]:
+        assert (name in model_fields) != (name in training_fields), name  # each option belongs to one dataclass
+
+
+def test_the_trainers_label_smoothing_is_refused_for_the_models_own(tmp_path):
+    with pytest.raises(
+        UserError, match="--label_smoothing_factor is not used by hf-hybrid models: give --label_smoothing"
+    ):
+        HybridTrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1)
 
 
 def optimizer_groups(model, training_args) -> tuple[torch.optim.Optimizer, dict[str, float]]:
@@ -313,6 +391,7 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
     model_args, _, notebook = parse_training_arguments(
         types, ["--recipe", "notebook", "--output_dir", str(tmp_path)], prog="test"
     )
+    model_args = model_args.for_recipe(notebook.recipe)
     assert model_args.init_embeddings == "random" and model_args.wide_branch is False  # the notebook's model
     assert (notebook.learning_rate, notebook.weight_decay, notebook.num_train_epochs) == (1e-3, 1e-4, 20.0)
     assert notebook.lr_scheduler_type == "reduce_lr_on_plateau" and notebook.early_stopping_patience == 5
@@ -328,6 +407,7 @@ def test_notebook_recipe_gives_the_notebooks_optimizer_schedule_and_embedding(ti
     )
     assert explicit.num_train_epochs == 3 and explicit.lr_scheduler_type == "reduce_lr_on_plateau"
     model_args, _, default = parse_training_arguments(types, ["--output_dir", str(tmp_path)], prog="test")
+    model_args = model_args.for_recipe(default.recipe)
     assert (default.recipe, default.lr_scheduler_type, model_args.init_embeddings, model_args.wide_branch) == (
         "default",
         "linear",
@@ -364,7 +444,7 @@ def test_a_wide_model_learns_its_idf_from_the_training_split_and_reloads(tmp_pat
 
 def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbalanced_csv, monkeypatch):
     started, snapshots = {}, []
-    original_start, original_init = trainer_module.start_embedding, trainer_module.HybridTrainer.__init__
+    original_start, original_init = training_module.start_embedding, HybridTrainer.__init__
 
     def remember_start(model, *args, **kwargs):
         coverage = original_start(model, *args, **kwargs)
@@ -378,8 +458,8 @@ def test_a_frozen_embedding_keeps_its_start_for_the_first_epochs(tmp_path, unbal
     def init_with_snapshot(self, *args, callbacks=None, **kwargs):
         original_init(self, *args, callbacks=[*callbacks, Snapshot()], **kwargs)
 
-    monkeypatch.setattr(trainer_module, "start_embedding", remember_start)
-    monkeypatch.setattr(trainer_module.HybridTrainer, "__init__", init_with_snapshot)
+    monkeypatch.setattr(training_module, "start_embedding", remember_start)
+    monkeypatch.setattr(HybridTrainer, "__init__", init_with_snapshot)
     train_model(
         ModelArguments(**TINY_MODEL),
         DataArguments(train_file=str(unbalanced_csv)),

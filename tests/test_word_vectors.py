@@ -10,7 +10,7 @@ from papers import make_papers, write_papers_csv
 
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from hf_hybrid.cli import main
-from hf_hybrid.trainer import start_embedding, train_model
+from hf_hybrid.training import start_embedding, train_model
 from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
 from hf_hybrid.word_vectors import (
     WordVectorError,
@@ -134,6 +134,7 @@ def test_start_embedding_puts_word2vec_vectors_in_the_rows_of_their_words(tiny_t
             lstm_hidden=4,
             classifier_hidden_sizes=[8],
             id2label={0: "a", 1: "b"},
+            wide_branch=False,
         )
     )
     coverage = start_embedding(model, tokenizer, train, "word2vec", seed=0)

@@ -9,6 +9,8 @@ from transformers import PretrainedConfig
 MODEL_TYPE = "hybrid_cnn_lstm"
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
+# The smallest vocabulary a model can learn from: <PAD>, <UNK> and one word.
+MIN_VOCAB_SIZE = 3
 
 # Every saved model can be loaded by all of these Auto classes, whichever one saved it.
 AUTO_MAP = {
@@ -19,34 +21,25 @@ AUTO_MAP = {
 
 
 class HybridCNNLSTMConfig(PretrainedConfig):
-    r"""Every hyperparameter of [`HybridCNNLSTMModel`]; the defaults are the research notebook's.
+    r"""Every hyperparameter of [`HybridCNNLSTMModel`], with its default: the notebook's model, plus the wide branch.
+
+    Training takes each one as a flag of the same name, where its help says what it does (`hf-hybrid train
+    --help`), but these, which training derives:
 
     Args:
-        vocab_size: number of word ids, `<PAD>` and `<UNK>` included.
-        embed_dim: size of the word embedding shared by both branches.
-        num_filters: output channels of each abstract convolution.
-        kernel_sizes: one convolution per width, run in parallel over the abstract.
-        lstm_hidden: hidden size of each direction of the title BiLSTM.
-        lstm_layers: stacked BiLSTM layers.
-        dropout: dropout between LSTM layers and before the head's hidden layers.
-        embedding_dropout: dropout on the word embeddings.
-        output_dropout: dropout before the head's output layer.
-        classifier_hidden_sizes: widths of the head's hidden layers.
-        max_title_length / max_abstract_length: words kept per field; the tokenizer truncates to them.
         pad_token_id: id of `<PAD>`; its embedding stays zero.
         class_weights: optional weight per label, in label-id order: of the cross-entropy's classes, or, in
             multi-label classification, of each label's positive papers in its binary cross-entropy.
-        label_smoothing: share of each label's target spread over all labels in the loss (0: none).
-        wide_branch: add a "wide" linear classifier over the paper's words and hashed word pairs, weighted by
-            their inverse document frequency in the training split (as TF-IDF). Each branch learns on its own loss;
-            the model predicts with the product of their probabilities.
-            Off by default: the notebook's model has none.
-        wide_bigram_buckets: hash buckets of the wide branch's word pairs.
         calibration_temperature: the model's raw scores are divided by it before they are returned as `logits`, so
             that their softmax gives calibrated probabilities; training fits it on the validation split (temperature
             scaling). 1.0: no calibration. Dividing by one positive number never changes the predicted label.
         label_thresholds: multi-label classification only: each label's decision threshold on its probability,
             in label-id order, which training tunes on the validation split (None: 0.5 for every label).
+
+    `vocab_size` counts every word id, `<PAD>` and `<UNK>` included. `wide_branch` adds a "wide" linear classifier
+    over the paper's words and hashed word pairs (`wide_bigram_buckets` buckets), weighted by their inverse
+    document frequency in the training split; the model predicts with the product of both branches'
+    probabilities. A config.json without `wide_branch` is of a model that has no wide branch.
 
     `problem_type` (`PretrainedConfig`'s own field) is `"single_label_classification"` (the default: one label per
     paper, softmax probabilities) or `"multi_label_classification"`: every label a paper is listed in, one sigmoid
@@ -83,7 +76,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     pad_token_id: int = 0
     class_weights: list[float] | None = None
     label_smoothing: float = 0.0
-    wide_branch: bool = False
+    wide_branch: bool = True
     wide_bigram_buckets: int = 1_048_576
     calibration_temperature: float = 1.0
     label_thresholds: list[float] | None = None
@@ -111,6 +104,8 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
         if not config_dict:
             raise OSError(f"{pretrained_model_name_or_path} has no config.json: re-download or re-save the model")
+        # Saved configs write every field: a config.json without `wide_branch` is of a model without the branch.
+        config_dict.setdefault("wide_branch", False)
         return config_dict, kwargs
 
     def _check_values(self):
@@ -128,8 +123,10 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-        if self.vocab_size < 2:
-            raise ValueError(f"`vocab_size` must leave room for <PAD> and <UNK>, got {self.vocab_size}")
+        if self.vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(
+                f"`vocab_size` must be at least {MIN_VOCAB_SIZE} (<PAD>, <UNK> and one word), got {self.vocab_size}"
+            )
         if not self.kernel_sizes or any(size <= 0 for size in self.kernel_sizes):
             raise ValueError(f"`kernel_sizes` must be a non-empty list of positive widths, got {self.kernel_sizes}")
         if any(size <= 0 for size in self.classifier_hidden_sizes):

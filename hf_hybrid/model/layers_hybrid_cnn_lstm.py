@@ -108,7 +108,7 @@ class GatedFusion(nn.Module):
 class BagOfNgrams(nn.Module):
     """The optional "wide" branch: a linear classifier over a paper's words and hashed word pairs (title and
     abstract together), each occurrence weighted by the feature's inverse document frequency in the training
-    split (`idf`, set by `set_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
+    split (`idf`, set by `count_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
 
     Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words.
     """
@@ -130,9 +130,24 @@ class BagOfNgrams(nn.Module):
         return torch.cat([input_ids, pairs], dim=1), torch.cat([mask, mask[:, :-1] & mask[:, 1:]], dim=1)
 
     @torch.no_grad()
-    def set_document_frequencies(self, document_frequency, documents: int):
-        """Smoothed inverse document frequencies, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1."""
-        self.idf.copy_(torch.log((1.0 + documents) / (1.0 + document_frequency.to(self.idf))) + 1.0)
+    def count_document_frequencies(self, tokenizer, papers, batch_size: int = 1000) -> None:
+        """Sets `idf` from the training papers (rows with a title and an abstract, e.g. a `datasets.Dataset`): each
+        feature's smoothed inverse document frequency, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1."""
+        frequency = torch.zeros_like(self.idf, dtype=torch.long)
+        for start in range(0, len(papers), batch_size):
+            rows = papers[start : start + batch_size]
+            batch = tokenizer(rows["title"], rows["abstract"], padding=True, return_tensors="pt")
+            features = [
+                self.features(batch[f"{field}_input_ids"], batch[f"{field}_attention_mask"].bool())
+                for field in ("title", "abstract")
+            ]
+            ids = torch.cat([ids for ids, _ in features], dim=1)
+            real = torch.cat([mask for _, mask in features], dim=1)
+            ids = torch.where(real, ids, -1).sort(dim=1).values  # each paper's features, each once
+            first = torch.ones_like(real)
+            first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+            frequency += torch.bincount(ids[first & (ids >= 0)], minlength=len(frequency))
+        self.idf.copy_(torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0)
 
     def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         title_ids, title_real = self.features(title_input_ids, title_mask)

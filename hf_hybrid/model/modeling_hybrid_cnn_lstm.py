@@ -52,10 +52,10 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             the weighted, smoothed cross-entropy (binary, per label, in multi-label classification).
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-            the classification scores, divided by `config.calibration_temperature`: their softmax (their sigmoid,
-            in multi-label classification) is the model's calibrated probabilities. With `config.wide_branch`, the
-            raw scores are the deep part's log-probabilities plus the wide branch's (its log-odds plus the wide
-            branch's, in multi-label classification).
+            scores whose softmax (sigmoid, in multi-label classification) gives the model's calibrated
+            probabilities: the raw scores divided by `config.calibration_temperature`. Without `config.wide_branch`
+            the raw scores are the head's output; with it, the head's log-probabilities plus the wide branch's
+            (in multi-label classification, the head's log-odds plus the wide branch's).
         title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`, *optional*):
             attention over title words, zero on padding (with `output_attentions=True`).
         abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`, *optional*):
@@ -63,8 +63,9 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         fusion_weights (`torch.FloatTensor` of shape `(batch_size, 2)`, *optional*):
             weight of the title and of the abstract; each row sums to one (with `output_attentions=True`).
         wide_logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`, *optional*):
-            the wide branch's log-probabilities (log-odds, in multi-label classification), with
-            `config.wide_branch`, before calibration.
+            with `config.wide_branch`, the wide branch's own scores, whose softmax (sigmoid, in multi-label
+            classification) gives its uncalibrated probabilities: its log-probabilities (its log-odds, in multi-label
+            classification), already part of `logits`.
     """
 
     loss: torch.FloatTensor | None = None

@@ -17,7 +17,7 @@ from tokenizers.models import WordLevel
 from tokenizers.trainers import WordLevelTrainer
 from transformers import BatchEncoding, TokenizersBackend
 
-from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
+from .configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, HybridCNNLSTMConfig
 
 PAD_TOKEN = "<PAD>"
 UNK_TOKEN = "<UNK>"
@@ -112,8 +112,11 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
 
         Other keyword arguments (e.g. `max_title_length`) go to the constructor.
         """
-        if vocab_size < 2:
-            raise ValueError(f"`vocab_size` must leave room for {PAD_TOKEN} and {UNK_TOKEN}, got {vocab_size}")
+        if vocab_size < MIN_VOCAB_SIZE:
+            raise ValueError(
+                f"`vocab_size` must be at least {MIN_VOCAB_SIZE} ({PAD_TOKEN}, {UNK_TOKEN} and one word), "
+                f"got {vocab_size}"
+            )
         backend = build_word_tokenizer({}, UNK_TOKEN)
         trainer = WordLevelTrainer(
             vocab_size=vocab_size,

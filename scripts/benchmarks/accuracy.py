@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
 def run(args) -> dict:
     from hf_hybrid.data import load_papers
     from hf_hybrid.model.configuration_hybrid_cnn_lstm import MULTI_LABEL
-    from hf_hybrid.trainer import train_model
+    from hf_hybrid.training import train_model
     from hf_hybrid.training_args import DataArguments, HybridTrainingArguments, ModelArguments
 
     from .common import parse_train_flags

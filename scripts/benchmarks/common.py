@@ -72,10 +72,15 @@ def cpu_description(threads: int) -> dict:
 
 
 def parse_train_flags(argv: list[str], dataclass_types: tuple):
-    """`hf-hybrid train` flags into its dataclasses, with the defaults of the recipe they name (later flags win)."""
-    from hf_hybrid.training_args import parse_training_arguments
+    """`hf-hybrid train` flags into its dataclasses, with the values of the recipe they name where not given (later
+    flags win), the model's arguments included (as `train_model` sets them)."""
+    from hf_hybrid.training_args import HybridTrainingArguments, ModelArguments, parse_training_arguments
 
-    return parse_training_arguments(dataclass_types, argv, prog="benchmark")
+    parsed = parse_training_arguments(dataclass_types, argv, prog="benchmark")
+    (recipe,) = [arguments.recipe for arguments in parsed if isinstance(arguments, HybridTrainingArguments)]
+    return tuple(
+        arguments.for_recipe(recipe) if isinstance(arguments, ModelArguments) else arguments for arguments in parsed
+    )
 
 
 def standard_split(args, label_names: list[str] | None = None):

@@ -156,8 +156,8 @@ def untrained_model(model_args, train):
     """A new model and its vocabulary as `hf-hybrid train` makes them from `model_args`, before any training.
     The arguments reach the tokenizer and the config by their names, so that none is typed twice."""
     from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+    from hf_hybrid.class_weights import resolve_class_weights
     from hf_hybrid.data import training_texts
-    from hf_hybrid.trainer import resolve_class_weights
 
     values = {field.name: getattr(model_args, field.name) for field in fields(model_args)}
     tokenizer_options = {
