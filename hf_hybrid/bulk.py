@@ -26,7 +26,8 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from itertools import chain
 from pathlib import Path
 
@@ -322,6 +323,57 @@ def _first_json_row(path: str) -> dict:
 
 def _source_batches(path: str, columns: list[str], id_column: str | None) -> Iterator:
     """The input's rows as pyarrow record batches of `columns` (texts as strings, the id as written)."""
+    with _reading(path, columns, id_column):
+        yield from _read_batches(path, columns, id_column)
+
+
+@contextmanager
+def _reading(path: str, columns: list[str], id_column: str | None = None):
+    """Turns the errors of a file that cannot be read as its format (truncated, corrupt, a malformed row or line)
+    into a `DataError` that says where."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except UserError:
+        raise
+    except (pa.ArrowException, ValueError, OSError) as error:
+        fmt = input_format(path)
+        where = _first_bad_json_line(path, columns, id_column) if fmt == "json" and _json_is_lines(path) else None
+        cause = where or str(error).strip().splitlines()[0]
+        damaged = "truncated or corrupt: " if fmt == "parquet" else ""
+        raise DataError(
+            f"{path}: cannot be read as {fmt.upper()} ({damaged}{cause}): fix the file or write it again"
+        ) from error
+
+
+def _first_bad_json_line(path: str, columns: list[str], id_column: str | None) -> str | None:
+    """Where a JSON Lines file stops being one object per line with text columns (and ids of the first line's
+    type): e.g. `line 6 is not JSON (...)`; None when every line is sound."""
+    id_type = None
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                return f"line {number} is not JSON: {error}"
+            if not isinstance(row, dict):
+                return f"line {number} is not a JSON object"
+            for column in columns:
+                value = row.get(column)
+                if column == id_column:
+                    kind = "a number" if isinstance(value, int) and not isinstance(value, bool) else "text"
+                    if value is not None and id_type is not None and kind != id_type:
+                        return f"line {number} has {kind} in {column}, the lines before it {id_type}"
+                    id_type = id_type or (kind if value is not None else None)
+                elif value is not None and not isinstance(value, str):
+                    return f"line {number}: {column} holds {type(value).__name__}, not text"
+    return None
+
+
+def _read_batches(path: str, columns: list[str], id_column: str | None) -> Iterator:
     import pyarrow as pa
 
     fmt = input_format(path)
@@ -378,6 +430,8 @@ def _source_batches(path: str, columns: list[str], id_column: str | None) -> Ite
 
 def _check_columns(path: str, wanted: list[str], present: list[str]) -> None:
     missing = [c for c in wanted if c not in present]
+    if missing and not present:
+        raise DataError(f"{path}: is empty (no header, no rows)")
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(present) or 'none'}")
 
@@ -388,10 +442,11 @@ def count_rows(path: str) -> int:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
+        with _reading(path, []):
+            return pq.ParquetFile(path).metadata.num_rows
     if fmt == "json":
         if not _json_is_lines(path):
-            with open(path, encoding="utf-8") as handle:
+            with _reading(path, []), open(path, encoding="utf-8") as handle:
                 return len(json.load(handle))
         count = 0
         with open(path, "rb") as handle:
@@ -476,6 +531,8 @@ class BulkSettings:
     num_shards: int
     shard_index: int
     allow_empty: bool = False
+    # `model_fingerprint` of the model (None: not yet known; `classify_file` computes it).
+    model_sha256: str | None = None
 
 
 def settings_path(output: Path, output_format: str) -> Path:
@@ -597,6 +654,71 @@ def _json_lines(records: list[dict], ids) -> bytes:
     return "".join(json.dumps(record) + "\n" for record in _with_ids(records, ids)).encode()
 
 
+# ------------------------------------------------------------------------------------------------ checks
+
+
+def check_request(
+    input_file: str,
+    columns: list[str],
+    output_file: str | None,
+    output_format: str,
+    id_column: str | None = None,
+) -> None:
+    """Refuses, before a model is loaded or anything written, an input that cannot be classified (unknown
+    format, missing, unreadable, without the columns or without rows) and an output that would destroy the input
+    or whose name says another format."""
+    input_format(input_file)
+    if output_file is not None:
+        check_output_path(input_file, output_file, output_format)
+    batches = _source_batches(input_file, columns, id_column)
+    try:
+        if not any(len(batch) for batch in batches):  # the first batch, unless it is empty
+            raise DataError(f"{input_file}: has no rows")
+    finally:
+        batches.close()
+
+
+# An output whose name says another format than it holds: {format: (what it is, suffixes refused, its suffix)}.
+WRONG_SUFFIXES = {
+    "jsonl": ("JSON Lines", {".parquet", ".csv", ".tsv"}, ".jsonl"),
+    "parquet": ("a folder of Parquet part files", {".jsonl", ".json", ".csv", ".tsv"}, ".parquet"),
+}
+
+
+def check_output_path(input_file: str | None, output_file: str, output_format: str) -> None:
+    """Refuses an output named for another format than `output_format` (`input_file` None: a merge, whose format
+    is its shards'), or one that would replace `input_file`."""
+    output = Path(output_file)
+    written, suffixes, suffix = WRONG_SUFFIXES[output_format]
+    if output.suffix.lower() in suffixes:
+        other = next(name for name in OUTPUT_FORMATS if name != output_format)
+        advice = f"name it {suffix}" + ("" if input_file is None else f", or give --output_format {other}")
+        what = "the shards are" if input_file is None else f"--output_format {output_format} writes"
+        raise UserError(f"--output_file {output_file}: {what} {written}, not {output.suffix}: {advice}")
+    if input_file is not None:
+        source, target = Path(input_file).resolve(), output.resolve()
+        if source == target or output_format == "parquet" and source.is_relative_to(target):
+            raise UserError(
+                f"--output_file {output_file} would replace the input file {input_file}: choose another --output_file"
+            )
+
+
+def model_fingerprint(model, tokenizer) -> str:
+    """A digest of what decides a model's results: its weights, its config (but where it was loaded from) and its
+    tokenizer. A bulk output records it, so that it is not continued with another model saved under the same name."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    config = {k: v for k, v in model.config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    digest.update(tokenizer.backend_tokenizer.to_str().encode())
+    digest.update(f"{tokenizer.max_title_length} {tokenizer.max_abstract_length}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 # ------------------------------------------------------------------------------------------------ one file
 
 
@@ -630,6 +752,13 @@ def classify_file(
             raise UserError(f"--id_column {settings.id_column}: results have a field of that name; rename the column")
         columns.append(settings.id_column)
     check_shard(settings)
+    if output_file is not None:
+        check_output_path(source, output_file, settings.output_format)
+    if settings.model_sha256 is None:
+        settings = replace(settings, model_sha256=model_fingerprint(model, tokenizer))
+    all_rows = count_rows(source)  # before anything is written: an input of no rows is refused
+    if all_rows == 0:
+        raise DataError(f"{source}: has no rows")
 
     id_field = None
     if output_file is None:
@@ -645,7 +774,7 @@ def classify_file(
             output = JsonLinesOutput(path)
         done = _check_resume(path, settings, overwrite)
 
-    total = _shard_rows(count_rows(source), settings.num_shards, settings.shard_index)
+    total = _shard_rows(all_rows, settings.num_shards, settings.shard_index)
     if output_file is not None and done >= total and _finished(path, settings):
         logger.info("%s is complete (%d papers)", output_file, done)
         return 0
@@ -724,6 +853,10 @@ def _shard_rows(total: int, num_shards: int, shard_index: int) -> int:
     return max(0, -(-(total - shard_index) // num_shards))
 
 
+# How a difference of settings is named in an error line, where the field's name alone would not say it.
+CHANGED = {"model_sha256": "model_sha256 (the model's weights, config or tokenizer)"}
+
+
 def _check_resume(path: Path, settings: BulkSettings, overwrite: bool) -> int:
     """How many results `path` already holds for `settings` (0 for a new output); refuses other settings."""
     import shutil
@@ -745,10 +878,10 @@ def _check_resume(path: Path, settings: BulkSettings, overwrite: bool) -> int:
                 f"{path} exists and was not written by a bulk prediction (no {recorded.name}); "
                 "delete it, choose another --output_file, or give --overwrite"
             )
-        before = json.loads(recorded.read_text())
+        before = _read_settings(recorded)
         before.pop("finished", None)
         differences = [
-            f"{key} {before.get(key)!r} -> {value!r}"
+            f"{CHANGED.get(key, key)} {before.get(key)!r} -> {value!r}"
             for key, value in asdict(settings).items()
             if before.get(key) != value
         ]
@@ -763,6 +896,21 @@ def _check_resume(path: Path, settings: BulkSettings, overwrite: bool) -> int:
     return 0
 
 
+def _read_settings(recorded: Path) -> dict:
+    """The settings recorded beside an output, with `finished`; one that is not what hf-hybrid wrote is refused."""
+    try:
+        values = json.loads(recorded.read_text())
+        if not isinstance(values, dict):
+            raise ValueError("not a JSON object")
+        BulkSettings(**{key: value for key, value in values.items() if key != "finished"})
+    except (ValueError, TypeError) as error:
+        raise UserError(
+            f"{recorded} is not a settings file of hf-hybrid ({error}): run the command that wrote the output again "
+            "with --overwrite"
+        ) from error
+    return values
+
+
 def _write_settings(path: Path, settings: BulkSettings, finished: bool) -> None:
     recorded = settings_path(path, settings.output_format)
     recorded.parent.mkdir(parents=True, exist_ok=True)
@@ -773,7 +921,7 @@ def _write_settings(path: Path, settings: BulkSettings, finished: bool) -> None:
 
 def _finished(path: Path, settings: BulkSettings) -> bool:
     recorded = settings_path(path, settings.output_format)
-    return recorded.exists() and json.loads(recorded.read_text()).get("finished", False)
+    return recorded.exists() and _read_settings(recorded).get("finished", False)
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -795,7 +943,7 @@ def merge_predictions(inputs: list[str], output_file: str, chunk_size: int = CHU
         recorded = settings_path(path, "parquet" if path.is_dir() else "jsonl")
         if not recorded.exists():
             raise UserError(f"{name}: no {recorded.name} beside it: not the output of a bulk prediction")
-        values = json.loads(recorded.read_text())
+        values = _read_settings(recorded)
         if not values.pop("finished", False):
             raise UserError(f"{name} is not complete: run its command again to finish it, then merge")
         shards.append((BulkSettings(**values), path))
@@ -810,12 +958,18 @@ def merge_predictions(inputs: list[str], output_file: str, chunk_size: int = CHU
     count, total_shards = len(shards), first.num_shards
     step = total_shards // count
     indices = [settings.shard_index for settings, _ in shards]
+    for (settings, path), (later, again) in zip(shards, shards[1:]):
+        if settings.shard_index == later.shard_index:
+            raise UserError(
+                f"shard {settings.shard_index} of {total_shards} is given twice ({path}, {again}): give each shard once"
+            )
     if total_shards % count or indices != [indices[0] + step * w for w in range(count)] or indices[0] >= step:
         raise UserError(
             f"shards {indices} of {total_shards} do not make a whole: give all {total_shards} shards "
             "(or every one of a shard's own shards)"
         )
     merged = BulkSettings(**{**common, "num_shards": step, "shard_index": indices[0]})
+    check_output_path(None, output_file, first.output_format)
     output = Path(output_file)
     if output.exists():
         raise UserError(f"{output} exists: choose another --output_file or delete it")
@@ -944,6 +1098,7 @@ def classify_with_workers(
     from tqdm.auto import tqdm
 
     check_shard(settings)
+    check_output_path(settings.input_file, output_file, settings.output_format)
     output = Path(output_file)
     workers_dir = output.with_name(output.name + ".workers")
     if overwrite:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .model.configuration_hybrid_cnn_lstm import MAX_TEMPERATURE, MIN_TEMPERATURE
 from .model.pipeline_arxiv_classification import decide_labels
 
 TEMPERATURE = "temperature"
@@ -40,7 +41,9 @@ THRESHOLD_GRID = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))
 
 def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
     """The temperature `T` > 0 that minimises the negative log-likelihood of `softmax(logits / T)` on `labels`
-    (class ids), or, given multi-hot `labels` (one 0/1 row per paper), of every label's `sigmoid(logits / T)`."""
+    (class ids), or, given multi-hot `labels` (one 0/1 row per paper), of every label's `sigmoid(logits / T)`.
+    `T` stays within what a config accepts (`MIN_TEMPERATURE` to `MAX_TEMPERATURE`): papers the model gets all
+    wrong drive the fit past the largest, which no config would load."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     labels = torch.as_tensor(np.asarray(labels))
     multi_label = labels.ndim == 2
@@ -61,7 +64,7 @@ def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
         return loss
 
     optimizer.step(negative_log_likelihood)
-    return float(log_temperature.detach().exp())
+    return min(max(float(log_temperature.detach().exp()), MIN_TEMPERATURE), MAX_TEMPERATURE)
 
 
 def probabilities(logits, multi_label: bool = False) -> np.ndarray:

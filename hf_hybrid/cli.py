@@ -29,7 +29,7 @@ from .model import (
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMTokenizer,
 )
-from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
+from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE, MULTI_LABEL
 from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
 from .training import finetune_model, train_model
 from .training_args import (
@@ -41,6 +41,9 @@ from .training_args import (
 )
 
 logger = logging.getLogger(__name__)
+
+# The training flags that only a multi-label run reads (`--threshold_tuning`); a single-label run refuses them.
+MULTI_LABEL_ONLY_FLAGS = ("threshold_tuning",)
 
 # Every command: its name -> (what runs it, what `hf-hybrid --help` says it does). Filled by `@command`.
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {}
@@ -65,7 +68,20 @@ def run_train(argv: list[str]) -> None:
     model_args, data_args, training_args = parse_training_arguments(
         (ModelArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid train"
     )
+    if model_args.problem_type != MULTI_LABEL:
+        refuse_multi_label_flags(argv, "this run is single-label")
     train_model(model_args, data_args, training_args)
+
+
+def refuse_multi_label_flags(argv: list[str], why: str) -> None:
+    """Refuses the flags that only a multi-label run reads (`why`: the run is single-label), which would change
+    nothing."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in MULTI_LABEL_ONLY_FLAGS:
+        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name)
+    given = [name for name, value in vars(parser.parse_known_args(argv)[0]).items() if value is not None]
+    if given:
+        raise UserError(f"--{given[0]} applies only to --problem_type {MULTI_LABEL} and {why}: drop the flag")
 
 
 @command("finetune", "continue training a saved model (folder or Hub repo) on new papers")
@@ -73,6 +89,10 @@ def run_finetune(argv: list[str]) -> None:
     finetune_args, data_args, training_args = parse_training_arguments(
         (FinetuneArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid finetune"
     )
+    if any(flag.lstrip("-").split("=")[0].replace("-", "_") in MULTI_LABEL_ONLY_FLAGS for flag in argv):
+        config = HybridCNNLSTMConfig.get_config_dict(finetune_args.model, revision=finetune_args.revision)[0]
+        if config.get("problem_type") != MULTI_LABEL:
+            refuse_multi_label_flags(argv, f"{finetune_args.model} is a single-label model")
     finetune_model(finetune_args, data_args, training_args)
 
 
@@ -244,8 +264,9 @@ def run_predict(argv: list[str]) -> None:
         check_ray_run(args)
     if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
         parser.error("--num_workers needs --input_file and --output_file")
-    if args.input_file is not None:
-        bulk.input_format(args.input_file)  # a missing or unknown file is refused before the model loads
+    if args.input_file is not None:  # a file that cannot be classified is refused before the model loads
+        columns = [args.title_column, args.abstract_column, *([args.id_column] if args.id_column else [])]
+        bulk.check_request(args.input_file, columns, args.output_file, args.output_format, args.id_column)
     tokenizer, model = load_trained(args.model, args.revision)
     if args.top_k is not None and args.top_k > model.config.num_labels:
         raise UserError(f"--top_k {args.top_k}: the model has only {model.config.num_labels} labels")
@@ -300,6 +321,7 @@ def run_predict(argv: list[str]) -> None:
         num_shards=args.num_shards,
         shard_index=args.shard_index,
         allow_empty=args.allow_empty,
+        model_sha256=bulk.model_fingerprint(model, tokenizer),
     )
     if args.num_workers > 1:
         del model  # each worker loads its own

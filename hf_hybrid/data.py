@@ -160,7 +160,16 @@ def encode_labels(table: Dataset, label_names: list[str], source: str = "data", 
     present = {name for text in table.unique("label_name") for name in label_list(text, multi_label)}
     unknown = sorted(present - set(label_names))
     if unknown:
-        raise DataError(f"{source}: labels {unknown} are not among the model's {label_names}")
+        listing = next((name for name in unknown if " " in name), None)
+        hint = (
+            f": labels such as {listing!r} list several names, and this is a single-label model (papers of several "
+            "labels need a multi-label one)"
+            if listing and not multi_label
+            else ""
+        )
+        raise DataError(
+            f"{source}: labels {shown_list(unknown)} are not among the model's {shown_list(label_names)}{hint}"
+        )
     index = {name: i for i, name in enumerate(label_names)}
     if multi_label:
 
@@ -345,6 +354,7 @@ def load_papers(
     train, extra = tables.pop("train"), tables
     if data_args.labels:
         wanted = set(data_args.labels)
+        check_labels_present(wanted, train, source, multi_label)
         train = keep_labels(train, wanted, multi_label)
         extra = {name: keep_labels(table, wanted, multi_label) for name, table in extra.items()}
         if len(train) == 0:
@@ -355,6 +365,8 @@ def load_papers(
         label_names = sorted({name for text in train.unique("label_name") for name in label_list(text, multi_label)})
     if len(label_names) < 2:
         raise DataError(f"{source}: a classifier needs at least 2 classes, found {label_names}")
+    if multi_label:
+        check_no_constant_label(train, source)
 
     train, cleaning = remove_duplicates(train, extra, source)
     cleaning["labels_merged_by_case"] = renamed
@@ -390,6 +402,34 @@ def check_single_names(label_texts: list[str], source: str) -> None:
             f"{source}: labels such as {combined[0]!r} list several of the other labels; to give each "
             "paper every label it lists, train with --problem_type multi_label_classification"
         )
+
+
+def check_labels_present(wanted: set[str], train: Dataset, source: str, multi_label: bool) -> None:
+    """Refuses `--labels` that name a label no training paper has (a typo would silently train without it)."""
+    present = {name for text in train.unique("label_name") for name in label_list(text, multi_label)}
+    absent = sorted(wanted - present)
+    if absent:
+        raise DataError(
+            f"{source}: --labels {' '.join(absent)}: no paper has {'it' if len(absent) == 1 else 'them'}; the "
+            f"labels are {shown_list(sorted(present))}: fix the names or drop them"
+        )
+
+
+def check_no_constant_label(train: Dataset, source: str) -> None:
+    """Refuses multi-label papers that all list one label: nothing shows the model when not to give it (and its
+    balanced weight, negatives over positives, would be 0)."""
+    counts = Counter(name for text in train["label_name"] for name in text.split(" "))
+    everywhere = sorted(name for name, count in counts.items() if count == len(train))
+    if everywhere:
+        raise DataError(
+            f"{source}: every paper is labelled {everywhere[0]}, so the model cannot learn when not to give it: "
+            f"leave it out with --labels (the other labels), or add papers without it"
+        )
+
+
+def shown_list(names: list[str], shown: int = 20) -> str:
+    """`names` for an error line, as a list: the first `shown`, then how many more."""
+    return f"{names[:shown]}" + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:

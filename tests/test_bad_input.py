@@ -921,3 +921,312 @@ def test_a_diverged_run_is_refused_before_calibration(capsys, papers_csv, tmp_pa
     )
     assert "NaN or infinite scores on the validation split (training diverged)" in line
     assert "lower --learning_rate than 0.01" in line and not (tmp_path / "out").exists()
+
+
+# ============================================================================================================
+# Issue 21, item 3: the new surface (multi-label, calibration, bulk prediction), as a tired user and a malicious
+# file would use it. Each case: a one-line error naming what is wrong and what to do, before any long work and
+# before anything is written, or the correct result.
+# ============================================================================================================
+
+MULTI_LABEL_FLAGS = ["--label_column", "categories", "--problem_type", "multi_label_classification"]
+
+
+def _multi_label_csv(path: Path, edit=None) -> Path:
+    from papers import make_multi_label_papers, write_multi_label_csv
+
+    papers = make_multi_label_papers(60)
+    for paper in papers:
+        if edit:
+            edit(paper)
+    return write_multi_label_csv(path, papers)
+
+
+@pytest.mark.parametrize("flag", ["--threshold_tuning global", "--threshold-tuning=none"])
+def test_a_multi_label_flag_on_a_single_label_run_is_refused(flag, papers_csv, tmp_path, capsys):
+    line = refused(
+        capsys, ["train", "--train_file", papers_csv, "--output_dir", tmp_path / "out", *TINY_FLAGS, *flag.split()]
+    )
+    assert line == (
+        "hf-hybrid train: error: --threshold_tuning applies only to --problem_type multi_label_classification and "
+        "this run is single-label: drop the flag"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_multi_label_flag_on_finetuning_a_single_label_model_is_refused(trained, papers_csv, tmp_path, capsys):
+    line = refused(
+        capsys,
+        [
+            "finetune",
+            "--model",
+            trained,
+            "--train_file",
+            papers_csv,
+            "--output_dir",
+            tmp_path / "out",
+            "--threshold_tuning",
+            "per_label",
+            "--disable_tqdm",
+            "true",
+        ],
+    )
+    assert f"--threshold_tuning applies only to --problem_type multi_label_classification and {trained} is a " in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("multi_label", [False, True], ids=["single-label", "multi-label"])
+def test_labels_naming_a_label_no_paper_has_are_refused(multi_label, papers_csv, tmp_path, capsys):
+    data = _multi_label_csv(tmp_path / "multi.csv") if multi_label else papers_csv
+    line = refused(
+        capsys,
+        [
+            "train",
+            "--train_file",
+            data,
+            "--output_dir",
+            tmp_path / "out",
+            *TINY_FLAGS,
+            *(MULTI_LABEL_FLAGS if multi_label else []),
+            "--labels",
+            "cs.AI",
+            "cs.CL",
+            "cs.XX",
+        ],
+    )  # without the check: a run on cs.AI and cs.CL alone, the typo unnoticed
+    assert line.startswith(f"hf-hybrid train: error: {data}: --labels cs.XX: no paper has it; the labels are ['cs.AI'")
+    assert line.endswith("fix the names or drop them") and not (tmp_path / "out").exists()
+
+
+def test_a_label_every_multi_label_paper_has_is_refused(tmp_path, capsys):
+    def add_ai(paper):
+        paper["categories"] = " ".join(sorted(set(paper["categories"].split()) | {"cs.AI"}))
+
+    data = _multi_label_csv(tmp_path / "multi.csv", add_ai)
+    # Its balanced weight (negatives over positives) would be 0: the label would silently learn nothing.
+    line = refused(
+        capsys, ["train", "--train_file", data, "--output_dir", tmp_path / "out", *TINY_FLAGS, *MULTI_LABEL_FLAGS]
+    )
+    assert line == (
+        f"hf-hybrid train: error: {data}: every paper is labelled cs.AI, so the model cannot learn when not to give "
+        "it: leave it out with --labels (the other labels), or add papers without it"
+    )
+
+
+def test_a_multi_label_file_evaluated_with_a_single_label_model_says_why(saved_model_dir, tmp_path, capsys):
+    data = _multi_label_csv(tmp_path / "multi.csv")
+    line = refused(
+        capsys, ["evaluate", "--model", saved_model_dir, "--test_file", data, "--label_column", "categories"]
+    )
+    assert "are not among the model's ['cs.AI', 'cs.CL', 'cs.CV']: labels such as 'cs.AI cs.CL' list several " in line
+    assert line.endswith("this is a single-label model (papers of several labels need a multi-label one)")
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-9, 1e7])
+def test_a_config_temperature_that_breaks_the_scores_is_refused_at_load(temperature, trained_copy, capsys):
+    # 1e-300 is positive, but it is 0 in float32: every score would be NaN, the label that of index 0.
+    _edit_config(calibration_temperature=temperature)(trained_copy)
+    line = refused(capsys, ["predict", "--model", trained_copy, "--title", PAPER["title"], "--abstract", "x"])
+    assert "`calibration_temperature` must be a positive number from 1e-06 to 1e+06 (1.0: uncalibrated)" in line
+    with pytest.raises(ValueError, match="`calibration_temperature` must be a positive number from 1e-06"):
+        pipeline("arxiv-classification", model=str(trained_copy), trust_remote_code=True)
+
+
+def test_a_fitted_temperature_stays_one_a_config_loads():
+    import numpy as np
+
+    from hf_hybrid.calibration import fit_temperature
+    from hf_hybrid.model.configuration_hybrid_cnn_lstm import MAX_TEMPERATURE
+
+    # Papers all wrong: the fit ran to T = 1.05e7, which the saved config.json then refused to load.
+    assert fit_temperature(np.array([[2.0, 0.0], [2.0, 0.0]]), np.array([1, 1])) == MAX_TEMPERATURE
+
+
+# --- bulk prediction ----------------------------------------------------------------------------------------
+
+
+def _bulk_rows(n: int = 8) -> list[dict]:
+    from papers import make_papers
+
+    return [{"id": f"p{i}", "title": p["title"], "abstract": p["abstract"]} for i, p in enumerate(make_papers(n))]
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _parquet_bytes(rows) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, pa.string()) for name in ("id", "title", "abstract")])
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
+    return buffer.getvalue()
+
+
+def _bad_line(line: str):
+    def write(path):
+        lines = [json.dumps(row) for row in _bulk_rows()]
+        lines[5] = line
+        path.write_text("\n".join(lines) + "\n")
+
+    return write
+
+
+BAD_BULK_INPUTS = {
+    # name: (file name, how it is written, what the one-line error says)
+    "truncated parquet": (
+        "papers.parquet",
+        lambda p: p.write_bytes(_parquet_bytes(_bulk_rows())[:300]),
+        "cannot be read as PARQUET (truncated or corrupt: Parquet magic bytes not found",
+    ),
+    "not parquet": ("papers.parquet", lambda p: p.write_text("title,abstract\n"), "cannot be read as PARQUET"),
+    "a JSON Lines line cut short": (
+        "papers.jsonl",
+        _bad_line('{"id": "p5", "title": "cut'),
+        "cannot be read as JSON (line 6 is not JSON: ",
+    ),
+    "a JSON Lines line that is a list": ("papers.jsonl", _bad_line("[1, 2]"), "(line 6 is not a JSON object)"),
+    "a JSON Lines title that is a list": (
+        "papers.jsonl",
+        _bad_line('{"id": "p5", "title": ["a"], "abstract": "b"}'),
+        "(line 6: title holds list, not text)",
+    ),
+    "a JSON Lines id of another type": (
+        "papers.jsonl",
+        _bad_line('{"id": 5, "title": "a", "abstract": "b"}'),
+        "(line 6 has a number in id, the lines before it text)",
+    ),
+    "a CSV row of too many cells": (
+        "papers.csv",
+        lambda p: p.write_text('id,title,abstract\np1,a,b\np2,"c","d",extra\n'),
+        "cannot be read as CSV (CSV parse error: Row #3: Expected 3 columns, got 4",
+    ),
+    "a CSV that is not UTF-8": (
+        "papers.csv",
+        lambda p: p.write_bytes(b"id,title,abstract\np1,caf\xe9,b\n"),
+        "invalid UTF8 data",
+    ),
+    "a JSON array cut short": (
+        "papers.json",
+        lambda p: p.write_text('[{"id": "p1", "title": "a", "abstract": "b"}, {"id": "p2"'),
+        "cannot be read as JSON (Expecting ',' delimiter",
+    ),
+    "an empty CSV": ("papers.csv", lambda p: p.write_text(""), "is empty (no header, no rows)"),
+    "a header-only CSV": ("papers.csv", lambda p: p.write_text("id,title,abstract\n"), "has no rows"),
+    "an empty JSON Lines file": ("papers.jsonl", lambda p: p.write_text("\n"), "has no rows"),
+    "a Parquet file of no rows": ("papers.parquet", lambda p: p.write_bytes(_parquet_bytes([])), "has no rows"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BULK_INPUTS))
+def test_an_input_file_that_cannot_be_read_is_refused_before_anything_is_written(
+    case, saved_model_dir, tmp_path, capsys
+):
+    name, write, message = BAD_BULK_INPUTS[case]
+    source = tmp_path / name
+    write(source)
+    output = tmp_path / "out.jsonl"
+    line = refused(
+        capsys,
+        ["predict", "--model", saved_model_dir, "--input_file", source, "--id_column", "id", "--output_file", output],
+    )
+    assert line.startswith(f"hf-hybrid predict: error: {source}: ") and message in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no output, no settings file left behind
+
+
+def test_an_output_file_that_is_the_input_is_refused_and_the_input_kept(saved_model_dir, tmp_path, capsys):
+    source = _write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())
+    before = source.read_bytes()
+    for output in (source, tmp_path / "sub" / ".." / "papers.jsonl"):
+        line = refused(
+            capsys,
+            ["predict", "--model", saved_model_dir, "--input_file", source, "--output_file", output, "--overwrite"],
+        )  # --overwrite deleted the input before
+        assert line == (
+            f"hf-hybrid predict: error: --output_file {output} would replace the input file {source}: "
+            "choose another --output_file"
+        )
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "name, flags, message",
+    [
+        (
+            "out.parquet",
+            [],
+            "--output_format jsonl writes JSON Lines, not .parquet: name it .jsonl, or give --output_format parquet",
+        ),
+        ("out.csv", [], "--output_format jsonl writes JSON Lines, not .csv"),
+        (
+            "out.jsonl",
+            ["--output_format", "parquet"],
+            "--output_format parquet writes a folder of Parquet part files, not .jsonl",
+        ),
+    ],
+)
+def test_an_output_named_for_another_format_is_refused(name, flags, message, saved_model_dir, tmp_path, capsys):
+    source = _write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())
+    output = tmp_path / name
+    line = refused(
+        capsys, ["predict", "--model", saved_model_dir, "--input_file", source, "--output_file", output, *flags]
+    )  # before: JSON Lines in a file named .parquet or .csv, Parquet parts in a folder named .jsonl
+    assert line.startswith(f"hf-hybrid predict: error: --output_file {output}: ") and message in line
+    assert not output.exists()
+
+
+def test_an_output_is_not_continued_with_another_model_saved_in_the_same_folder(saved_model_dir, tmp_path, capsys):
+    model = Path(shutil.copytree(saved_model_dir, tmp_path / "model"))
+    source = _write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())
+    output = tmp_path / "out.jsonl"
+    command = [str(a) for a in ["predict", "--model", model, "--input_file", source, "--output_file", output]]
+    assert main(command) == 0
+    # A run killed half way: half the lines, the settings not finished.
+    lines = output.read_text().splitlines(keepends=True)
+    output.write_text("".join(lines[:4]))
+    recorded = output.with_name(output.name + ".bulk.json")
+    recorded.write_text(recorded.read_text().replace('"finished": true', '"finished": false'))
+    # The folder is retrained meanwhile (here: its weights changed): the rest would be another model's results.
+    tensors = load_file(model / "model.safetensors")
+    tensors["hybrid.fusion.title_score.bias"] += 1.0
+    save_file(tensors, model / "model.safetensors", metadata={"format": "pt"})
+    capsys.readouterr()
+    line = refused(capsys, command)
+    assert f"{output} was written with other settings (model_sha256 (the model's weights, config or tokenizer) " in line
+    assert len(output.read_text().splitlines()) == 4
+
+
+def test_a_damaged_settings_file_is_one_line(saved_model_dir, tmp_path, capsys):
+    source = _write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())
+    output = tmp_path / "out.jsonl"
+    command = ["predict", "--model", saved_model_dir, "--input_file", source, "--output_file", output]
+    assert main([str(a) for a in command]) == 0
+    recorded = output.with_name(output.name + ".bulk.json")
+    recorded.write_text("{not json")
+    capsys.readouterr()
+    for argv in (command, ["merge-predictions", output, "--output_file", tmp_path / "merged.jsonl"]):
+        line = refused(capsys, argv)
+        assert f"{recorded} is not a settings file of hf-hybrid (" in line
+        assert line.endswith("run the command that wrote the output again with --overwrite")
+
+
+def test_a_shard_given_twice_to_merge_is_named(saved_model_dir, tmp_path, capsys):
+    source = _write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())
+    shards = [tmp_path / f"shard{i}.jsonl" for i in range(2)]
+    for index, shard in enumerate(shards):
+        argv = ["predict", "--model", saved_model_dir, "--input_file", source, "--output_file", shard]
+        assert main([str(a) for a in [*argv, "--num_shards", "2", "--shard_index", str(index)]]) == 0
+    line = refused(
+        capsys, ["merge-predictions", shards[0], shards[1], shards[1], "--output_file", tmp_path / "m.jsonl"]
+    )
+    assert line == (
+        f"hf-hybrid merge-predictions: error: shard 1 of 2 is given twice ({shards[1]}, {shards[1]}): "
+        "give each shard once"
+    )
+    line = refused(capsys, ["merge-predictions", *shards, "--output_file", tmp_path / "merged.parquet"])
+    assert line.endswith("the shards are JSON Lines, not .parquet: name it .jsonl")

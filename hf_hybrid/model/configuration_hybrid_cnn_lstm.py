@@ -11,6 +11,10 @@ SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 # The smallest vocabulary a model can learn from: <PAD>, <UNK> and one word.
 MIN_VOCAB_SIZE = 3
+# The temperatures a config accepts: beyond them, dividing float32 scores by one overflows (NaN probabilities) or
+# leaves every probability uniform.
+MIN_TEMPERATURE = 1e-6
+MAX_TEMPERATURE = 1e6
 
 # Every saved model can be loaded by all of these Auto classes, whichever one saved it.
 AUTO_MAP = {
@@ -136,8 +140,12 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value!r}")
         temperature = self.calibration_temperature
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature < 1e6:
-            raise ValueError(f"`calibration_temperature` must be a positive number, got {temperature!r}")
+        number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+        if not number or not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
+            raise ValueError(
+                f"`calibration_temperature` must be a positive number from {MIN_TEMPERATURE:g} to "
+                f"{MAX_TEMPERATURE:g} (1.0: uncalibrated), got {temperature!r}"
+            )
         self.calibration_temperature = float(temperature)
         if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
             raise ValueError(f"`problem_type` must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
