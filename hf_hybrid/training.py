@@ -14,7 +14,7 @@ from pathlib import Path
 from datasets import DatasetDict, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
-from .class_weights import resolve_class_weights
+from .class_weights import default_rule, resolve_class_weights
 from .data import label_names_of, load_papers, tokenize_papers, training_texts
 from .errors import UserError
 from .evaluation import evaluation_report, metrics_table
@@ -211,7 +211,9 @@ def finetune_model(
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
         config.label_thresholds = None
-    config.class_weights = resolve_class_weights(finetune_args.class_weights, label_names, splits["train"]["labels"])
+    rule = finetune_args.class_weights
+    rule = default_rule(config.is_multi_label) if rule is None else rule
+    config.class_weights = resolve_class_weights(rule, label_names, splits["train"]["labels"])
     _log_unknown_words(tokenizer, splits["train"])
     model = HybridCNNLSTMForSequenceClassification.from_pretrained(
         finetune_args.model, revision=finetune_args.revision, config=config, ignore_mismatched_sizes=not keep_head

@@ -14,7 +14,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .calibration import CALIBRATION_METHODS, PER_LABEL, TEMPERATURE, THRESHOLD_TUNING
-from .class_weights import parse_class_weights
+from .class_weights import default_rule, parse_class_weights
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
 from .model.configuration_hybrid_cnn_lstm import MULTI_LABEL, SINGLE_LABEL
@@ -112,12 +112,14 @@ class ModelArguments:
             "abstracts), 'random' (N(0, 1), as the notebook), or the path of a word2vec/GloVe text file.",
         )
     )
-    class_weights: list[str] = field(
-        default_factory=lambda: ["balanced"],
+    class_weights: list[str] | None = field(
+        default=None,
         metadata={
             "help": "'balanced' (inverse class frequency of the training split; for multi-label, each label's "
             "positive papers weighted by its negatives over its positives), 'none', or weights by label name, "
-            "e.g. cs.AI=2.0 (unnamed labels get 1.0)."
+            "e.g. cs.AI=2.0 (unnamed labels get 1.0). Default: 'balanced' for single-label data, 'none' for "
+            "multi-label data.",
+            "nargs": "+",
         },
     )
     problem_type: str = field(
@@ -150,7 +152,11 @@ class ModelArguments:
     def __post_init__(self):
         check_ranges(self, self.RANGES)
         # A rule: "balanced", "none" or {label: weight}; the labels are checked against the data.
-        self.class_weights = parse_class_weights(self.class_weights)
+        self.class_weights = (
+            default_rule(self.problem_type == MULTI_LABEL)
+            if self.class_weights is None
+            else parse_class_weights(self.class_weights)
+        )
 
     def for_recipe(self, recipe: str) -> "ModelArguments":
         """These arguments with the options left None set to `recipe`'s values (see `hf_hybrid.recipes`)."""
@@ -210,13 +216,19 @@ class FinetuneArguments:
 
     model: str = field(metadata={"help": "A folder or Hub repo id of a trained hf-hybrid model."})
     revision: str | None = field(default=None, metadata={"help": "Branch, tag or commit of the Hub repo."})
-    class_weights: list[str] = field(
-        default_factory=lambda: ["balanced"],
-        metadata={"help": "As for training: 'balanced', 'none', or label=weight pairs."},
+    class_weights: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "As for training: 'balanced', 'none', or label=weight pairs (default: 'balanced' for a "
+            "single-label model, 'none' for a multi-label one).",
+            "nargs": "+",
+        },
     )
 
     def __post_init__(self):
-        self.class_weights = parse_class_weights(self.class_weights)
+        # None: the default rule of the model's problem type, which fine-tuning reads from its config.
+        if self.class_weights is not None:
+            self.class_weights = parse_class_weights(self.class_weights)
 
 
 @dataclass

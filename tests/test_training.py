@@ -286,6 +286,16 @@ def test_class_weights_are_parsed_once_into_a_rule():
         ModelArguments().class_weights == "balanced" and ModelArguments(class_weights=["none"]).class_weights == "none"
     )
     assert FinetuneArguments(model="m", class_weights=["cs.CL=0.5"]).class_weights == {"cs.CL": 0.5}
+
+
+def test_class_weights_default_to_balanced_for_single_label_and_none_for_multi_label():
+    assert ModelArguments().class_weights == "balanced"
+    assert ModelArguments(problem_type="multi_label_classification").class_weights == "none"
+    assert ModelArguments(problem_type="multi_label_classification", class_weights=["balanced"]).class_weights == (
+        "balanced"
+    )
+    # fine-tuning takes the default of the model's problem type, which only its config tells
+    assert FinetuneArguments(model="m").class_weights is None
     assert dataclasses.replace(model_args).class_weights == {"cs.AI": 2.0}
 
 
