@@ -390,9 +390,10 @@ def _read_batches(path: str, columns: list[str], id_column: str | None) -> Itera
         _check_columns(path, columns, _csv_header(path))
         delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
         # Every cell as text, an empty one as "" (a title that reads "NA" or "null" is text).
+        # One parsing thread: pyarrow then names the row of a malformed line (parsing is not the bound here).
         reader = pcsv.open_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=1 << 22),
+            read_options=pcsv.ReadOptions(block_size=1 << 22, use_threads=False),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 include_columns=columns, column_types={c: pa.string() for c in columns}

@@ -286,6 +286,7 @@ def test_class_weights_are_parsed_once_into_a_rule():
         ModelArguments().class_weights == "balanced" and ModelArguments(class_weights=["none"]).class_weights == "none"
     )
     assert FinetuneArguments(model="m", class_weights=["cs.CL=0.5"]).class_weights == {"cs.CL": 0.5}
+    assert dataclasses.replace(model_args).class_weights == {"cs.AI": 2.0}
 
 
 def test_class_weights_default_to_balanced_for_single_label_and_none_for_multi_label():
@@ -296,7 +297,6 @@ def test_class_weights_default_to_balanced_for_single_label_and_none_for_multi_l
     )
     # fine-tuning takes the default of the model's problem type, which only its config tells
     assert FinetuneArguments(model="m").class_weights is None
-    assert dataclasses.replace(model_args).class_weights == {"cs.AI": 2.0}
 
 
 @pytest.mark.parametrize("recipe", list(RECIPES))
