@@ -223,14 +223,13 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         title_input_ids, title_mask = _at_least_one_position(title_input_ids, title_mask, pad)
         abstract_input_ids, abstract_mask = _at_least_one_position(abstract_input_ids, abstract_mask, pad)
 
-        title_embeddings = self._embed(title_input_ids, title_mask)
         if self._folded_encoders is None or torch.is_grad_enabled():
-            title, title_attention = self.title_encoder(title_embeddings, title_mask)
+            title, title_attention = self.title_encoder(self._embed(title_input_ids, title_mask), title_mask)
             abstract_embeddings = self._embed(abstract_input_ids, abstract_mask)
             abstract, abstract_attention = self.abstract_encoder(abstract_embeddings, abstract_mask)
         else:
             folded = self._folded_encoders.checked()
-            title, title_attention = folded.encode_title(title_embeddings, title_mask)
+            title, title_attention = folded.encode_title(title_input_ids, title_mask)
             abstract, abstract_attention = folded.encode_abstract(abstract_input_ids, abstract_mask)
         fused, fusion_weights = self.fusion(title, abstract)
         return HybridCNNLSTMModelOutput(
