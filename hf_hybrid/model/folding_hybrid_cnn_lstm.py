@@ -43,10 +43,13 @@ class FoldedEncoders:
 
     In eval mode the branch is linear up to each ReLU: embedding lookup, convolution, BatchNorm with its
     running statistics. So for each kernel width and offset `j`, the embedding matrix times the kernel's
-    slice at `j`, scaled by BatchNorm, is a table with one row of `num_filters` values per word, and a
-    convolution output is a bias plus the sum of `width` looked-up rows: one `embedding_bag` per width
-    instead of `embed_dim * num_filters * width` multiply-adds per position. Each width's table holds
-    `width` blocks of `vocab_size + 1` rows; the extra row, all zeros, stands for padding.
+    slice at `j`, scaled by BatchNorm, is one row of `num_filters` values per word, and a convolution
+    output is a bias plus the sum of `width` looked-up rows, instead of `embed_dim * num_filters * width`
+    multiply-adds per position. The table holds, for each word, its `sum(kernel_sizes)` rows side by side
+    (every width's offsets; the bias added to each width's offset 0, which every output sums once), and
+    one more word, `vocab_size`, for padding (zeros but for the biases). One `embedding_bag` then gives
+    every width's outputs at once, already concatenated; the rows that neighbouring positions read lie
+    close together in memory.
 
     It is derived data, not a module: it is never saved, and it remembers which tensors (and which
     in-place versions of them) it was computed from, so that a forward pass after the model's weights
@@ -60,9 +63,15 @@ class FoldedEncoders:
         # Holding the source tensors keeps their ids from being reused by replacements.
         self.sources = self._source_tensors()
         self.fingerprint = self._fingerprint()
-        self.tables, self.widths = [], []
+        encoder = model.abstract_encoder
+        self.widths = [conv.kernel_size[0] for conv in encoder.convs]
+        filters = encoder.convs[0].out_channels
+        # Built in place, one width at a time: the peak memory is the table and one width's float32 rows.
+        self.table = torch.empty(self.vocab_size + 1, sum(self.widths), filters, dtype=dtype)
+        self.table[-1] = 0
         vectors = model.embedding.weight.float()
-        for conv, norm in zip(model.abstract_encoder.convs, model.abstract_encoder.norms):
+        slots = self.table.split(self.widths, dim=1)
+        for conv, norm, slot in zip(encoder.convs, encoder.norms, slots):
             scale = torch.rsqrt(norm.running_var.float() + norm.eps)
             if norm.weight is not None:
                 scale = scale * norm.weight.float()
@@ -70,13 +79,12 @@ class FoldedEncoders:
             if norm.bias is not None:
                 shift = shift + norm.bias.float()
             bias = shift if conv.bias is None else conv.bias.float() * scale + shift
-            # (width, vocab, filters): offset j's slice of the kernel applied to every word, BatchNorm-scaled.
-            table = torch.einsum("vd,fdj->jvf", vectors, conv.weight.float()) * scale
-            table = nn.functional.pad(table, (0, 0, 0, 1))
-            # Every output sums exactly one row of offset 0's block (padding or not): the bias goes there.
-            table[0] += bias
-            self.tables.append(table.reshape(-1, table.shape[-1]).to(dtype).contiguous())
-            self.widths.append(conv.kernel_size[0])
+            # (vocab, width, filters): offset j's slice of the kernel applied to every word, BatchNorm-scaled.
+            rows = torch.einsum("vd,fdj->vjf", vectors, conv.weight.float()) * scale
+            rows[:, 0] += bias
+            slot[:-1] = rows
+            slot[-1, 0] = bias
+        self.table = self.table.view(-1, filters)
         self.title_lstm = FoldedBiLSTM(model, dtype)
 
     def _source_tensors(self):
@@ -91,7 +99,7 @@ class FoldedEncoders:
 
     @property
     def num_bytes(self) -> int:
-        tables = [*self.tables, self.title_lstm.gate_table]
+        tables = [self.table, self.title_lstm.gate_table]
         return sum(table.numel() * table.element_size() for table in tables)
 
     def is_current(self) -> bool:
@@ -122,22 +130,21 @@ class FoldedEncoders:
     def encode_abstract(self, input_ids, mask):
         """AbstractEncoder's output, from the word ids: each convolution output a sum of looked-up table rows."""
         _check_ids(input_ids, self.vocab_size, "abstract_input_ids")
-        padding_row = self.vocab_size
-        ids = input_ids.masked_fill(~mask, padding_row)
-        maps = []
-        for width, table in zip(self.widths, self.tables):
+        padding = self.vocab_size
+        ids = input_ids.masked_fill(~mask, padding)
+        slots, rows, first = sum(self.widths), [], 0
+        for width in self.widths:
             # The same padding as AbstractEncoder: outputs as long as the text, zeros beyond its edges.
-            padded = nn.functional.pad(ids, ((width - 1) // 2, width // 2), value=padding_row)
-            offsets = torch.arange(width, device=ids.device) * (self.vocab_size + 1)
-            bags = (padded.unfold(1, width, 1) + offsets).reshape(-1, width)
-            summed = nn.functional.embedding_bag(bags, table, mode="sum").float()
-            maps.append(torch.relu_(summed).view(*ids.shape, -1))
-        # The attention scores and summaries of the concatenated maps, without concatenating them (a large copy).
+            padded = nn.functional.pad(ids, ((width - 1) // 2, width // 2), value=padding)
+            rows.append(padded.unfold(1, width, 1) * slots + torch.arange(first, first + width, device=ids.device))
+            first += width
+        # One bag per position and width: `slots` rows per position, in `len(widths)` bags.
+        bag_starts = torch.tensor([0, *self.widths[:-1]], device=ids.device).cumsum(0)
+        offsets = (torch.arange(ids.numel(), device=ids.device).unsqueeze(1) * slots + bag_starts).view(-1)
+        summed = nn.functional.embedding_bag(torch.cat(rows, dim=-1).view(-1), self.table, offsets, mode="sum")
+        maps = torch.relu_(summed.float()).view(*ids.shape, -1)
         attention = self.model.abstract_encoder.attention
-        parts = attention.weight.split([m.shape[-1] for m in maps], dim=1)
-        scores = sum(nn.functional.linear(m, part) for m, part in zip(maps, parts)).squeeze(-1) + attention.bias
-        pooled = [attention_pool(m, scores, mask) for m in maps]
-        return torch.cat([summary for summary, _ in pooled], dim=-1), pooled[0][1]
+        return attention_pool(maps, attention(maps).squeeze(-1), mask)
 
 
 def _check_ids(input_ids, vocab_size, name):
