@@ -105,12 +105,13 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
         return (model, info) if with_info else model
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
-        r"""Precomputes the encoder's abstract convolutions as word tables, for fast CPU inference; returns the model.
+        r"""Precomputes the abstract convolutions and the title LSTM's input gates as word tables (fast CPU inference).
 
         `dtype` is `torch.float32` (outputs exactly the unfolded model's, up to summation order) or `torch.bfloat16`
-        (half the memory). The tables are used in eval mode under `torch.no_grad()` / `torch.inference_mode()`; with
-        autograd on, the model runs unfolded. `model.train()` discards them, and a forward pass after the folded
-        weights changed raises instead of using stale tables. How: `folding_hybrid_cnn_lstm.fold_encoders`.
+        (half the memory); returns the model. The tables are used in eval mode under `torch.no_grad()` /
+        `torch.inference_mode()`; with autograd on, the model runs unfolded. `model.train()` discards them, and a
+        forward pass after the folded weights changed raises instead of using stale tables. How:
+        `folding_hybrid_cnn_lstm.fold_encoders`.
         """
         from .folding_hybrid_cnn_lstm import fold_encoders
 
