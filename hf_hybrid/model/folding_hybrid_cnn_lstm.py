@@ -39,7 +39,7 @@ def fold_encoders(model, dtype: torch.dtype | str) -> None:
 
 
 class FoldedEncoders:
-    """Both branches at inference: the embedding folded into the convolutions, titles packed for the LSTMs.
+    """Both branches at inference: the embedding folded into the convolutions and into the title LSTM's input gates.
 
     In eval mode the branch is linear up to each ReLU: embedding lookup, convolution, BatchNorm with its
     running statistics. So for each kernel width and offset `j`, the embedding matrix times the kernel's
