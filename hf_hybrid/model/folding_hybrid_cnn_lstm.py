@@ -185,6 +185,15 @@ class FoldedBiLSTM:
             input_weights = stacked(lambda lstm: lstm.weight_ih_l0).transpose(1, 2).contiguous()
             recurrent_weights = stacked(lambda lstm: lstm.weight_hh_l0).transpose(1, 2).contiguous()
             biases = stacked(lambda lstm: lstm.bias_ih_l0 + lstm.bias_hh_l0).unsqueeze(1)
+            if self.layers:
+                # Above the first layer, a direction's input at a position is [forward state, backward state]
+                # there: the forward direction reads its own states in step order and the backward ones
+                # reversed, the backward direction the other way round. Split by the input weights' halves,
+                # that is two batched products, with the halves that multiply states in step order first.
+                input_weights = (
+                    torch.stack([input_weights[0, :hidden], input_weights[1, hidden:]]),
+                    torch.stack([input_weights[0, hidden:], input_weights[1, :hidden]]),
+                )
             self.layers.append((input_weights, recurrent_weights, biases))
         input_weights, _, biases = self.layers[0]
         vectors = nn.functional.pad(model.embedding.weight.float(), (0, 0, 0, 1))  # row `vocab_size`: padding
@@ -213,14 +222,10 @@ class FoldedBiLSTM:
             nn.functional.embedding(rows, self.gate_table).float(), self.layers[0][1], batch_sizes
         )
         hidden = self.hidden
-        for input_weights, recurrent_weights, biases in self.layers[1:]:
-            # A direction's input at a position is [forward state, backward state] there: the forward direction
-            # reads its own states in step order and the backward ones reversed, the backward direction the
-            # other way round. Split by the input weights' halves, that is two batched products.
+        for (in_order, reversed_order), recurrent_weights, biases in self.layers[1:]:
+            # Each direction's states, reversed within each title, for the other direction.
             swapped = states.view(2 * size, hidden)[torch.cat([reverse + size, reverse])].view(2, size, hidden)
-            own = torch.stack([input_weights[0, :hidden], input_weights[1, hidden:]])
-            other = torch.stack([input_weights[0, hidden:], input_weights[1, :hidden]])
-            gates = torch.baddbmm(biases, states, own).baddbmm_(swapped, other)
+            gates = torch.baddbmm(biases, states, in_order).baddbmm_(swapped, reversed_order)
             states = self._recurrence(gates, recurrent_weights, batch_sizes)
         position = titles * length + steps
         padded = states.new_zeros(batch * length, 2, hidden)
