@@ -13,10 +13,11 @@ from .layers_hybrid_cnn_lstm import attention_pool
 def fold_encoders(model, dtype: torch.dtype | str) -> None:
     r"""Sets `model._folded_encoders` to tables for `dtype`, reusing the current ones when they still fit.
 
-    The embedding, each convolution and its BatchNorm (running statistics) are folded into one table per kernel
-    width and offset, so a convolution output costs a few row look-ups instead of `embed_dim * num_filters`
-    multiply-adds per word and offset; the embedding and the first title LSTM layer's input weights are folded
-    into a table of each word's input gates; and the title LSTMs skip the padding of batched titles.
+    The embedding, each convolution and its BatchNorm (running statistics) are folded into table rows per word,
+    kernel width and offset, so a convolution output costs a few row look-ups instead of `embed_dim *
+    num_filters` multiply-adds per word and offset; the embedding and the first title LSTM layer's input
+    weights are folded into a table of each word's input gates; and the title LSTMs skip the padding of
+    batched titles.
     Outputs (logits, attention maps, fusion weights) stay those of the unfolded model: exactly in float32 up to
     summation order, to bf16 rounding with `dtype=torch.bfloat16` (half the memory). The tables take
     `(sum(kernel_sizes) * num_filters + 8 * lstm_hidden) * (vocab_size + 1)` values (1,024 MB in float32 at the
@@ -118,7 +119,7 @@ class FoldedEncoders:
         """TitleEncoder's output, from the word ids; batches of titles of unequal lengths through `FoldedBiLSTM`.
 
         A batch whose titles all have its length (one title alone, say) runs through the model's own LSTMs,
-        which are as fast there.
+        which are slightly faster there (nothing to skip, and no Python loop).
         """
         _check_ids(input_ids, self.vocab_size, "title_input_ids")
         encoder = self.model.title_encoder
