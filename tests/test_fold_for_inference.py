@@ -70,6 +70,25 @@ def test_folded_model_gives_the_same_outputs_for_empty_fields(make_tiny_config, 
     assert_same_outputs(model, title, abstract)
 
 
+@pytest.mark.parametrize("lstm_layers", [1, 2, 3])
+def test_folded_title_lstms_give_the_unfolded_states_for_titles_of_every_length(make_tiny_config, lstm_layers):
+    config = make_tiny_config(lstm_layers=lstm_layers, lstm_hidden=12)
+    model = trained_like(config)
+    # Unsorted lengths, ties, one title of the batch's full length, empty titles (one masked position).
+    title = padded_batch([5, 1, 9, 0, 5, 3, 9, 2, 0, 7], config.vocab_size, seed=20)
+    abstract = padded_batch([6] * 10, config.vocab_size, seed=21)
+    assert_same_outputs(model, title, abstract)
+    ids, mask = title
+    encoder = model.hybrid
+    with torch.inference_mode():
+        expected = encoder.title_encoder.lstm(encoder._embed(ids, mask.bool()), mask.bool())
+        states = encoder._folded_encoders.title_lstm(ids, mask.bool())
+    # The states of every title's words, and of an empty title's one masked position; zeros on other padding.
+    read = (torch.arange(ids.shape[1]) < mask.sum(dim=1, keepdim=True).clamp(min=1)).unsqueeze(-1)
+    torch.testing.assert_close(states * read, expected * read, atol=1e-6, rtol=0)
+    assert not (states * ~read).any()
+
+
 def test_folded_model_gives_each_paper_the_same_logits_alone_and_in_a_batch(make_tiny_config):
     config = make_tiny_config(kernel_sizes=[2, 3, 5])
     model = trained_like(config).fold_for_inference()
@@ -103,7 +122,9 @@ def test_bfloat16_tables_halve_the_memory_and_stay_close(make_tiny_config):
     bf16_bytes = model.hybrid._folded_encoders.num_bytes
     model.fold_for_inference(torch.float32)
     assert model.hybrid._folded_encoders.num_bytes == 2 * bf16_bytes
-    assert bf16_bytes == 2 * sum(config.kernel_sizes) * (config.vocab_size + 1) * config.num_filters
+    # The convolution tables, and the input gates of the first title LSTM layer (2 directions x 4 gates).
+    values_per_word = sum(config.kernel_sizes) * config.num_filters + 2 * 4 * config.lstm_hidden
+    assert bf16_bytes == 2 * (config.vocab_size + 1) * values_per_word
 
 
 def test_the_encoder_alone_folds_too(make_tiny_config):
@@ -157,6 +178,15 @@ def test_changed_weights_make_the_folded_model_raise_until_folded_again(make_tin
     )
 
 
+def test_changed_title_lstm_weights_make_the_folded_model_raise(make_tiny_config):
+    config = make_tiny_config()
+    model = trained_like(config).fold_for_inference()
+    with torch.no_grad():
+        model.hybrid.title_encoder.lstm.backward_layers[-1].weight_hh_l0.mul_(2.0)
+    with pytest.raises(RuntimeError, match="title LSTM weights changed"):
+        outputs(model, padded_batch([2, 3], config.vocab_size, 22), padded_batch([4, 4], config.vocab_size, 23))
+
+
 def test_a_replaced_embedding_makes_the_folded_model_raise(make_tiny_config):
     config = make_tiny_config()
     model = trained_like(config).fold_for_inference()
@@ -174,12 +204,23 @@ def test_with_autograd_on_the_folded_model_runs_unfolded_so_gradients_reach_the_
         assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
-def test_an_out_of_vocabulary_id_is_an_error(make_tiny_config):
+@pytest.mark.parametrize("field", ["title", "abstract"])
+@pytest.mark.parametrize("bad_id", ["vocab_size", -1])
+def test_an_out_of_vocabulary_id_is_an_error(make_tiny_config, field, bad_id):
+    # A table holds a block of rows per offset or direction: such an id must not read a neighbouring block.
     config = make_tiny_config()
     model = trained_like(config).fold_for_inference()
-    abstract = (torch.tensor([[3, config.vocab_size]]), torch.ones(1, 2, dtype=torch.long))
-    with pytest.raises(IndexError, match="vocab_size"):
-        outputs(model, padded_batch([2], config.vocab_size, 19), abstract)
+    bad = config.vocab_size if bad_id == "vocab_size" else bad_id
+    fields = {
+        "title": padded_batch([2, 1], config.vocab_size, 19),
+        "abstract": padded_batch([3, 2], config.vocab_size, 24),
+    }
+    ids, mask = fields[field]
+    ids = ids.clone()
+    ids[0, 1] = bad
+    fields[field] = (ids, mask)
+    with pytest.raises(IndexError, match=f"{field}_input_ids holds an id < 0 or >= vocab_size"):
+        outputs(model, fields["title"], fields["abstract"])
 
 
 def test_tables_are_never_saved(make_tiny_config, tmp_path):

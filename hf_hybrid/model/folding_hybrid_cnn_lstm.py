@@ -7,18 +7,21 @@ its sibling layers file; the modeling file imports it only when a model is folde
 import torch
 from torch import nn
 
-from .layers_hybrid_cnn_lstm import attention_pool, reverse_within_length
+from .layers_hybrid_cnn_lstm import attention_pool
 
 
 def fold_encoders(model, dtype: torch.dtype | str) -> None:
     r"""Sets `model._folded_encoders` to tables for `dtype`, reusing the current ones when they still fit.
 
-    The embedding, each convolution and its BatchNorm (running statistics) are folded into one table per kernel
-    width and offset, so a convolution output costs a few row look-ups instead of `embed_dim * num_filters`
-    multiply-adds per word and offset; and the title LSTMs skip the padding of batched titles (packed sequences).
+    The embedding, each convolution and its BatchNorm (running statistics) are folded into table rows per word,
+    kernel width and offset, so a convolution output costs a few row look-ups instead of `embed_dim *
+    num_filters` multiply-adds per word and offset; the embedding and the first title LSTM layer's input
+    weights are folded into a table of each word's input gates; and the title LSTMs skip the padding of
+    batched titles.
     Outputs (logits, attention maps, fusion weights) stay those of the unfolded model: exactly in float32 up to
     summation order, to bf16 rounding with `dtype=torch.bfloat16` (half the memory). The tables take
-    `sum(kernel_sizes) * (vocab_size + 1) * num_filters` values (614 MB in float32 at the default size).
+    `(sum(kernel_sizes) * num_filters + 8 * lstm_hidden) * (vocab_size + 1)` values (1,024 MB in float32 at the
+    default size: 614 MB of convolution tables, 410 MB of input gates).
     """
     if model.training:
         raise RuntimeError(
@@ -37,14 +40,17 @@ def fold_encoders(model, dtype: torch.dtype | str) -> None:
 
 
 class FoldedEncoders:
-    """Both branches at inference: the embedding folded into the convolutions, titles packed for the LSTMs.
+    """Both branches at inference: the embedding folded into the convolutions and into the title LSTM's input gates.
 
     In eval mode the branch is linear up to each ReLU: embedding lookup, convolution, BatchNorm with its
     running statistics. So for each kernel width and offset `j`, the embedding matrix times the kernel's
-    slice at `j`, scaled by BatchNorm, is a table with one row of `num_filters` values per word, and a
-    convolution output is a bias plus the sum of `width` looked-up rows: one `embedding_bag` per width
-    instead of `embed_dim * num_filters * width` multiply-adds per position. Each width's table holds
-    `width` blocks of `vocab_size + 1` rows; the extra row, all zeros, stands for padding.
+    slice at `j`, scaled by BatchNorm, is one row of `num_filters` values per word, and a convolution
+    output is a bias plus the sum of `width` looked-up rows, instead of `embed_dim * num_filters * width`
+    multiply-adds per position. The table holds, for each word, its `sum(kernel_sizes)` rows side by side
+    (every width's offsets; the bias added to each width's offset 0, which every output sums once), and
+    one more word, `vocab_size`, for padding (zeros but for the biases). One `embedding_bag` then gives
+    every width's outputs at once, already concatenated; the rows that neighbouring positions read lie
+    close together in memory.
 
     It is derived data, not a module: it is never saved, and it remembers which tensors (and which
     in-place versions of them) it was computed from, so that a forward pass after the model's weights
@@ -58,9 +64,15 @@ class FoldedEncoders:
         # Holding the source tensors keeps their ids from being reused by replacements.
         self.sources = self._source_tensors()
         self.fingerprint = self._fingerprint()
-        self.tables, self.biases, self.widths = [], [], []
+        encoder = model.abstract_encoder
+        self.widths = [conv.kernel_size[0] for conv in encoder.convs]
+        filters = encoder.convs[0].out_channels
+        # Built in place, one width at a time: the peak memory is the table and one width's float32 rows.
+        self.table = torch.empty(self.vocab_size + 1, sum(self.widths), filters, dtype=dtype)
+        self.table[-1] = 0
         vectors = model.embedding.weight.float()
-        for conv, norm in zip(model.abstract_encoder.convs, model.abstract_encoder.norms):
+        slots = self.table.split(self.widths, dim=1)
+        for conv, norm, slot in zip(encoder.convs, encoder.norms, slots):
             scale = torch.rsqrt(norm.running_var.float() + norm.eps)
             if norm.weight is not None:
                 scale = scale * norm.weight.float()
@@ -68,17 +80,19 @@ class FoldedEncoders:
             if norm.bias is not None:
                 shift = shift + norm.bias.float()
             bias = shift if conv.bias is None else conv.bias.float() * scale + shift
-            # (width, vocab, filters): offset j's slice of the kernel applied to every word, BatchNorm-scaled.
-            table = torch.einsum("vd,fdj->jvf", vectors, conv.weight.float()) * scale
-            table = nn.functional.pad(table, (0, 0, 0, 1))
-            self.tables.append(table.reshape(-1, table.shape[-1]).to(dtype).contiguous())
-            self.biases.append(bias)
-            self.widths.append(conv.kernel_size[0])
+            # (vocab, width, filters): offset j's slice of the kernel applied to every word, BatchNorm-scaled.
+            rows = torch.einsum("vd,fdj->vjf", vectors, conv.weight.float()) * scale
+            rows[:, 0] += bias
+            slot[:-1] = rows
+            slot[-1, 0] = bias
+        self.table = self.table.view(-1, filters)
+        self.title_lstm = FoldedBiLSTM(model, dtype)
 
     def _source_tensors(self):
         tensors = [self.model.embedding.weight]
         for conv, norm in zip(self.model.abstract_encoder.convs, self.model.abstract_encoder.norms):
             tensors += [conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var]
+        tensors += list(self.model.title_encoder.lstm.parameters())
         return [tensor for tensor in tensors if tensor is not None]
 
     def _fingerprint(self):
@@ -86,7 +100,8 @@ class FoldedEncoders:
 
     @property
     def num_bytes(self) -> int:
-        return sum(table.numel() * table.element_size() for table in self.tables)
+        tables = [self.table, self.title_lstm.gate_table]
+        return sum(table.numel() * table.element_size() for table in tables)
 
     def is_current(self) -> bool:
         return self._fingerprint() == self.fingerprint
@@ -95,63 +110,146 @@ class FoldedEncoders:
         """Itself, after making sure that the weights it was folded from have not changed since."""
         if not self.is_current():
             raise RuntimeError(
-                "the model's embedding, convolution or BatchNorm weights changed after fold_for_inference(): "
-                "call model.fold_for_inference() again"
+                "the model's embedding, convolution, BatchNorm or title LSTM weights changed after "
+                "fold_for_inference(): call model.fold_for_inference() again"
             )
         return self
 
-    def encode_title(self, embeddings, mask):
-        """TitleEncoder's output, with the LSTMs skipping the padding of batches of titles of unequal lengths.
+    def encode_title(self, input_ids, mask):
+        """TitleEncoder's output, from the word ids; batches of titles of unequal lengths through `FoldedBiLSTM`.
 
-        Packed sequences give each title's states exactly, and zeros instead of unused values on padding
-        (which attention ignores): about half the LSTM work on typical batches.
+        A batch whose titles all have its length (one title alone, say) runs through the model's own LSTMs,
+        which are slightly faster there (nothing to skip, and no Python loop).
         """
+        _check_ids(input_ids, self.vocab_size, "title_input_ids")
         encoder = self.model.title_encoder
-        lengths = mask.sum(dim=1)
-        if bool((lengths == mask.shape[1]).all()):
-            return encoder(embeddings, mask)
-        bilstm = encoder.lstm
-        positions = torch.arange(mask.shape[1], device=mask.device)
-        reverse_index = torch.where(positions < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - positions, positions)
-        # An empty title keeps one (masked) position, as the unfolded LSTMs read it.
-        packed_lengths = lengths.clamp(min=1).cpu()
-        sequences = embeddings
-        for forward_lstm, backward_lstm in zip(bilstm.forward_layers, bilstm.backward_layers):
-            states = [
-                nn.utils.rnn.pad_packed_sequence(
-                    lstm(
-                        nn.utils.rnn.pack_padded_sequence(
-                            inputs, packed_lengths, batch_first=True, enforce_sorted=False
-                        )
-                    )[0],
-                    batch_first=True,
-                    total_length=mask.shape[1],
-                )[0]
-                for lstm, inputs in (
-                    (forward_lstm, sequences),
-                    (backward_lstm, reverse_within_length(sequences, reverse_index)),
-                )
-            ]
-            sequences = torch.cat([states[0], reverse_within_length(states[1], reverse_index)], dim=-1)
-        return attention_pool(sequences, encoder.attention(sequences).squeeze(-1), mask)
+        if bool(mask.all()):
+            return encoder(self.model._embed(input_ids, mask), mask)
+        states = self.title_lstm(input_ids, mask)
+        return attention_pool(states, encoder.attention(states).squeeze(-1), mask)
 
     def encode_abstract(self, input_ids, mask):
         """AbstractEncoder's output, from the word ids: each convolution output a sum of looked-up table rows."""
-        if input_ids.numel() and int(input_ids.max()) >= self.vocab_size:
-            raise IndexError(f"abstract_input_ids holds an id >= vocab_size ({self.vocab_size})")
-        padding_row = self.vocab_size
-        ids = input_ids.masked_fill(~mask, padding_row)
-        maps = []
-        for width, table, bias in zip(self.widths, self.tables, self.biases):
+        _check_ids(input_ids, self.vocab_size, "abstract_input_ids")
+        padding = self.vocab_size
+        ids = input_ids.masked_fill(~mask, padding)
+        slots, rows, first = sum(self.widths), [], 0
+        for width in self.widths:
             # The same padding as AbstractEncoder: outputs as long as the text, zeros beyond its edges.
-            padded = nn.functional.pad(ids, ((width - 1) // 2, width // 2), value=padding_row)
-            offsets = torch.arange(width, device=ids.device) * (self.vocab_size + 1)
-            bags = (padded.unfold(1, width, 1) + offsets).reshape(-1, width)
-            summed = nn.functional.embedding_bag(bags, table, mode="sum").float()
-            maps.append(torch.relu_(summed.add_(bias)).view(*ids.shape, -1))
-        # The attention scores and summaries of the concatenated maps, without concatenating them (a large copy).
+            padded = nn.functional.pad(ids, ((width - 1) // 2, width // 2), value=padding)
+            rows.append(padded.unfold(1, width, 1) * slots + torch.arange(first, first + width, device=ids.device))
+            first += width
+        # One bag per position and width: `slots` rows per position, in `len(widths)` bags.
+        bag_starts = torch.tensor([0, *self.widths[:-1]], device=ids.device).cumsum(0)
+        offsets = (torch.arange(ids.numel(), device=ids.device).unsqueeze(1) * slots + bag_starts).view(-1)
+        summed = nn.functional.embedding_bag(torch.cat(rows, dim=-1).view(-1), self.table, offsets, mode="sum")
+        maps = torch.relu_(summed.float()).view(*ids.shape, -1)
         attention = self.model.abstract_encoder.attention
-        parts = attention.weight.split([m.shape[-1] for m in maps], dim=1)
-        scores = sum(nn.functional.linear(m, part) for m, part in zip(maps, parts)).squeeze(-1) + attention.bias
-        pooled = [attention_pool(m, scores, mask) for m in maps]
-        return torch.cat([summary for summary, _ in pooled], dim=-1), pooled[0][1]
+        return attention_pool(maps, attention(maps).squeeze(-1), mask)
+
+
+def _check_ids(input_ids, vocab_size, name):
+    # A table holds several blocks of `vocab_size + 1` rows: an id outside the vocabulary would read another's row.
+    if input_ids.numel() and (int(input_ids.max()) >= vocab_size or int(input_ids.min()) < 0):
+        raise IndexError(f"{name} holds an id < 0 or >= vocab_size ({vocab_size})")
+
+
+def _cell_gates_last(weight, hidden):
+    """LSTM weights in the gate order (input, forget, output, cell) instead of PyTorch's (input, forget, cell,
+    output): one sigmoid then covers the first three gates, one tanh the last."""
+    return torch.cat([weight[: 2 * hidden], weight[3 * hidden :], weight[2 * hidden : 3 * hidden]])
+
+
+class FoldedBiLSTM:
+    """The title's `BidirectionalLSTM` in eval mode, both directions of a layer computed together, each title
+    read over its own length only (as packed sequences are: about half the work of padded batches).
+
+    The first layer's input gates are a word's embedding times its input weights plus both biases: for each
+    direction, one table row per word (`gate_table`, with a row of biases alone for padding, which an empty
+    title reads), so that layer costs only its recurrence. The recurrence is a loop over time steps, each step
+    one batched matrix product for both directions. Positions are kept in packed order: step-major, the titles
+    sorted by length, so that the titles still running at step `t` are the first `batch_sizes[t]`; the
+    backward direction's step `t` of a title is its word at `length - 1 - t`.
+    """
+
+    def __init__(self, model, dtype: torch.dtype):
+        bilstm = model.title_encoder.lstm
+        self.hidden = hidden = bilstm.forward_layers[0].hidden_size
+        self.vocab_size = model.embedding.num_embeddings
+        self.layers = []  # (input weights, recurrent weights, biases) per layer, both directions stacked
+        for directions in zip(bilstm.forward_layers, bilstm.backward_layers):
+
+            def stacked(values, directions=directions):
+                return torch.stack([_cell_gates_last(values(lstm).float(), hidden) for lstm in directions])
+
+            # Transposed weights, `(2, inputs, 4 * hidden)`, for batched products of row vectors.
+            input_weights = stacked(lambda lstm: lstm.weight_ih_l0).transpose(1, 2).contiguous()
+            recurrent_weights = stacked(lambda lstm: lstm.weight_hh_l0).transpose(1, 2).contiguous()
+            biases = stacked(lambda lstm: lstm.bias_ih_l0 + lstm.bias_hh_l0).unsqueeze(1)
+            if self.layers:
+                # Above the first layer, a direction's input at a position is [forward state, backward state]
+                # there: the forward direction reads its own states in step order and the backward ones
+                # reversed, the backward direction the other way round. Split by the input weights' halves,
+                # that is two batched products, with the halves that multiply states in step order first.
+                input_weights = (
+                    torch.stack([input_weights[0, :hidden], input_weights[1, hidden:]]),
+                    torch.stack([input_weights[0, hidden:], input_weights[1, :hidden]]),
+                )
+            self.layers.append((input_weights, recurrent_weights, biases))
+        input_weights, _, biases = self.layers[0]
+        vectors = nn.functional.pad(model.embedding.weight.float(), (0, 0, 0, 1))  # row `vocab_size`: padding
+        gates = torch.baddbmm(biases, vectors.expand(2, -1, -1), input_weights)
+        # Rows of the forward direction, then of the backward one.
+        self.gate_table = gates.reshape(-1, gates.shape[-1]).to(dtype)
+
+    def __call__(self, input_ids, mask):
+        """The last layer's states of both directions, `(batch, length, 2 * hidden)`, zeros on padding."""
+        batch, length = mask.shape
+        # An empty title keeps one (masked) position, as the unfolded LSTMs read it.
+        lengths, order = mask.sum(dim=1).clamp(min=1).sort(descending=True, stable=True)
+        running = torch.arange(length, device=mask.device) < lengths.unsqueeze(1)
+        steps, ranks = running.t().nonzero(as_tuple=True)  # packed positions, step-major
+        size = steps.numel()
+        packed_row = torch.empty(length, batch, dtype=torch.long, device=mask.device)
+        packed_row[steps, ranks] = torch.arange(size, device=mask.device)
+        # The packed row of the same title's word `length - 1 - step`: the backward direction's step order.
+        reverse = packed_row[lengths[ranks] - 1 - steps, ranks]
+        titles = order[ranks]
+        batch_sizes = running.sum(dim=0).tolist()
+
+        words = input_ids.masked_fill(~mask, self.vocab_size)[titles, steps]
+        rows = torch.stack([words, words[reverse] + (self.vocab_size + 1)])
+        states = self._recurrence(
+            nn.functional.embedding(rows, self.gate_table).float(), self.layers[0][1], batch_sizes
+        )
+        hidden = self.hidden
+        for (in_order, reversed_order), recurrent_weights, biases in self.layers[1:]:
+            # Each direction's states, reversed within each title, for the other direction.
+            swapped = states.view(2 * size, hidden)[torch.cat([reverse + size, reverse])].view(2, size, hidden)
+            gates = torch.baddbmm(biases, states, in_order).baddbmm_(swapped, reversed_order)
+            states = self._recurrence(gates, recurrent_weights, batch_sizes)
+        position = titles * length + steps
+        padded = states.new_zeros(batch * length, 2, hidden)
+        padded[torch.stack([position, position[reverse]]), torch.tensor([[0], [1]], device=mask.device)] = states
+        return padded.view(batch, length, 2 * hidden)
+
+    def _recurrence(self, input_gates, recurrent_weights, batch_sizes):
+        """Both directions' states, `(2, packed positions, hidden)`, from their input gates in packed order."""
+        hidden = self.hidden
+        states = input_gates.new_empty(2, input_gates.shape[1], hidden)
+        state = cell = input_gates.new_zeros(2, batch_sizes[0], hidden)
+        start = 0
+        for size in batch_sizes:
+            if size == 0:
+                break
+            gates = torch.baddbmm(input_gates[:, start : start + size], state[:, :size], recurrent_weights)
+            sigmoids = gates[..., : 3 * hidden].sigmoid()
+            cell = torch.addcmul(
+                sigmoids[..., hidden : 2 * hidden] * cell[:, :size],
+                sigmoids[..., :hidden],
+                gates[..., 3 * hidden :].tanh(),
+            )
+            state = states[:, start : start + size]
+            torch.mul(sigmoids[..., 2 * hidden :], cell.tanh(), out=state)
+            start += size
+        return states

@@ -106,12 +106,13 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
         return (model, info) if with_info else model
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
-        r"""Precomputes the encoder's abstract convolutions as word tables, for fast CPU inference; returns the model.
+        r"""Precomputes the abstract convolutions and the title LSTM's input gates as word tables (fast CPU inference).
 
         `dtype` is `torch.float32` (outputs exactly the unfolded model's, up to summation order) or `torch.bfloat16`
-        (half the memory). The tables are used in eval mode under `torch.no_grad()` / `torch.inference_mode()`; with
-        autograd on, the model runs unfolded. `model.train()` discards them, and a forward pass after the folded
-        weights changed raises instead of using stale tables. How: `folding_hybrid_cnn_lstm.fold_encoders`.
+        (half the memory); returns the model. The tables are used in eval mode under `torch.no_grad()` /
+        `torch.inference_mode()`; with autograd on, the model runs unfolded. `model.train()` discards them, and a
+        forward pass after the folded weights changed raises instead of using stale tables. How:
+        `folding_hybrid_cnn_lstm.fold_encoders`.
         """
         from .folding_hybrid_cnn_lstm import fold_encoders
 
@@ -224,14 +225,13 @@ class HybridCNNLSTMModel(HybridCNNLSTMPreTrainedModel):
         title_input_ids, title_mask = _at_least_one_position(title_input_ids, title_mask, pad)
         abstract_input_ids, abstract_mask = _at_least_one_position(abstract_input_ids, abstract_mask, pad)
 
-        title_embeddings = self._embed(title_input_ids, title_mask)
         if self._folded_encoders is None or torch.is_grad_enabled():
-            title, title_attention = self.title_encoder(title_embeddings, title_mask)
+            title, title_attention = self.title_encoder(self._embed(title_input_ids, title_mask), title_mask)
             abstract_embeddings = self._embed(abstract_input_ids, abstract_mask)
             abstract, abstract_attention = self.abstract_encoder(abstract_embeddings, abstract_mask)
         else:
             folded = self._folded_encoders.checked()
-            title, title_attention = folded.encode_title(title_embeddings, title_mask)
+            title, title_attention = folded.encode_title(title_input_ids, title_mask)
             abstract, abstract_attention = folded.encode_abstract(abstract_input_ids, abstract_mask)
         fused, fusion_weights = self.fusion(title, abstract)
         return HybridCNNLSTMModelOutput(
