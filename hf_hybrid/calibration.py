@@ -11,10 +11,10 @@ Example:
 ```python
 >>> import numpy as np
 >>> from hf_hybrid.calibration import fit_temperature
->>> overconfident = np.array([[6.0, 0.0], [0.0, 6.0], [6.0, 0.0], [0.0, 6.0]])  # each 0.998 sure
->>> temperature = fit_temperature(overconfident, np.array([0, 1, 0, 0]))  # but 3 of 4 right
+>>> overconfident = np.tile([[6.0, 0.0], [0.0, 6.0], [6.0, 0.0], [0.0, 6.0]], (25, 1))  # each 0.998 sure
+>>> temperature = fit_temperature(overconfident, np.tile([0, 1, 0, 0], 25))  # but 3 of 4 right
 >>> round(temperature, 2), round(float(1 / (1 + np.exp(-6.0 / temperature))), 2)
-(5.46, 0.75)
+(5.11, 0.76)
 ```
 """
 
@@ -42,8 +42,11 @@ THRESHOLD_GRID = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))
 def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
     """The temperature `T` > 0 that minimises the negative log-likelihood of `softmax(logits / T)` on `labels`
     (class ids), or, given multi-hot `labels` (one 0/1 row per paper), of every label's `sigmoid(logits / T)`.
-    `T` stays within what a config accepts (`MIN_TEMPERATURE` to `MAX_TEMPERATURE`): papers the model gets all
-    wrong drive the fit past the largest, which no config would load."""
+    A weak prior on `log T` (a standard normal, weighing as much as one paper) keeps the fit finite where the
+    papers carry no evidence: on papers the model gets all right the likelihood alone is best at `T` -> 0 (every
+    score 1.0), on papers it gets all wrong at `T` -> infinity; on a validation split of thousands of papers it
+    moves `T` by about a thousandth. `T` also stays within what a config accepts (`MIN_TEMPERATURE` to
+    `MAX_TEMPERATURE`)."""
     logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     labels = torch.as_tensor(np.asarray(labels))
     multi_label = labels.ndim == 2
@@ -59,7 +62,7 @@ def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
 
     def negative_log_likelihood():
         optimizer.zero_grad()
-        loss = loss_of(logits / log_temperature.exp(), labels)
+        loss = loss_of(logits / log_temperature.exp(), labels) + log_temperature**2 / (2 * len(labels))
         loss.backward()
         return loss
 

@@ -1039,7 +1039,20 @@ def test_a_fitted_temperature_stays_one_a_config_loads():
     from hf_hybrid.model.configuration_hybrid_cnn_lstm import MAX_TEMPERATURE
 
     # Papers all wrong: the fit ran to T = 1.05e7, which the saved config.json then refused to load.
-    assert fit_temperature(np.array([[2.0, 0.0], [2.0, 0.0]]), np.array([1, 1])) == MAX_TEMPERATURE
+    assert 1 < fit_temperature(np.array([[2.0, 0.0], [2.0, 0.0]]), np.array([1, 1])) < MAX_TEMPERATURE
+
+
+def test_a_validation_split_the_model_gets_all_right_does_not_make_every_score_one():
+    import numpy as np
+
+    from hf_hybrid.calibration import fit_temperature
+
+    # Two papers, both right: the likelihood alone is best at T -> 0 (the fit stopped at T = 0.01, every
+    # probability 1.0); the prior keeps T near 1, where these two papers say little either way.
+    temperature = fit_temperature(np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([0, 1]))
+    assert 0.5 < temperature < 1
+    multi_label = fit_temperature(np.array([[3.0, -3.0], [-3.0, 3.0]]), np.array([[1, 0], [0, 1]]))
+    assert 0.5 < multi_label < 1
 
 
 # --- bulk prediction ----------------------------------------------------------------------------------------
