@@ -266,10 +266,11 @@ def test_a_multi_label_temperature_minimises_the_binary_log_likelihood():
     labels = np.array([[1, 0], [0, 1], [0, 1], [0, 0]])
     temperature = fit_temperature(logits, labels)
 
-    def loss(t):
-        return torch.nn.functional.binary_cross_entropy_with_logits(
+    def loss(t):  # the binary log-likelihood with the fit's weak prior on log T (one paper's weight)
+        likelihood = torch.nn.functional.binary_cross_entropy_with_logits(
             torch.tensor(logits / t), torch.tensor(labels, dtype=torch.float64)
         )
+        return likelihood + np.log(t) ** 2 / (2 * len(labels))
 
     assert temperature > 1 and loss(temperature) < min(loss(temperature * 0.9), loss(temperature * 1.1))
     with pytest.raises(ValueError, match="finite scores"):
