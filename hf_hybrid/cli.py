@@ -29,7 +29,7 @@ from .model import (
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMTokenizer,
 )
-from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE, MULTI_LABEL
+from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
 from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
 from .training import finetune_model, train_model
 from .training_args import (
@@ -41,9 +41,6 @@ from .training_args import (
 )
 
 logger = logging.getLogger(__name__)
-
-# The training flags that only a multi-label run reads (`--threshold_tuning`); a single-label run refuses them.
-MULTI_LABEL_ONLY_FLAGS = ("threshold_tuning",)
 
 # Every command: its name -> (what runs it, what `hf-hybrid --help` says it does). Filled by `@command`.
 COMMANDS: dict[str, tuple[Callable[[list[str]], None], str]] = {}
@@ -68,20 +65,7 @@ def run_train(argv: list[str]) -> None:
     model_args, data_args, training_args = parse_training_arguments(
         (ModelArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid train"
     )
-    if model_args.problem_type != MULTI_LABEL:
-        refuse_multi_label_flags(argv, "this run is single-label")
     train_model(model_args, data_args, training_args)
-
-
-def refuse_multi_label_flags(argv: list[str], why: str) -> None:
-    """Refuses the flags that only a multi-label run reads (`why`: the run is single-label), which would change
-    nothing."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in MULTI_LABEL_ONLY_FLAGS:
-        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name)
-    given = [name for name, value in vars(parser.parse_known_args(argv)[0]).items() if value is not None]
-    if given:
-        raise UserError(f"--{given[0]} applies only to --problem_type {MULTI_LABEL} and {why}: drop the flag")
 
 
 @command("finetune", "continue training a saved model (folder or Hub repo) on new papers")
@@ -89,10 +73,6 @@ def run_finetune(argv: list[str]) -> None:
     finetune_args, data_args, training_args = parse_training_arguments(
         (FinetuneArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid finetune"
     )
-    if any(flag.lstrip("-").split("=")[0].replace("-", "_") in MULTI_LABEL_ONLY_FLAGS for flag in argv):
-        config = HybridCNNLSTMConfig.get_config_dict(finetune_args.model, revision=finetune_args.revision)[0]
-        if config.get("problem_type") != MULTI_LABEL:
-            refuse_multi_label_flags(argv, f"{finetune_args.model} is a single-label model")
     finetune_model(finetune_args, data_args, training_args)
 
 

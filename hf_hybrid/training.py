@@ -14,6 +14,7 @@ from pathlib import Path
 from datasets import DatasetDict, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
+from .calibration import PER_LABEL
 from .class_weights import default_rule, resolve_class_weights
 from .data import label_names_of, load_papers, tokenize_papers, training_texts
 from .errors import UserError
@@ -60,6 +61,7 @@ def train_model(model_args: ModelArguments, data_args: DataArguments, training_a
     ```
     """
     model_args = model_args.for_recipe(training_args.recipe)
+    check_threshold_tuning(model_args.problem_type == MULTI_LABEL, training_args, "this run is single-label")
     check_output_and_hub(training_args)
     if training_args.resume_from_checkpoint:
         check_checkpoint_fits(training_args.resume_from_checkpoint, model_args)
@@ -74,6 +76,12 @@ def train_model(model_args: ModelArguments, data_args: DataArguments, training_a
     return fit_and_report(
         model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start, new_model=new_model
     )
+
+
+def check_threshold_tuning(multi_label: bool, training_args, why: str) -> None:
+    """Refuses `--threshold_tuning` for a single-label model (`why` says which), where it would change nothing."""
+    if training_args.threshold_tuning is not None and not multi_label:
+        raise UserError(f"--threshold_tuning applies only to --problem_type {MULTI_LABEL} and {why}: drop the flag")
 
 
 def build_new_model(train, label_names: list[str], model_args, training_args):
@@ -194,6 +202,7 @@ def finetune_model(
     set_seed(training_args.seed)
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+    check_threshold_tuning(config.is_multi_label, training_args, f"{finetune_args.model} is a single-label model")
     base_labels = [config.id2label[i] for i in range(config.num_labels)]
     with training_args.main_process_first(desc="loading papers"):
         splits = load_papers(data_args, seed=training_args.seed, multi_label=config.is_multi_label)
@@ -248,7 +257,7 @@ def fit_and_report(
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
-            trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning
+            trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning or PER_LABEL
         )
         report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from .calibration import CALIBRATION_METHODS, PER_LABEL, TEMPERATURE, THRESHOLD_TUNING
+from .calibration import CALIBRATION_METHODS, TEMPERATURE, THRESHOLD_TUNING
 from .class_weights import default_rule, parse_class_weights
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
@@ -297,12 +297,12 @@ class HybridTrainingArguments(TrainingArguments):
             "choices": list(CALIBRATION_METHODS),
         },
     )
-    threshold_tuning: str = field(
-        default=PER_LABEL,
+    threshold_tuning: str | None = field(
+        default=None,
         metadata={
-            "help": "Multi-label models: after calibration, set the decision thresholds on the validation "
-            "split, one 'per_label' (each maximising the label's F1), one 'global' for every label (maximising "
-            "micro-F1), or 'none' (0.5); they are stored in the config.",
+            "help": "Multi-label models only: after calibration, set the decision thresholds on the validation "
+            "split, one 'per_label' (each maximising the label's F1; the default), one 'global' for every label "
+            "(maximising micro-F1), or 'none' (0.5); they are stored in the config.",
             "choices": list(THRESHOLD_TUNING),
         },
     )
