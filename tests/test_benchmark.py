@@ -146,6 +146,8 @@ def test_onnx_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path, sav
                 "--data",
                 str(papers_csv),
                 *FAST,
+                "--rounds",
+                "2",
                 "--workdir",
                 str(tmp_path / "work"),
                 "--output_json",
@@ -166,10 +168,14 @@ def test_onnx_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path, sav
     assert int8["parity_passed"] == (int8["agreement_with_pytorch"] >= 0.99 and int8["accuracy_drop"] <= 0.005)
     for entry in engines.values():
         assert entry["batch_papers_per_s"] > 0 and 0 < entry["latency_p50_ms"] <= entry["latency_p95_ms"]
+        # Two rounds, taking turns: each figure is the median of the two.
+        assert len(entry["rounds_batch_papers_per_s"]) == 2
+        assert entry["batch_papers_per_s"] == pytest.approx(sum(entry["rounds_batch_papers_per_s"]) / 2)
     onnx_dir = tmp_path / "work" / "onnx"
     assert (onnx_dir / "model.onnx").is_file() and (onnx_dir / "model_int8.onnx").is_file()
     out = capsys.readouterr().out
     assert "CPU flags:" in out and "| onnx_int8 |" in out and "PASS" in out
+    assert "in each round" in out
 
 
 @pytest.mark.timeout(600)

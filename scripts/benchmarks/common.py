@@ -48,6 +48,13 @@ def engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--latency_calls", type=int, default=50, help="timed single-paper calls per engine")
     parser.add_argument("--latency_warmup", type=int, default=5, help="untimed calls before those")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every engine this many times, taking turns, and report each figure's median over the rounds "
+        "(a machine whose speed drifts then slows every engine alike)",
+    )
 
 
 def cpu_flags() -> list[str]:
@@ -237,21 +244,31 @@ def measure_engine(setup: dict, papers: list[dict], batch_size: int, latency_cal
 
 
 def compare_engines(setups: dict[str, dict], test, args, parity: dict[str, dict]) -> dict:
-    """Measures each engine of `setups` in its own fresh process, one after the other, on the test papers; then
-    scores each against the labels and, for the engines named in `parity`, against the `pytorch` engine."""
+    """Measures each engine of `setups` in its own fresh process on the test papers, the engines taking turns for
+    `args.rounds` rounds (each figure: its median over the rounds, the batch speeds of every round kept in
+    `rounds_batch_papers_per_s`); then scores each against the labels and, for the engines named in `parity`,
+    against the `pytorch` engine."""
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     papers = [{"title": title, "abstract": abstract} for title, abstract in zip(test["title"], test["abstract"])]
     labels = np.asarray(test["labels"])
-    results, logits = {}, {}
-    for name, setup in setups.items():
-        print(f"[benchmark] {name} ...", file=sys.stderr, flush=True)
-        results[name], logits[name] = in_fresh_process(
-            measure_engine,
-            {**setup, "threads": args.threads},
-            papers,
-            args.batch_size,
-            args.latency_calls,
-            args.latency_warmup,
-        )
+    rounds, logits = {name: [] for name in setups}, {}
+    for round_index in range(args.rounds):
+        for name, setup in setups.items():
+            print(f"[benchmark] {name}, round {round_index + 1} of {args.rounds} ...", file=sys.stderr, flush=True)
+            figures, logits[name] = in_fresh_process(
+                measure_engine,
+                {**setup, "threads": args.threads},
+                papers,
+                args.batch_size,
+                args.latency_calls,
+                args.latency_warmup,
+            )
+            rounds[name].append(figures)
+    results = {}
+    for name, measured in rounds.items():
+        results[name] = {figure: statistics.median(m[figure] for m in measured) for figure in measured[0]}
+        results[name]["rounds_batch_papers_per_s"] = [m["batch_papers_per_s"] for m in measured]
         results[name]["accuracy"] = float((logits[name].argmax(-1) == labels).mean())
     reference = logits["pytorch"]
     for name, rule in parity.items():
@@ -291,4 +308,8 @@ def engines_table(engines: dict[str, dict], baseline: str) -> str:
             f"| {entry['text_batch_papers_per_s']:.1f} | {entry['latency_p50_ms']:.2f} / {entry['latency_p95_ms']:.2f} "
             f"| {entry['load_s']:.2f} | {entry['peak_rss_mib']:.0f} | {agreement} | {difference} | {parity} |"
         )
+    measured = {name: entry["rounds_batch_papers_per_s"] for name, entry in engines.items()}
+    if max(len(speeds) for speeds in measured.values()) > 1:
+        rows.append("\nMedians of the rounds; batch papers/s (model only) in each round, in the order run:")
+        rows += [f"- {name}: {' / '.join(f'{speed:.1f}' for speed in speeds)}" for name, speeds in measured.items()]
     return "\n".join(rows)
