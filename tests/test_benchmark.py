@@ -45,13 +45,15 @@ def test_each_subcommand_takes_only_its_own_flags(capsys):
         ["accuracy", "--model", "x"],
         ["accuracy", "--batch_size", "8"],
         ["speed", "--tiny"],
+        ["speed", "--rounds", "0"],
         ["--mode", "perf"],
         ["notebook"],
         ["profile"],
     ):
         with pytest.raises(SystemExit):
             benchmark.parse_args(argv)
-    assert "--model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--model" in err and "--rounds: must be at least 1, got 0" in err
 
 
 def test_untrained_model_takes_its_sizes_from_the_train_flags_and_the_config_defaults(tmp_path, papers_csv):

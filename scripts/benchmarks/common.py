@@ -50,11 +50,19 @@ def engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency_warmup", type=int, default=5, help="untimed calls before those")
     parser.add_argument(
         "--rounds",
-        type=int,
+        type=positive_integer,
         default=1,
         help="measure every engine this many times, taking turns, and report each figure's median over the rounds "
         "(a machine whose speed drifts then slows every engine alike)",
     )
+
+
+def positive_integer(text: str) -> int:
+    """An argparse type: an integer of at least 1, or argparse's usage error naming the flag."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cpu_flags() -> list[str]:
@@ -248,8 +256,6 @@ def compare_engines(setups: dict[str, dict], test, args, parity: dict[str, dict]
     `args.rounds` rounds (each figure: its median over the rounds, the batch speeds of every round kept in
     `rounds_batch_papers_per_s`); then scores each against the labels and, for the engines named in `parity`,
     against the `pytorch` engine."""
-    if args.rounds < 1:
-        raise SystemExit(f"--rounds must be at least 1, got {args.rounds}")
     papers = [{"title": title, "abstract": abstract} for title, abstract in zip(test["title"], test["abstract"])]
     labels = np.asarray(test["labels"])
     rounds, logits = {name: [] for name in setups}, {}
