@@ -34,6 +34,7 @@ from .training_args import (
     HybridTrainingArguments,
     ModelArguments,
 )
+from .wide_fit import JOINT, LBFGS, fit_wide_branch
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -254,6 +255,14 @@ def fit_and_report(
     try:
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_papers(splits, tokenizer)
+        wide_fit = prepare_wide_branch(
+            model,
+            tokenizer,
+            splits["train"],
+            training_args,
+            new=base_model is None,
+            resuming=bool(training_args.resume_from_checkpoint),
+        )
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
@@ -270,6 +279,7 @@ def fit_and_report(
             f"best_validation_{trainer.args.metric_for_best_model}": trainer.state.best_metric,
             "epochs_trained": trainer.state.epoch,
             "calibration": calibration,
+            "wide_fit": wide_fit,
             "final_fit": final,
             "data_cleaning": getattr(splits, "cleaning", None),
             "embedding_start": embedding_start,
@@ -300,6 +310,28 @@ def fit_and_report(
         )
         logger.info("pushed to %s", url)
     return report
+
+
+def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False) -> dict | None:
+    """With `--wide_fit lbfgs` (the default for a `new` multi-label model), fits the wide branch on the `train`
+    papers (unless `resuming`: the checkpoint holds the fitted weights) and keeps it fixed while the rest of the
+    model trains. Returns what the fit did (None when the branch trains jointly, or is absent)."""
+    if model.wide is None:
+        return None
+    method = training_args.wide_fit or (LBFGS if new and model.config.is_multi_label else JOINT)
+    if method == JOINT:
+        return None
+    model.wide.weight.requires_grad_(False)
+    if resuming:
+        return {"method": LBFGS, "resumed": True}
+    return fit_wide_branch(
+        model,
+        tokenizer,
+        train,
+        inverse_regularization=training_args.wide_regularization,
+        max_iterations=training_args.wide_fit_iterations,
+        disable_progress_bar=training_args.disable_tqdm,
+    )
 
 
 def dataset_description(data_args) -> tuple[str, str]:
@@ -335,6 +367,7 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     model, tokenizer, embedding_start = new_model(papers)
     model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
     model.config.label_thresholds = held_out_trainer.model.config.label_thresholds
+    prepare_wide_branch(model, tokenizer, papers, training_args, new=True)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.

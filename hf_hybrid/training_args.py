@@ -33,6 +33,7 @@ from .ranges import (
     check_ranges,
 )
 from .recipes import DEFAULT_RECIPE, RECIPES, fill_from_recipe, recipe_default
+from .wide_fit import WIDE_FITS
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
 MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
@@ -289,6 +290,21 @@ class HybridTrainingArguments(TrainingArguments):
             "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."
         },
     )
+    wide_fit: str | None = field(
+        default=None,
+        metadata={
+            "help": "How the wide branch learns: 'lbfgs' fits it first, alone, as the L2-regularised logistic "
+            "regression it is (full-batch L-BFGS on the training split), then keeps it fixed while the rest "
+            "trains; 'joint' trains it beside the rest with AdamW at --wide_learning_rate. Default: 'lbfgs' "
+            "for a new multi-label model, 'joint' otherwise.",
+            "choices": list(WIDE_FITS),
+        },
+    )
+    wide_regularization: float = field(
+        default=10.0,
+        metadata={"help": "--wide_fit lbfgs: the inverse L2 strength C, as in LogisticRegression(C=...)."},
+    )
+    wide_fit_iterations: int = field(default=300, metadata={"help": "--wide_fit lbfgs: the most L-BFGS iterations."})
     calibration: str = field(
         default=TEMPERATURE,
         metadata={
@@ -340,11 +356,15 @@ class HybridTrainingArguments(TrainingArguments):
         "warmup_steps": NOT_NEGATIVE,
         "freeze_embedding_epochs": NOT_NEGATIVE,
         "wide_learning_rate": POSITIVE,
+        "wide_regularization": POSITIVE,
+        "wide_fit_iterations": AT_LEAST_ONE,
     }
 
     def __post_init__(self):
         if self.recipe not in RECIPES:
             raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.wide_fit not in (None, *WIDE_FITS):
+            raise UserError(f"--wide_fit must be one of {', '.join(WIDE_FITS)}, got {self.wide_fit!r}")
         fill_from_recipe(self, self.recipe)
         if self.label_smoothing_factor:
             # The Trainer's label smoother would replace the model's own loss: no class weights, no wide branch's

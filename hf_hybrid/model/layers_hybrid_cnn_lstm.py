@@ -149,10 +149,15 @@ class BagOfNgrams(nn.Module):
             frequency += torch.bincount(ids[first & (ids >= 0)], minlength=len(frequency))
         self.idf.copy_(torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0)
 
-    def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
+    def weighted_features(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
+        """Each position's feature id and its weight (0 for padding): a paper's logits are the weighted sum of
+        its features' rows of `weight`."""
         title_ids, title_real = self.features(title_input_ids, title_mask)
         abstract_ids, abstract_real = self.features(abstract_input_ids, abstract_mask)
         ids, real = torch.cat([title_ids, abstract_ids], dim=1), torch.cat([title_real, abstract_real], dim=1)
         weights = self.idf[ids] * real
-        weights = weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return ids, weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
+        ids, weights = self.weighted_features(title_input_ids, title_mask, abstract_input_ids, abstract_mask)
         return torch.bmm(weights.unsqueeze(1), self.weight[ids]).squeeze(1)

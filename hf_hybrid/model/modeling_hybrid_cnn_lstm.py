@@ -282,7 +282,8 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
         self.wide = BagOfNgrams(config) if config.wide_branch else None
         self.post_init()
 
-    def _loss(self, logits, labels):
+    def label_loss(self, logits, labels):
+        """The loss of `logits` against `labels`, with the config's class weights and label smoothing."""
         weight = None
         if self.config.class_weights is not None:
             weight = torch.tensor(self.config.class_weights, dtype=logits.dtype, device=logits.device)
@@ -324,11 +325,11 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
 
         loss = None
         if labels is not None:
-            loss = self._loss(logits, labels)
+            loss = self.label_loss(logits, labels)
             if wide_logits is not None:
                 # Each branch learns on its own loss. Trained on their sum instead, the wide branch fits the
                 # training papers first and leaves the deep one less to learn from.
-                loss = loss + self._loss(wide_logits, labels)
+                loss = loss + self.label_loss(wide_logits, labels)
         if wide_logits is not None:
             # The two classifiers predict together: the product of their probabilities, which for one label's
             # yes/no (multi-label) is the sum of their log-odds.

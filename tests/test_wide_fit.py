@@ -1,0 +1,167 @@
+"""`--wide_fit lbfgs`: the wide branch fitted alone, to the optimum of its regularised loss, before the rest of the
+model trains, then kept fixed."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse
+import torch
+from datasets import Dataset
+from papers import make_multi_label_papers, make_papers, write_multi_label_csv
+from sklearn.linear_model import LogisticRegression
+
+from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+from hf_hybrid.cli import load_trained, main
+from hf_hybrid.data import load_papers
+from hf_hybrid.training import prepare_wide_branch
+from hf_hybrid.training_args import DataArguments, HybridTrainingArguments
+from hf_hybrid.wide_fit import fit_wide_branch, tfidf_rows
+
+LABELS = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
+MULTI_LABEL = "multi_label_classification"
+
+
+def papers_table(multi_label: bool) -> Dataset:
+    if multi_label:
+        rows = make_multi_label_papers(n=120)
+        labels = [sorted(LABELS.index(name) for name in row["categories"].split()) for row in rows]
+    else:
+        rows = make_papers(n_per_class=30, labels=LABELS)
+        labels = [LABELS.index(row["category"]) for row in rows]
+    return Dataset.from_dict(
+        {"title": [r["title"] for r in rows], "abstract": [r["abstract"] for r in rows], "labels": labels}
+    )
+
+
+def wide_model(papers, multi_label: bool):
+    texts = list(papers["title"]) + list(papers["abstract"])
+    tokenizer = HybridCNNLSTMTokenizer.train_from_iterator(
+        texts, min_frequency=1, max_title_length=8, max_abstract_length=32
+    )
+    config = HybridCNNLSTMConfig(
+        vocab_size=len(tokenizer),
+        embed_dim=16,
+        num_filters=8,
+        lstm_hidden=8,
+        lstm_layers=1,
+        classifier_hidden_sizes=[16],
+        max_title_length=8,
+        max_abstract_length=32,
+        wide_branch=True,
+        wide_bigram_buckets=128,
+        id2label=dict(enumerate(LABELS)),
+        problem_type=MULTI_LABEL if multi_label else "single_label_classification",
+    )
+    model = HybridCNNLSTMForSequenceClassification(config).eval()
+    model.wide.count_document_frequencies(tokenizer, papers)
+    return model, tokenizer
+
+
+def to_scipy(rows: torch.Tensor) -> scipy.sparse.csr_matrix:
+    return scipy.sparse.csr_matrix((rows.values().numpy(), tuple(rows.indices().numpy())), shape=rows.shape)
+
+
+def test_the_tfidf_rows_times_the_weights_are_the_branchs_logits():
+    papers = papers_table(multi_label=True)
+    model, tokenizer = wide_model(papers, multi_label=True)
+    torch.nn.init.normal_(model.wide.weight)
+    encoded = tokenizer(papers["title"][:10], papers["abstract"][:10], padding=True, return_tensors="pt")
+    logits = model(**encoded).wide_logits
+    rows = tfidf_rows(model.wide, tokenizer, papers.select(range(10)), batch_size=4)
+    torch.testing.assert_close(rows @ model.wide.weight.detach(), logits)
+
+
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_the_fit_reaches_scikit_learns_logistic_regression_optimum(multi_label):
+    papers = papers_table(multi_label)
+    model, tokenizer = wide_model(papers, multi_label)
+    summary = fit_wide_branch(model, tokenizer, papers, inverse_regularization=5.0, max_iterations=500)
+    rows = to_scipy(tfidf_rows(model.wide, tokenizer, papers))
+    present = np.unique(rows.indices)  # the columns of the features seen
+    fitted = model.wide.weight.detach().numpy()
+    if multi_label:
+        targets = np.zeros((len(papers), len(LABELS)))
+        for paper, ids in enumerate(papers["labels"]):
+            targets[paper, ids] = 1
+        # One binary problem per label, as one-vs-rest logistic regression solves them.
+        expected = np.stack(
+            [
+                LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, targets[:, j]).coef_[0]
+                for j in range(len(LABELS))
+            ],
+            axis=1,
+        )
+    else:
+        expected = LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, papers["labels"]).coef_.T
+    np.testing.assert_allclose(fitted[present], expected[present], atol=2e-3 * np.abs(expected).max())
+    assert not fitted[np.setdiff1d(np.arange(len(fitted)), present)].any()  # features never seen stay at zero
+    assert summary["method"] == "lbfgs" and 0 < summary["iterations"] <= 500
+
+
+def test_fewer_iterations_stop_earlier_at_a_higher_objective():
+    papers = papers_table(multi_label=True)
+    model, tokenizer = wide_model(papers, multi_label=True)
+    short = fit_wide_branch(model, tokenizer, papers, max_iterations=3)
+    full = fit_wide_branch(model, tokenizer, papers, max_iterations=300)
+    assert short["iterations"] == 3 and full["iterations"] > 3
+    assert full["objective"] < short["objective"]
+
+
+def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_jointly(tmp_path):
+    args = HybridTrainingArguments(output_dir=str(tmp_path))
+    papers = papers_table(multi_label=True)
+    model, tokenizer = wide_model(papers, multi_label=True)
+    assert prepare_wide_branch(model, tokenizer, papers, args, new=True)["method"] == "lbfgs"
+    assert not model.wide.weight.requires_grad and model.wide.weight.abs().sum() > 0
+    # Resuming keeps the checkpoint's weights: no fit, still frozen.
+    before = model.wide.weight.clone()
+    model.wide.weight.requires_grad_(True)
+    assert prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True) == {
+        "method": "lbfgs",
+        "resumed": True,
+    }
+    assert not model.wide.weight.requires_grad
+    torch.testing.assert_close(model.wide.weight, before)
+    # Fine-tuning and single-label models train it beside the rest, unless asked.
+    for multi_label, new in ((True, False), (False, True)):
+        model, tokenizer = wide_model(papers_table(multi_label), multi_label)
+        assert prepare_wide_branch(model, tokenizer, papers, args, new=new) is None
+        assert model.wide.weight.requires_grad and not model.wide.weight.any()
+    asked = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="lbfgs")
+    assert prepare_wide_branch(model, tokenizer, papers_table(False), asked, new=True)["method"] == "lbfgs"
+    joint = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="joint")
+    model, tokenizer = wide_model(papers, multi_label=True)
+    assert prepare_wide_branch(model, tokenizer, papers, joint, new=True) is None
+    assert model.wide.weight.requires_grad
+
+
+def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
+    papers_csv = write_multi_label_csv(tmp_path / "papers.csv", n=160)
+    output_dir = tmp_path / "model"
+    flags = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1"]
+    flags += ["--classifier_hidden_sizes", "16", "--min_frequency", "1", "--wide_bigram_buckets", "256"]
+    flags += ["--per_device_train_batch_size", "16", "--num_train_epochs", "2", "--disable_tqdm", "true"]
+    flags += ["--dataloader_pin_memory", "false", "--seed", "0", "--init_embeddings", "random"]
+    command = ["train", "--train_file", str(papers_csv), "--label_column", "categories"]
+    command += ["--problem_type", MULTI_LABEL, "--output_dir", str(output_dir), *flags]
+    assert main(command) == 0
+    results = json.loads((output_dir / "eval_results.json").read_text())
+    assert results["wide_fit"]["method"] == "lbfgs" and results["wide_fit"]["iterations"] > 0
+
+    # The saved branch is the fit of the training split, untouched by the epochs that followed.
+    tokenizer, model = load_trained(output_dir)
+    splits = load_papers(DataArguments(train_file=str(papers_csv), label_column="categories"), seed=0, multi_label=True)
+    refitted = HybridCNNLSTMForSequenceClassification(model.config)
+    refitted.wide.idf.copy_(model.wide.idf)
+    fit_wide_branch(refitted, tokenizer, splits["train"])
+    torch.testing.assert_close(model.wide.weight, refitted.wide.weight)
+
+
+def test_the_wide_fit_flags_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="wide_regularization"):
+        HybridTrainingArguments(output_dir=str(tmp_path), wide_regularization=0)
+    with pytest.raises(ValueError, match="wide_fit_iterations"):
+        HybridTrainingArguments(output_dir=str(tmp_path), wide_fit_iterations=0)
+    with pytest.raises(ValueError, match="--wide_fit must be one of lbfgs, joint"):
+        HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="sgd")
