@@ -284,6 +284,7 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         lstm_layers=config.lstm_layers,
         kernel_sizes=", ".join(map(str, config.kernel_sizes)),
         wide_branch=config.wide_branch,
+        wide_fit=results.get("wide_fit"),
         label_list=", ".join(f"`{label}`" for label in labels),
         dataset_name=dataset_name,
         test_samples=report["num_samples"],

@@ -323,7 +323,7 @@ def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resum
         return None
     model.wide.weight.requires_grad_(False)
     if resuming:
-        return {"method": LBFGS, "resumed": True}
+        return {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
     return fit_wide_branch(
         model,
         tokenizer,

@@ -119,6 +119,7 @@ def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_join
     model.wide.weight.requires_grad_(True)
     assert prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True) == {
         "method": "lbfgs",
+        "inverse_regularization": 10.0,
         "resumed": True,
     }
     assert not model.wide.weight.requires_grad
@@ -148,6 +149,8 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
     assert main(command) == 0
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["wide_fit"]["method"] == "lbfgs" and results["wide_fit"]["iterations"] > 0
+    card = (output_dir / "README.md").read_text()
+    assert "fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = 10.0)" in card
 
     # The saved branch is the fit of the training split, untouched by the epochs that followed.
     tokenizer, model = load_trained(output_dir)
