@@ -117,7 +117,11 @@ def fit_wide_branch(
     )
     bar = tqdm(desc="Fitting the wide branch (L-BFGS)", unit=" evaluations", disable=disable_progress_bar)
 
+    evaluations = 0
+
     def objective():
+        nonlocal evaluations
+        evaluations += 1
         bar.update()
         logits = (matrix @ weight.detach() + bias.detach()).requires_grad_()
         # The branch's own term of the model's loss (as in the model's forward).
@@ -140,7 +144,7 @@ def fit_wide_branch(
         "method": LBFGS,
         "inverse_regularization": inverse_regularization,
         "iterations": optimizer.state[weight]["n_iter"],
-        "loss_evaluations": bar.n,
+        "loss_evaluations": evaluations,
         "objective": round(float(final), 6),
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -102,9 +102,10 @@ def test_the_fit_reaches_scikit_learns_logistic_regression_optimum(multi_label):
 def test_fewer_iterations_stop_earlier_at_a_higher_objective():
     papers = papers_table(multi_label=True)
     model, tokenizer = wide_model(papers, multi_label=True)
-    short = fit_wide_branch(model, tokenizer, papers, max_iterations=3)
+    short = fit_wide_branch(model, tokenizer, papers, max_iterations=3, disable_progress_bar=True)
     full = fit_wide_branch(model, tokenizer, papers, max_iterations=300)
     assert short["iterations"] == 3 and full["iterations"] > 3
+    assert short["loss_evaluations"] >= 3 and full["loss_evaluations"] > short["loss_evaluations"]
     assert full["objective"] < short["objective"]
 
 
