@@ -315,13 +315,16 @@ def fit_and_report(
 def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False) -> dict | None:
     """With `--wide_fit lbfgs` (the default for a `new` multi-label model), fits the wide branch on the `train`
     papers (unless `resuming`: the checkpoint holds the fitted weights) and keeps it fixed while the rest of the
-    model trains. Returns what the fit did (None when the branch trains jointly, or is absent)."""
+    model trains; with `joint`, only its bias stays fixed. Returns what the fit did (None when the branch trains
+    jointly, or is absent)."""
     if model.wide is None:
         return None
     method = training_args.wide_fit or (LBFGS if new and model.config.is_multi_label else JOINT)
     if method == JOINT:
+        # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
+        model.wide.bias.requires_grad_(False)
         return None
-    model.wide.weight.requires_grad_(False)
+    model.wide.requires_grad_(False)
     if resuming:
         return {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
     return fit_wide_branch(

@@ -83,9 +83,8 @@ def fit_wide_branch(
     """Sets the wide branch's weights to those minimising its own loss on `papers` (the model's loss on the
     branch's logits: binary cross-entropy for multi-label, cross-entropy of the log-softmax otherwise, with the
     model's class weights) plus the L2 penalty that makes it scikit-learn's `LogisticRegression(C=C)` objective
-    (one-vs-rest for multi-label; without class weights, which scikit-learn's mean does not divide by). A
-    per-label bias is fitted beside the weights, then left out: the branch has none, and the deep head's bias
-    and the decision thresholds carry the labels' base rates.
+    (one-vs-rest for multi-label; without class weights, which scikit-learn's mean does not divide by), with
+    the branch's per-label bias unpenalised, as scikit-learn's intercept.
 
     Only the features present in `papers` are fitted (the penalty keeps the others at zero), by full-batch
     L-BFGS with a strong-Wolfe line search, a progress bar counting its loss evaluations unless
@@ -140,6 +139,7 @@ def fit_wide_branch(
     with torch.no_grad():
         wide.weight.zero_()
         wide.weight[present] = weight.detach().to(wide.weight.dtype)
+        wide.bias.copy_(bias.detach())
     summary = {
         "method": LBFGS,
         "inverse_regularization": inverse_regularization,

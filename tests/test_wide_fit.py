@@ -66,10 +66,11 @@ def test_the_tfidf_rows_times_the_weights_are_the_branchs_logits():
     papers = papers_table(multi_label=True)
     model, tokenizer = wide_model(papers, multi_label=True)
     torch.nn.init.normal_(model.wide.weight)
+    torch.nn.init.normal_(model.wide.bias)
     encoded = tokenizer(papers["title"][:10], papers["abstract"][:10], padding=True, return_tensors="pt")
     logits = model(**encoded).wide_logits
     rows = tfidf_rows(model.wide, tokenizer, papers.select(range(10)), batch_size=4)
-    torch.testing.assert_close(rows @ model.wide.weight.detach(), logits)
+    torch.testing.assert_close(rows @ model.wide.weight.detach() + model.wide.bias.detach(), logits)
 
 
 @pytest.mark.parametrize("multi_label", [True, False])
@@ -85,16 +86,18 @@ def test_the_fit_reaches_scikit_learns_logistic_regression_optimum(multi_label):
         for paper, ids in enumerate(papers["labels"]):
             targets[paper, ids] = 1
         # One binary problem per label, as one-vs-rest logistic regression solves them.
-        expected = np.stack(
-            [
-                LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, targets[:, j]).coef_[0]
-                for j in range(len(LABELS))
-            ],
-            axis=1,
-        )
+        fits = [LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, targets[:, j]) for j in range(4)]
+        expected = np.stack([fit.coef_[0] for fit in fits], axis=1)
+        intercept = np.concatenate([fit.intercept_ for fit in fits])
+        bias = model.wide.bias.detach().numpy()
     else:
-        expected = LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, papers["labels"]).coef_.T
+        fit = LogisticRegression(C=5.0, tol=1e-10, max_iter=5000).fit(rows, papers["labels"])
+        expected = fit.coef_.T
+        # A softmax's biases are defined up to a constant added to all of them.
+        intercept = fit.intercept_ - fit.intercept_.mean()
+        bias = model.wide.bias.detach().numpy() - model.wide.bias.detach().numpy().mean()
     np.testing.assert_allclose(fitted[present], expected[present], atol=2e-3 * np.abs(expected).max())
+    np.testing.assert_allclose(bias, intercept, atol=2e-3 * np.abs(expected).max())
     assert not fitted[np.setdiff1d(np.arange(len(fitted)), present)].any()  # features never seen stay at zero
     assert summary["method"] == "lbfgs" and 0 < summary["iterations"] <= 500
 
@@ -114,22 +117,25 @@ def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_join
     papers = papers_table(multi_label=True)
     model, tokenizer = wide_model(papers, multi_label=True)
     assert prepare_wide_branch(model, tokenizer, papers, args, new=True)["method"] == "lbfgs"
-    assert not model.wide.weight.requires_grad and model.wide.weight.abs().sum() > 0
+    assert not any(p.requires_grad for p in model.wide.parameters()) and model.wide.weight.abs().sum() > 0
+    assert model.wide.bias.abs().sum() > 0
     # Resuming keeps the checkpoint's weights: no fit, still frozen.
     before = model.wide.weight.clone()
-    model.wide.weight.requires_grad_(True)
+    model.wide.requires_grad_(True)
     assert prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True) == {
         "method": "lbfgs",
         "inverse_regularization": 10.0,
         "resumed": True,
     }
-    assert not model.wide.weight.requires_grad
+    assert not any(p.requires_grad for p in model.wide.parameters())
     torch.testing.assert_close(model.wide.weight, before)
     # Fine-tuning and single-label models train it beside the rest, unless asked.
     for multi_label, new in ((True, False), (False, True)):
         model, tokenizer = wide_model(papers_table(multi_label), multi_label)
         assert prepare_wide_branch(model, tokenizer, papers, args, new=new) is None
         assert model.wide.weight.requires_grad and not model.wide.weight.any()
+        # Trained jointly, the branch has no bias of its own (the deep head's carries the base rates).
+        assert not model.wide.bias.requires_grad and not model.wide.bias.any()
     asked = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="lbfgs")
     assert prepare_wide_branch(model, tokenizer, papers_table(False), asked, new=True)["method"] == "lbfgs"
     joint = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="joint")
@@ -160,6 +166,7 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
     refitted.wide.idf.copy_(model.wide.idf)
     fit_wide_branch(refitted, tokenizer, splits["train"])
     torch.testing.assert_close(model.wide.weight, refitted.wide.weight)
+    torch.testing.assert_close(model.wide.bias, refitted.wide.bias)
 
 
 def test_the_wide_fit_flags_are_checked(tmp_path):

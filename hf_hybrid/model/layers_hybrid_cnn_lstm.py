@@ -110,7 +110,8 @@ class BagOfNgrams(nn.Module):
     abstract together), each occurrence weighted by the feature's inverse document frequency in the training
     split (`idf`, set by `count_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
 
-    Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words.
+    Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words. `bias` (one
+    per label) stays at zero unless the branch is fitted alone (training's `--wide_fit lbfgs`).
     """
 
     # Multipliers of the pair hash: word ids stay far below 2**31, so the products fit in int64.
@@ -121,6 +122,7 @@ class BagOfNgrams(nn.Module):
         self.vocab_size = config.vocab_size
         self.buckets = config.wide_bigram_buckets
         self.weight = nn.Parameter(torch.zeros(config.vocab_size + config.wide_bigram_buckets, config.num_labels))
+        self.bias = nn.Parameter(torch.zeros(config.num_labels))
         self.register_buffer("idf", torch.ones(config.vocab_size + config.wide_bigram_buckets))
 
     def features(self, input_ids, mask):
@@ -160,4 +162,4 @@ class BagOfNgrams(nn.Module):
 
     def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         ids, weights = self.weighted_features(title_input_ids, title_mask, abstract_input_ids, abstract_mask)
-        return torch.bmm(weights.unsqueeze(1), self.weight[ids]).squeeze(1)
+        return torch.bmm(weights.unsqueeze(1), self.weight[ids]).squeeze(1) + self.bias

@@ -146,6 +146,7 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, BagOfNgrams):
             # A feature the training split never had contributes nothing.
             init.zeros_(module.weight)
+            init.zeros_(module.bias)
             init.ones_(module.idf)
         else:
             super()._init_weights(module)
