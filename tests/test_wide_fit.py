@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import safetensors.torch
 import scipy.sparse
 import torch
 from datasets import Dataset
@@ -176,3 +177,25 @@ def test_the_wide_fit_flags_are_checked(tmp_path):
         HybridTrainingArguments(output_dir=str(tmp_path), wide_fit_iterations=0)
     with pytest.raises(ValueError, match="--wide_fit must be one of lbfgs, joint"):
         HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="sgd")
+
+
+def test_a_model_saved_before_the_branch_had_a_bias_loads_unchanged(tmp_path):
+    papers = papers_table(multi_label=True)
+    model, tokenizer = wide_model(papers, multi_label=True)
+    torch.nn.init.normal_(model.wide.weight)
+    model.save_pretrained(tmp_path)
+    weights = safetensors.torch.load_file(tmp_path / "model.safetensors")
+    weights.pop("wide.bias")
+    safetensors.torch.save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+
+    reloaded = HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert not reloaded.wide.bias.any()
+    torch.testing.assert_close(reloaded.wide.weight, model.wide.weight)
+    torch.testing.assert_close(reloaded.wide.idf, model.wide.idf)
+    encoded = tokenizer(papers["title"][:4], papers["abstract"][:4], padding=True, return_tensors="pt")
+    torch.testing.assert_close(reloaded(**encoded).logits, model(**encoded).logits)
+    # Any other weight missing is still refused.
+    weights.pop("wide.weight")
+    safetensors.torch.save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(OSError, match="wide.weight missing"):
+        HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path)

@@ -18,6 +18,8 @@ SHAPED_BY = {
     "wide": ("wide_branch", "vocab_size", "wide_bigram_buckets", "id2label"),
 }
 WEIGHTS_FILE = "model.safetensors"
+# Weights that models saved by earlier versions lack, and whose zero start reproduces them exactly.
+ADDED_LATER = ("wide.bias",)
 
 
 def damaged_weights_error(source, error: SafetensorError) -> OSError:
@@ -31,7 +33,7 @@ def check_loaded_weights(model, source, info: dict, allow_mismatch: bool) -> Non
     """Raises when weights `model` needs were missing from the file or did not fit the config, naming the config
     fields that shape them. `info` is what `from_pretrained(..., output_loading_info=True)` returned;
     `allow_mismatch` lets weights of another shape stand re-initialised (`ignore_mismatched_sizes=True`)."""
-    problems = [f"{key} missing" for key in sorted(info["missing_keys"])]
+    problems = [f"{key} missing" for key in sorted(info["missing_keys"]) if not key.endswith(ADDED_LATER)]
     # A classifier checkpoint's head (and wide branch) is not a problem for the bare encoder; any other extra
     # weights mean that the config leaves out a part that was trained.
     encoder_parts = dict(model.named_children()) if model.base_model is model else None
