@@ -286,8 +286,9 @@ class HybridTrainingArguments(TrainingArguments):
     wide_learning_rate: float = field(
         default=0.03,
         metadata={
-            "help": "Peak learning rate of the wide branch when it trains jointly (--wide_fit joint), on the same schedule. Its weights start at zero and "
-            "most of its features are rare: alone, it scored best at 0.01-0.03 (0.001: 3 points less)."
+            "help": "Peak learning rate of the wide branch when it trains jointly (--wide_fit joint), on the same "
+            "schedule. Its weights start at zero and most of its features are rare: alone, it scored best at "
+            "0.01-0.03 (0.001: 3 points less)."
         },
     )
     wide_fit: str | None = field(
