@@ -269,7 +269,12 @@ def test_pushed_repo_has_weights_tokenizer_code_card_plots_and_reports_but_no_pi
     assert {"training_history.png", "confusion_matrix.png", "attention.png", "calibration.png"} <= names
     assert not [n for n in names if n.startswith(("checkpoint-", "runs/")) or n.endswith((".bin", ".pt", ".pkl"))]
     for name, data in files.items():  # no pickle under any name: neither protocol 2+ nor torch.save's zip
-        assert not data.startswith((b"\x80", b"PK\x03\x04")), name
+        if name.endswith(".safetensors"):
+            # Its first 8 bytes are the length of the JSON header that follows (and may start with 0x80).
+            header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+            assert header["__metadata__"] == {"format": "pt"}, name
+        else:
+            assert not data.startswith((b"\x80", b"PK\x03\x04")), name
     # What was pushed is what the folder holds, byte for byte (the Trainer's pickle stayed out of both).
     local = {p.name for p in hub_model.folder.iterdir()}
     assert "training_args.bin" not in local
