@@ -8,7 +8,7 @@ Example:
 ```python
 >>> from hf_hybrid.wide_fit import fit_wide_branch
 >>> summary = fit_wide_branch(model, tokenizer, train, inverse_regularization=10.0)  # doctest: +SKIP
->>> summary["iterations"], summary["loss"]  # doctest: +SKIP
+>>> summary["iterations"], summary["objective"]  # doctest: +SKIP
 ```
 """
 
@@ -29,7 +29,7 @@ WIDE_FITS = (LBFGS, JOINT)
 @torch.no_grad()
 def tfidf_rows(wide, tokenizer, papers, batch_size: int = 1000) -> torch.Tensor:
     """The papers' rows of the wide branch's feature matrix, as a coalesced sparse COO tensor of shape
-    (papers, features): row `i` times the branch's weight is the branch's logits for paper `i`."""
+    (papers, features): row `i` times the branch's weight, plus its bias, is the branch's logits for paper `i`."""
     rows, columns, values = [], [], []
     for start in range(0, len(papers), batch_size):
         batch = papers[start : start + batch_size]
@@ -115,7 +115,6 @@ def fit_wide_branch(
         tolerance_change=1e-10,
     )
     bar = tqdm(desc="Fitting the wide branch (L-BFGS)", unit=" evaluations", disable=disable_progress_bar)
-
     evaluations = 0
 
     def objective():
