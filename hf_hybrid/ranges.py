@@ -16,6 +16,7 @@ AT_LEAST_ONE = (lambda value: value >= 1, "1 or more")
 # BatchNorm normalises by the spread of a training batch; a batch of one paper has none (and PyTorch refuses it).
 AT_LEAST_TWO_PAPERS = (lambda value: value >= 2, "2 or more (BatchNorm trains on the spread of a batch of papers)")
 VOCABULARY_SIZE = (lambda value: value >= MIN_VOCAB_SIZE, f"at least {MIN_VOCAB_SIZE} (<PAD>, <UNK> and one word)")
+NO_FOLDS_OR_TWO_OR_MORE = (lambda value: value == 0 or value >= 2, "0 (none) or 2 or more")
 PROBABILITY = (lambda value: 0 <= value < 1, "at least 0 and below 1")
 PROBABILITY_OR_ONE = (lambda value: 0 <= value <= 1, "from 0 to 1")
 FRACTION = (lambda value: 0 < value < 1, "between 0 and 1 (exclusive)")

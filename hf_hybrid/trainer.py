@@ -1,5 +1,6 @@
 """hf-hybrid's `Trainer`: the training accuracy in its logs, the recipes' optimizers, the wide branch's own
-learning rate, and the embedding frozen for the first epochs (`build_trainer` puts a run's together).
+learning rate, the deep part learning to correct a fitted wide branch, and the embedding frozen for the first
+epochs (`build_trainer` puts a run's together).
 """
 
 import dataclasses
@@ -13,14 +14,31 @@ from transformers.trainer_pt_utils import get_parameter_names
 from .evaluation import BEST_MULTI_LABEL_METRIC, compute_metrics
 from .recipes import NOTEBOOK_RECIPE
 
+# A training column: each paper's wide logits from a fit that did not see it (`wide_fit.out_of_fold_logits`).
+HELD_OUT_WIDE_LOGITS = "held_out_wide_logits"
+
 
 class HybridTrainer(Trainer):
     """A `Trainer` that also logs the accuracy of the training batches it saw since its last log,
-    so that the history has train accuracy beside validation accuracy (as the notebook plotted)."""
+    so that the history has train accuracy beside validation accuracy (as the notebook plotted).
+
+    When the training papers have a `held_out_wide_logits` column, the model learns on the loss of the sum of
+    its two parts' logits (the wide branch fixed), with each training paper's wide logits replaced by those held
+    out: the deep part learns what the wide branch gets wrong on papers it has not seen. Evaluation then scores
+    the sum as it is."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._train_counts = torch.zeros(2, device=self.args.device)  # correct, seen
+        self.corrects_wide_branch = (
+            self.train_dataset is not None and HELD_OUT_WIDE_LOGITS in self.train_dataset.column_names
+        )
+
+    def _set_signature_columns_if_needed(self):
+        # The Trainer keeps only the columns its model's forward takes; the held-out logits go to the loss.
+        super()._set_signature_columns_if_needed()
+        if HELD_OUT_WIDE_LOGITS not in self._signature_columns:
+            self._signature_columns.append(HELD_OUT_WIDE_LOGITS)
 
     def get_train_dataloader(self):
         # BatchNorm cannot train on a batch of one paper, which a last incomplete batch can be: the training
@@ -34,7 +52,12 @@ class HybridTrainer(Trainer):
             self.args.dataloader_drop_last = keep_last
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.corrects_wide_branch:
+            loss, outputs = self._loss_of_the_sum(model, dict(inputs))
+        else:
+            loss, outputs = super().compute_loss(
+                model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch
+            )
         # Accuracy is a single-label model's: a multi-label one's labels are multi-hot rows.
         if model.training and "labels" in inputs and inputs["labels"].ndim == 1:
             labels = inputs["labels"]
@@ -43,6 +66,21 @@ class HybridTrainer(Trainer):
                 self._train_counts
             )
         return (loss, outputs) if return_outputs else loss
+
+    def _loss_of_the_sum(self, model, inputs):
+        """The model's loss on its logits, the sum of its two parts' (before any calibration temperature), with the
+        wide branch's part replaced by `held_out_wide_logits` where the batch has them: (loss, outputs)."""
+        held_out = inputs.pop(HELD_OUT_WIDE_LOGITS, None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        core = self.accelerator.unwrap_model(model)
+        logits = outputs.logits * core.config.calibration_temperature
+        if held_out is not None:
+            held_out = held_out.to(logits)
+            # As the model's forward does: a single-label model adds the branch's log-probabilities.
+            held_out = held_out if core.config.is_multi_label else held_out.log_softmax(dim=-1)
+            logits = logits - outputs.wide_logits + held_out
+        return core.label_loss(logits, labels), outputs
 
     @staticmethod
     def get_optimizer_cls_and_kwargs(args, model=None):

@@ -24,7 +24,7 @@ from .hub import push_model_folder
 from .model import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, MULTI_LABEL, SINGLE_LABEL
 from .output_folder import check_output_and_hub, last_complete_checkpoint, save_model_folder, staging_dir
-from .trainer import FreezeEmbeddingCallback, HybridTrainer, build_trainer
+from .trainer import HELD_OUT_WIDE_LOGITS, FreezeEmbeddingCallback, HybridTrainer, build_trainer
 from .training_args import (
     FINAL_FIT_ALL,
     FINAL_FIT_TRAIN_VALIDATION,
@@ -34,7 +34,7 @@ from .training_args import (
     HybridTrainingArguments,
     ModelArguments,
 )
-from .wide_fit import JOINT, LBFGS, fit_wide_branch
+from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -255,7 +255,7 @@ def fit_and_report(
     try:
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_papers(splits, tokenizer)
-        wide_fit = prepare_wide_branch(
+        wide_fit, held_out_wide_logits = prepare_wide_branch(
             model,
             tokenizer,
             splits["train"],
@@ -263,6 +263,7 @@ def fit_and_report(
             new=base_model is None,
             resuming=bool(training_args.resume_from_checkpoint),
         )
+        tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
@@ -312,29 +313,47 @@ def fit_and_report(
     return report
 
 
-def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False) -> dict | None:
+def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False):
     """With `--wide_fit lbfgs` (the default for a `new` multi-label model), fits the wide branch on the `train`
     papers (unless `resuming`: the checkpoint holds the fitted weights) and keeps it fixed while the rest of the
-    model trains; with `joint`, only its bias stays fixed. Returns what the fit did (None when the branch trains
-    jointly, or is absent)."""
+    model trains, and with `--wide_folds` computes the branch's out-of-fold logits of those papers, for the rest
+    to learn to correct; with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the
+    out-of-fold logits), each None where there is none."""
     if model.wide is None:
-        return None
+        return None, None
     method = training_args.wide_fit or (LBFGS if new and model.config.is_multi_label else JOINT)
     if method == JOINT:
         # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
         model.wide.bias.requires_grad_(False)
-        return None
+        return None, None
     model.wide.requires_grad_(False)
+    fit = {
+        "inverse_regularization": training_args.wide_regularization,
+        "max_iterations": training_args.wide_fit_iterations,
+    }
     if resuming:
-        return {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
-    return fit_wide_branch(
+        summary = {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
+    else:
+        summary = fit_wide_branch(model, tokenizer, train, **fit, disable_progress_bar=training_args.disable_tqdm)
+    if not training_args.wide_folds:
+        return summary, None
+    logits, folds = out_of_fold_logits(
         model,
         tokenizer,
         train,
-        inverse_regularization=training_args.wide_regularization,
-        max_iterations=training_args.wide_fit_iterations,
+        training_args.wide_folds,
+        training_args.seed,
+        **fit,
         disable_progress_bar=training_args.disable_tqdm,
     )
+    return {**summary, "out_of_fold": folds}, logits
+
+
+def with_held_out_wide_logits(tokenized_train, logits):
+    """The tokenized training papers with their out-of-fold wide logits as a column (unchanged without them)."""
+    if logits is None:
+        return tokenized_train
+    return tokenized_train.add_column(HELD_OUT_WIDE_LOGITS, logits.tolist())
 
 
 def dataset_description(data_args) -> tuple[str, str]:
@@ -370,9 +389,10 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     model, tokenizer, embedding_start = new_model(papers)
     model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
     model.config.label_thresholds = held_out_trainer.model.config.label_thresholds
-    prepare_wide_branch(model, tokenizer, papers, training_args, new=True)
+    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, training_args, new=True)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
+    tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
     # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
     arguments = dataclasses.replace(
         training_args,

@@ -24,6 +24,7 @@ from .ranges import (
     AT_LEAST_ONE,
     AT_LEAST_TWO_PAPERS,
     FRACTION,
+    NO_FOLDS_OR_TWO_OR_MORE,
     NOT_NEGATIVE,
     POSITIVE,
     PROBABILITY,
@@ -306,6 +307,14 @@ class HybridTrainingArguments(TrainingArguments):
         metadata={"help": "--wide_fit lbfgs: the inverse L2 strength C, as in LogisticRegression(C=...)."},
     )
     wide_fit_iterations: int = field(default=300, metadata={"help": "--wide_fit lbfgs: the most L-BFGS iterations."})
+    wide_folds: int = field(
+        default=3,
+        metadata={
+            "help": "--wide_fit lbfgs: the rest of the model learns to correct the fitted branch, on the sum of "
+            "their logits, where each training paper's wide logits come from a fit on the other folds of this "
+            "many (the branch itself is still fitted on every paper). 0: each part learns on its own loss."
+        },
+    )
     calibration: str = field(
         default=TEMPERATURE,
         metadata={
@@ -359,6 +368,7 @@ class HybridTrainingArguments(TrainingArguments):
         "wide_learning_rate": POSITIVE,
         "wide_regularization": POSITIVE,
         "wide_fit_iterations": AT_LEAST_ONE,
+        "wide_folds": NO_FOLDS_OR_TWO_OR_MORE,
     }
 
     def __post_init__(self):

@@ -93,11 +93,92 @@ def fit_wide_branch(
     started = time.perf_counter()
     wide = model.wide
     rows = tfidf_rows(wide, tokenizer, papers)
+    weight, bias, summary = _solve(
+        model, rows, label_targets(model, papers), inverse_regularization, max_iterations, disable_progress_bar
+    )
+    with torch.no_grad():
+        wide.weight.copy_(weight.to(wide.weight.dtype))
+        wide.bias.copy_(bias)
+    summary = {"method": LBFGS, "inverse_regularization": inverse_regularization, **summary}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    logger.info("wide branch fitted by L-BFGS: %s", summary)
+    return summary
+
+
+def out_of_fold_logits(
+    model,
+    tokenizer,
+    papers,
+    folds: int,
+    seed: int,
+    inverse_regularization: float = 10.0,
+    max_iterations: int = 300,
+    disable_progress_bar: bool = False,
+) -> tuple[torch.Tensor, dict]:
+    """The wide branch's logits for each of `papers` from a fit that did not see it: the papers are dealt into
+    `folds` random folds (seeded by `seed`), and each fold is scored by the branch fitted as `fit_wide_branch`
+    does on the other folds. The model's own branch is left as it is. Returns (logits, what the fits did).
+
+    These are the scores the deep part learns to correct (training's `--wide_folds`): on the papers it was
+    fitted on, the branch is nearly always right, so its own logits there would leave the rest nothing to learn.
+    """
+    if folds < 2:
+        raise ValueError(f"out-of-fold logits need at least 2 folds, got {folds}")
+    started = time.perf_counter()
+    rows = tfidf_rows(model.wide, tokenizer, papers)
+    targets = label_targets(model, papers)
+    generator = torch.Generator().manual_seed(seed)
+    fold_of = torch.randperm(len(papers), generator=generator) % folds
+    logits = torch.zeros(len(papers), model.config.num_labels)
+    (paper, _), values = rows.indices(), rows.values()
+    fits = []
+    for fold in range(folds):
+        held_out = fold_of == fold
+        # The fit sees the rows of the other folds' papers only.
+        kept = ~held_out[paper]
+        fitted_rows = torch.sparse_coo_tensor(
+            rows.indices()[:, kept], values[kept], rows.shape, check_invariants=True
+        ).coalesce()
+        weight, bias, summary = _solve(
+            model,
+            fitted_rows,
+            targets,
+            inverse_regularization,
+            max_iterations,
+            disable_progress_bar,
+            papers_fitted=~held_out,
+        )
+        logits[held_out] = (rows @ weight + bias)[held_out]
+        fits.append(summary)
+    summary = {
+        "folds": folds,
+        "iterations": [fit["iterations"] for fit in fits],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    logger.info("wide branch's out-of-fold logits: %s", summary)
+    return logits, summary
+
+
+def _solve(
+    model,
+    rows,
+    targets,
+    inverse_regularization: float,
+    max_iterations: int,
+    disable_progress_bar: bool,
+    papers_fitted: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The branch's weights (all its features) and bias minimising its regularised loss on the coalesced TF-IDF
+    `rows` and `targets` of the papers marked in `papers_fitted` (all of them by default), and the fit's summary."""
+    if papers_fitted is None:
+        papers_fitted = torch.ones(rows.shape[0], dtype=torch.bool)
+    position = torch.cumsum(papers_fitted, 0) - 1  # each fitted paper's row in the fitted problem
     (paper, feature), values = rows.indices(), rows.values()
     present, column = torch.unique(feature, return_inverse=True)
-    matrix = _compressed(paper, column, values, (len(papers), len(present)))
-    transposed = _compressed(column, paper, values, (len(present), len(papers)))
-    targets = label_targets(model, papers)
+    shape = (int(papers_fitted.sum()), len(present))
+    matrix = _compressed(position[paper], column, values, shape)
+    transposed = _compressed(column, position[paper], values, shape[::-1])
+    targets = targets[papers_fitted]
     # The model's loss is a mean over every target (each paper's labels, for multi-label), where scikit-learn's
     # is a sum over the papers, times C.
     penalty = 1.0 / (2 * inverse_regularization * targets.numel())
@@ -135,17 +216,11 @@ def fit_wide_branch(
     optimizer.step(objective)
     final = objective()
     bar.close()
-    with torch.no_grad():
-        wide.weight.zero_()
-        wide.weight[present] = weight.detach().to(wide.weight.dtype)
-        wide.bias.copy_(bias.detach())
+    full = torch.zeros(rows.shape[1], model.config.num_labels)
+    full[present] = weight.detach()
     summary = {
-        "method": LBFGS,
-        "inverse_regularization": inverse_regularization,
         "iterations": optimizer.state[weight]["n_iter"],
         "loss_evaluations": evaluations,
         "objective": round(float(final), 6),
-        "seconds": round(time.perf_counter() - started, 1),
     }
-    logger.info("wide branch fitted by L-BFGS: %s", summary)
-    return summary
+    return full, bias.detach(), summary
