@@ -127,8 +127,7 @@ def out_of_fold_logits(
     started = time.perf_counter()
     rows = tfidf_rows(model.wide, tokenizer, papers)
     targets = label_targets(model, papers)
-    generator = torch.Generator().manual_seed(seed)
-    fold_of = torch.randperm(len(papers), generator=generator) % folds
+    fold_of = fold_assignment(len(papers), folds, seed)
     logits = torch.zeros(len(papers), model.config.num_labels)
     (paper, _), values = rows.indices(), rows.values()
     fits = []
@@ -157,6 +156,12 @@ def out_of_fold_logits(
     }
     logger.info("wide branch's out-of-fold logits: %s", summary)
     return logits, summary
+
+
+def fold_assignment(count: int, folds: int, seed: int) -> torch.Tensor:
+    """Each of `count` papers' fold, 0 to `folds - 1`: the papers in a random order (seeded) dealt in turn, so
+    that the folds' sizes differ by one at most."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed)) % folds
 
 
 def _solve(

@@ -8,16 +8,17 @@ import pytest
 import safetensors.torch
 import scipy.sparse
 import torch
-from datasets import Dataset
+from datasets import ClassLabel, Dataset, DatasetDict, Sequence
 from papers import make_multi_label_papers, make_papers, write_multi_label_csv
 from sklearn.linear_model import LogisticRegression
 
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from hf_hybrid.cli import load_trained, main
-from hf_hybrid.data import load_papers
-from hf_hybrid.training import prepare_wide_branch
+from hf_hybrid.data import load_papers, tokenize_papers
+from hf_hybrid.trainer import HELD_OUT_WIDE_LOGITS, build_trainer
+from hf_hybrid.training import prepare_wide_branch, with_held_out_wide_logits
 from hf_hybrid.training_args import DataArguments, HybridTrainingArguments
-from hf_hybrid.wide_fit import fit_wide_branch, tfidf_rows
+from hf_hybrid.wide_fit import fit_wide_branch, fold_assignment, label_targets, out_of_fold_logits, tfidf_rows
 
 LABELS = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
 MULTI_LABEL = "multi_label_classification"
@@ -117,32 +118,72 @@ def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_join
     args = HybridTrainingArguments(output_dir=str(tmp_path))
     papers = papers_table(multi_label=True)
     model, tokenizer = wide_model(papers, multi_label=True)
-    assert prepare_wide_branch(model, tokenizer, papers, args, new=True)["method"] == "lbfgs"
+    summary, held_out = prepare_wide_branch(model, tokenizer, papers, args, new=True)
+    assert summary["method"] == "lbfgs" and summary["out_of_fold"]["folds"] == 3
+    assert held_out.shape == (len(papers), len(LABELS))
     assert not any(p.requires_grad for p in model.wide.parameters()) and model.wide.weight.abs().sum() > 0
     assert model.wide.bias.abs().sum() > 0
-    # Resuming keeps the checkpoint's weights: no fit, still frozen.
+    # Resuming keeps the checkpoint's weights: no fit, still frozen; the out-of-fold logits are computed again.
     before = model.wide.weight.clone()
     model.wide.requires_grad_(True)
-    assert prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True) == {
+    summary, again = prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True)
+    assert {key: summary[key] for key in ("method", "inverse_regularization", "resumed")} == {
         "method": "lbfgs",
         "inverse_regularization": 10.0,
         "resumed": True,
     }
+    torch.testing.assert_close(again, held_out)
     assert not any(p.requires_grad for p in model.wide.parameters())
     torch.testing.assert_close(model.wide.weight, before)
+    # Without folds, the deep part learns on its own loss: no out-of-fold logits.
+    no_folds = HybridTrainingArguments(output_dir=str(tmp_path), wide_folds=0)
+    summary, held_out = prepare_wide_branch(model, tokenizer, papers, no_folds, new=True)
+    assert "out_of_fold" not in summary and held_out is None
     # Fine-tuning and single-label models train it beside the rest, unless asked.
     for multi_label, new in ((True, False), (False, True)):
         model, tokenizer = wide_model(papers_table(multi_label), multi_label)
-        assert prepare_wide_branch(model, tokenizer, papers, args, new=new) is None
+        assert prepare_wide_branch(model, tokenizer, papers, args, new=new) == (None, None)
         assert model.wide.weight.requires_grad and not model.wide.weight.any()
         # Trained jointly, the branch has no bias of its own (the deep head's carries the base rates).
         assert not model.wide.bias.requires_grad and not model.wide.bias.any()
     asked = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="lbfgs")
-    assert prepare_wide_branch(model, tokenizer, papers_table(False), asked, new=True)["method"] == "lbfgs"
+    assert prepare_wide_branch(model, tokenizer, papers_table(False), asked, new=True)[0]["method"] == "lbfgs"
     joint = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="joint")
     model, tokenizer = wide_model(papers, multi_label=True)
-    assert prepare_wide_branch(model, tokenizer, papers, joint, new=True) is None
+    assert prepare_wide_branch(model, tokenizer, papers, joint, new=True) == (None, None)
     assert model.wide.weight.requires_grad
+
+
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_each_papers_out_of_fold_logits_come_from_a_fit_on_the_other_folds(multi_label):
+    papers = papers_table(multi_label)
+    model, tokenizer = wide_model(papers, multi_label)
+    fit_wide_branch(model, tokenizer, papers, disable_progress_bar=True)
+    fitted = model.wide.weight.clone(), model.wide.bias.clone()
+    logits, summary = out_of_fold_logits(model, tokenizer, papers, folds=3, seed=7, disable_progress_bar=True)
+    assert summary["folds"] == 3 and len(summary["iterations"]) == 3
+    # The model's own branch keeps its fit on every paper.
+    torch.testing.assert_close((model.wide.weight, model.wide.bias), fitted)
+
+    fold_of = fold_assignment(len(papers), 3, seed=7)
+    assert sorted(torch.bincount(fold_of).tolist()) == [len(papers) // 3] * 3
+    for fold in range(3):
+        others = HybridCNNLSTMForSequenceClassification(model.config).eval()
+        others.wide.idf.copy_(model.wide.idf)  # the idf stays that of every training paper, as in the fold fits
+        fit_wide_branch(others, tokenizer, papers.select(torch.nonzero(fold_of != fold).flatten().tolist()))
+        held_out = torch.nonzero(fold_of == fold).flatten()
+        rows = tfidf_rows(others.wide, tokenizer, papers.select(held_out.tolist()))
+        expected = rows @ others.wide.weight.detach() + others.wide.bias.detach()
+        torch.testing.assert_close(logits[held_out], expected, atol=1e-4, rtol=1e-4)
+    # A paper's held-out logits are worse than the fit's own on it: it was not seen.
+    seen = tfidf_rows(model.wide, tokenizer, papers) @ model.wide.weight.detach() + model.wide.bias.detach()
+    targets = label_targets(model, papers)
+    loss = (
+        model.label_loss if multi_label else (lambda scores, labels: model.label_loss(scores.log_softmax(-1), labels))
+    )
+    assert loss(logits, targets) > loss(seen, targets)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        out_of_fold_logits(model, tokenizer, papers, folds=1, seed=7)
 
 
 def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
@@ -158,7 +199,12 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["wide_fit"]["method"] == "lbfgs" and results["wide_fit"]["iterations"] > 0
     card = (output_dir / "README.md").read_text()
-    assert "fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = 10.0)" in card
+    assert results["wide_fit"]["out_of_fold"]["folds"] == 3
+    assert (
+        "fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = 10.0), then kept "
+        "fixed while the rest trained to correct its logits, as those of a fit on the other 2 of 3 folds"
+        in " ".join(card.split())  # the card's lines wrap anywhere
+    )
 
     # The saved branch is the fit of the training split, untouched by the epochs that followed.
     tokenizer, model = load_trained(output_dir)
@@ -175,6 +221,8 @@ def test_the_wide_fit_flags_are_checked(tmp_path):
         HybridTrainingArguments(output_dir=str(tmp_path), wide_regularization=0)
     with pytest.raises(ValueError, match="wide_fit_iterations"):
         HybridTrainingArguments(output_dir=str(tmp_path), wide_fit_iterations=0)
+    with pytest.raises(ValueError, match="--wide_folds must be 0 \\(none\\) or 2 or more, got 1"):
+        HybridTrainingArguments(output_dir=str(tmp_path), wide_folds=1)
     with pytest.raises(ValueError, match="--wide_fit must be one of lbfgs, joint"):
         HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="sgd")
 
@@ -199,3 +247,42 @@ def test_a_model_saved_before_the_branch_had_a_bias_loads_unchanged(tmp_path):
     safetensors.torch.save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(OSError, match="wide.weight missing"):
         HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path)
+
+
+def test_with_held_out_wide_logits_the_deep_part_learns_on_the_loss_of_their_sum(tmp_path):
+    papers = papers_table(multi_label=True)
+    papers = papers.cast_column("labels", Sequence(ClassLabel(names=LABELS)))  # as `load_papers` leaves them
+    model, tokenizer = wide_model(papers, multi_label=True)
+    args = HybridTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, dataloader_pin_memory=False)
+    _, held_out = prepare_wide_branch(model, tokenizer, papers, args, new=True)
+    tokenized = tokenize_papers(DatasetDict(train=papers, validation=papers), tokenizer)
+    tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out)
+    trainer = build_trainer(model.train(), tokenizer, tokenized, args, tmp_path / "staging")
+    assert trainer.corrects_wide_branch
+    batch = next(iter(trainer.get_train_dataloader()))  # the Trainer keeps the column for the loss
+    assert batch[HELD_OUT_WIDE_LOGITS].shape == (8, len(LABELS))
+
+    torch.manual_seed(0)
+    loss, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True)
+    deep = outputs.logits - outputs.wide_logits
+    expected = model.label_loss(deep + batch[HELD_OUT_WIDE_LOGITS], batch["labels"])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert all(p.grad is None for p in model.wide.parameters())  # the fitted branch stays as it is
+    assert model.classifier[-1].weight.grad.abs().sum() > 0
+
+    # Papers without held-out logits (validation) are scored on the sum as the model predicts it.
+    model.eval()
+    plain = {key: value for key, value in batch.items() if key != HELD_OUT_WIDE_LOGITS}
+    loss, outputs = trainer.compute_loss(model, plain, return_outputs=True)
+    torch.testing.assert_close(loss, model.label_loss(outputs.logits, batch["labels"]))
+    # Without the column, each part learns on its own loss, as before.
+    own = build_trainer(
+        model,
+        tokenizer,
+        tokenize_papers(DatasetDict(train=papers, validation=papers), tokenizer),
+        args,
+        tmp_path / "own",
+    )
+    assert not own.corrects_wide_branch
+    torch.testing.assert_close(own.compute_loss(model, plain), model(**plain).loss)
