@@ -14,7 +14,7 @@ from pathlib import Path
 from datasets import DatasetDict, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
-from .calibration import PER_LABEL
+from .calibration import GLOBAL
 from .class_weights import default_rule, resolve_class_weights
 from .data import label_names_of, load_papers, tokenize_papers, training_texts
 from .errors import UserError
@@ -267,7 +267,7 @@ def fit_and_report(
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
-            trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning or PER_LABEL
+            trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning or GLOBAL
         )
         report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None

@@ -327,8 +327,9 @@ class HybridTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Multi-label models only: after calibration, set the decision thresholds on the validation "
-            "split, one 'per_label' (each maximising the label's F1; the default), one 'global' for every label "
-            "(maximising micro-F1), or 'none' (0.5); they are stored in the config.",
+            "split, one 'global' for every label (maximising micro-F1; the default), one 'per_label' (each "
+            "maximising the label's F1: more of the rare labels found, more wrong labels given), or 'none' (0.5); "
+            "they are stored in the config.",
             "choices": list(THRESHOLD_TUNING),
         },
     )

@@ -288,8 +288,10 @@ def test_training_tunes_stores_and_reports_thresholds(trained):
     test = results["test"]
     assert test["thresholds"] == config.label_thresholds
     assert set(test["threshold_tuning"]) == {"none", "global", "per_label"}
-    assert results["calibration"]["thresholds"]["per_label"]["thresholds"] == config.label_thresholds
-    assert test["f1_micro"] == test["threshold_tuning"]["per_label"]["f1_micro"]
+    # The default is one threshold for every label, the one of best validation micro-F1.
+    assert results["calibration"]["threshold_tuning"] == "global" and len(set(config.label_thresholds)) == 1
+    assert results["calibration"]["thresholds"]["global"]["thresholds"] == config.label_thresholds
+    assert test["f1_micro"] == test["threshold_tuning"]["global"]["f1_micro"]
     assert test["f1_micro"] > 0.8  # the made-up topics are easy
     assert "best_validation_f1_micro" in results
     assert (trained / "label_f1.png").is_file() and not (trained / "confusion_matrix.png").exists()
@@ -309,7 +311,7 @@ def test_the_card_shows_multi_label_scores_and_thresholds(trained):
     assert metrics[("f1", "micro")] == round(test["f1_micro"], 4)
     assert metrics[("f1", "macro")] == round(test["f1_macro"], 4)
     assert metrics[("accuracy", "subset")] == round(test["subset_accuracy"], 4)
-    assert "| **per_label** (this model's) |" in card and "label_thresholds" in card and "![label_f1.png]" in card
+    assert "| **global** (this model's) |" in card and "label_thresholds" in card and "![label_f1.png]" in card
     assert "coverage" not in card.lower()
 
 
