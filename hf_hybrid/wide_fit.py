@@ -1,7 +1,8 @@
 """Fitting the wide branch before the deep part trains: on its own loss it is an L2-regularised logistic
 regression over the training papers' TF-IDF rows, a convex problem that full-batch L-BFGS solves far closer
 to its optimum than two epochs of mini-batch AdamW do (most of its million features are rare). The fitted
-weights are then frozen while the rest of the model trains.
+weights are then frozen while the rest of the model trains, learning to correct the branch's logits as they are
+on papers it was not fitted on (`out_of_fold_logits`).
 
 Example:
 
