@@ -8,7 +8,7 @@ import pytest
 import safetensors.torch
 import scipy.sparse
 import torch
-from datasets import ClassLabel, Dataset, DatasetDict, Sequence
+from datasets import ClassLabel, Dataset, DatasetDict, Sequence, concatenate_datasets
 from papers import make_multi_label_papers, make_papers, write_multi_label_csv
 from sklearn.linear_model import LogisticRegression
 
@@ -186,7 +186,8 @@ def test_each_papers_out_of_fold_logits_come_from_a_fit_on_the_other_folds(multi
         out_of_fold_logits(model, tokenizer, papers, folds=1, seed=7)
 
 
-def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
+@pytest.mark.parametrize("final_fit", [None, "all"])
+def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path, final_fit):
     papers_csv = write_multi_label_csv(tmp_path / "papers.csv", n=160)
     output_dir = tmp_path / "model"
     flags = ["--embed_dim", "16", "--num_filters", "8", "--lstm_hidden", "8", "--lstm_layers", "1"]
@@ -195,7 +196,7 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
     flags += ["--dataloader_pin_memory", "false", "--seed", "0", "--init_embeddings", "random"]
     command = ["train", "--train_file", str(papers_csv), "--label_column", "categories"]
     command += ["--problem_type", MULTI_LABEL, "--output_dir", str(output_dir), *flags]
-    assert main(command) == 0
+    assert main(command + (["--final_fit", final_fit] if final_fit else [])) == 0
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["wide_fit"]["method"] == "lbfgs" and results["wide_fit"]["iterations"] > 0
     card = (output_dir / "README.md").read_text()
@@ -206,12 +207,16 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path):
         in " ".join(card.split())  # the card's lines wrap anywhere
     )
 
-    # The saved branch is the fit of the training split, untouched by the epochs that followed.
+    # The saved branch is the fit of the papers it trained on (the training split, or every paper after the
+    # final fit, which learns to correct it the same way), untouched by the epochs that followed.
     tokenizer, model = load_trained(output_dir)
     splits = load_papers(DataArguments(train_file=str(papers_csv), label_column="categories"), seed=0, multi_label=True)
+    papers = concatenate_datasets(list(splits.values())) if final_fit else splits["train"]
+    if final_fit:
+        assert results["final_fit"]["train_papers"] == len(papers) == 160
     refitted = HybridCNNLSTMForSequenceClassification(model.config)
     refitted.wide.idf.copy_(model.wide.idf)
-    fit_wide_branch(refitted, tokenizer, splits["train"])
+    fit_wide_branch(refitted, tokenizer, papers)
     torch.testing.assert_close(model.wide.weight, refitted.wide.weight)
     torch.testing.assert_close(model.wide.bias, refitted.wide.bias)
 
