@@ -49,8 +49,9 @@ logger = logging.getLogger(__name__)
 
 
 def train_model(model_args: ModelArguments, data_args: DataArguments, training_args: HybridTrainingArguments) -> dict:
-    """Learns a vocabulary and a new model from the papers, with the recipe of `training_args` (`hf-hybrid train`);
-    leaves the model folder at `training_args.output_dir` and returns the test report (on the main process).
+    """Learns a vocabulary and a new model from the papers, with the recipe of `training_args` (`hf-hybrid train`;
+    for a multi-label model, the recipe's multi-label values, set in `training_args`); leaves the model folder at
+    `training_args.output_dir` and returns the test report (on the main process).
 
     Example:
 
@@ -63,6 +64,8 @@ def train_model(model_args: ModelArguments, data_args: DataArguments, training_a
     """
     model_args = model_args.for_recipe(training_args.recipe)
     check_threshold_tuning(model_args.problem_type == MULTI_LABEL, training_args, "this run is single-label")
+    if model_args.problem_type == MULTI_LABEL:
+        training_args.use_multi_label_values()
     check_output_and_hub(training_args)
     if training_args.resume_from_checkpoint:
         check_checkpoint_fits(training_args.resume_from_checkpoint, model_args)
@@ -204,6 +207,8 @@ def finetune_model(
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     check_threshold_tuning(config.is_multi_label, training_args, f"{finetune_args.model} is a single-label model")
+    if config.is_multi_label:
+        training_args.use_multi_label_values()
     base_labels = [config.id2label[i] for i in range(config.num_labels)]
     with training_args.main_process_first(desc="loading papers"):
         splits = load_papers(data_args, seed=training_args.seed, multi_label=config.is_multi_label)

@@ -33,7 +33,7 @@ from .ranges import (
     VOCABULARY_SIZE,
     check_ranges,
 )
-from .recipes import DEFAULT_RECIPE, RECIPES, fill_from_recipe, recipe_default
+from .recipes import DEFAULT_RECIPE, MULTI_LABEL_CHANGES, RECIPES, fill_from_recipe, recipe_default
 from .wide_fit import WIDE_FITS
 
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
@@ -377,7 +377,7 @@ class HybridTrainingArguments(TrainingArguments):
             raise UserError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if self.wide_fit not in (None, *WIDE_FITS):
             raise UserError(f"--wide_fit must be one of {', '.join(WIDE_FITS)}, got {self.wide_fit!r}")
-        fill_from_recipe(self, self.recipe)
+        self._options_from_recipe = fill_from_recipe(self, self.recipe)
         if self.label_smoothing_factor:
             # The Trainer's label smoother would replace the model's own loss: no class weights, no wide branch's
             # loss, and a softmax over a multi-label model's independent labels.
@@ -395,6 +395,13 @@ class HybridTrainingArguments(TrainingArguments):
             raise UserError(f"--num_train_epochs must be greater than 0, got {self.num_train_epochs}")
         if self.lr_scheduler_type == "reduce_lr_on_plateau":
             self._check_plateau_kwargs()
+
+    def use_multi_label_values(self) -> None:
+        """Sets the options that the recipe filled, and sets otherwise for multi-label models, to those values
+        (`hf_hybrid.recipes.MULTI_LABEL_CHANGES`); options given explicitly keep their value."""
+        for name, value in MULTI_LABEL_CHANGES[self.recipe].items():
+            if name in self._options_from_recipe:
+                setattr(self, name, value)
 
     def _check_plateau_kwargs(self):
         # Kwargs given on the command line replace the recipe's dict whole: without "mode" the scheduler

@@ -487,8 +487,6 @@ def test_finetuning_keeps_the_problem_type_and_retunes_the_thresholds(trained, t
                 "categories",
                 "--output_dir",
                 str(output_dir),
-                "--num_train_epochs",
-                "2",
                 "--per_device_train_batch_size",
                 "8",
                 "--disable_tqdm",
@@ -505,6 +503,15 @@ def test_finetuning_keeps_the_problem_type_and_retunes_the_thresholds(trained, t
     assert results["base_model"] == str(trained) and results["test"]["thresholds"] == config.label_thresholds
     model = AutoModelForSequenceClassification.from_pretrained(output_dir, trust_remote_code=True)
     assert model.config.is_multi_label
+    # the default recipe's multi-label epoch count, as for training
+    assert json.loads((output_dir / "training_args.json").read_text())["num_train_epochs"] == 3.0
+
+
+def test_a_new_multi_label_model_trains_the_recipes_multi_label_epochs_unless_given(trained, papers_csv, tmp_path):
+    assert json.loads((trained / "training_args.json").read_text())["num_train_epochs"] == 6.0
+    output_dir = tmp_path / "out"
+    assert main(train_flags(papers_csv, output_dir, "--wide_branch", "false")) == 0
+    assert json.loads((output_dir / "training_args.json").read_text())["num_train_epochs"] == 3.0
 
 
 def test_a_single_label_checkpoint_is_refused_for_a_multi_label_resume(tmp_path, papers_csv, capsys):

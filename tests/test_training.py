@@ -26,7 +26,7 @@ from hf_hybrid.evaluation import predict_logits
 from hf_hybrid.hub import pushed_files
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.model_card import CARD_HYPERPARAMETERS, ModelCardFacts, build_model_card
-from hf_hybrid.recipes import RECIPES
+from hf_hybrid.recipes import MULTI_LABEL_CHANGES, RECIPES
 from hf_hybrid.trainer import HybridTrainer
 from hf_hybrid.training import finetune_model, train_model
 from hf_hybrid.training_args import (
@@ -337,6 +337,25 @@ def test_from_python_the_notebook_recipe_sets_its_schedule_and_explicit_values_w
     assert parsed.for_recipe("notebook").wide_branch is True
     assert HybridTrainingArguments(output_dir=str(tmp_path)).lr_scheduler_kwargs == {}  # a fresh dict each time
     assert RECIPES["default"]["lr_scheduler_kwargs"] == {}
+
+
+def test_a_multi_label_model_takes_the_recipes_multi_label_values_unless_given(tmp_path):
+    assert MULTI_LABEL_CHANGES["default"] == {"num_train_epochs": 3.0}
+    types = (ModelArguments, DataArguments, HybridTrainingArguments)
+    cases = [
+        ([], "default", 2.0, 3.0),
+        (["--num_train_epochs", "2"], "default", 2.0, 2.0),
+        ([], "notebook", 20.0, 20.0),
+    ]
+    for flags, recipe, single_label, multi_label in cases:
+        *_, training_args = parse_training_arguments(
+            types, ["--recipe", recipe, "--output_dir", str(tmp_path), *flags], prog="test"
+        )
+        assert training_args.num_train_epochs == single_label, (flags, recipe)
+        training_args.use_multi_label_values()
+        assert training_args.num_train_epochs == multi_label, (flags, recipe)
+    help_text = HybridTrainingArguments.__dataclass_fields__["num_train_epochs"].metadata["help"]
+    assert help_text.endswith("Default: the --recipe's (default: 2.0, multi-label 3.0; notebook: 20.0).")
 
 
 def test_every_recipe_sets_the_same_options():
