@@ -398,9 +398,9 @@ class HybridTrainingArguments(TrainingArguments):
 
     def use_multi_label_values(self) -> None:
         """Sets the options that the recipe filled, and sets otherwise for multi-label models, to those values
-        (`hf_hybrid.recipes.MULTI_LABEL_CHANGES`); options given explicitly keep their value."""
+        (`hf_hybrid.recipes.MULTI_LABEL_CHANGES`); options given explicitly, or changed since, keep their value."""
         for name, value in MULTI_LABEL_CHANGES[self.recipe].items():
-            if name in self._options_from_recipe:
+            if name in self._options_from_recipe and getattr(self, name) == RECIPES[self.recipe][name]:
                 setattr(self, name, value)
 
     def _check_plateau_kwargs(self):

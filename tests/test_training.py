@@ -354,6 +354,10 @@ def test_a_multi_label_model_takes_the_recipes_multi_label_values_unless_given(t
         assert training_args.num_train_epochs == single_label, (flags, recipe)
         training_args.use_multi_label_values()
         assert training_args.num_train_epochs == multi_label, (flags, recipe)
+    changed_since = HybridTrainingArguments(output_dir=str(tmp_path))
+    changed_since.num_train_epochs = 5.0
+    changed_since.use_multi_label_values()
+    assert changed_since.num_train_epochs == 5.0
     help_text = HybridTrainingArguments.__dataclass_fields__["num_train_epochs"].metadata["help"]
     assert help_text.endswith("Default: the --recipe's (default: 2.0, multi-label 3.0; notebook: 20.0).")
 
