@@ -5,6 +5,7 @@ tests, optionally trains the final model again on more papers (`--final_fit`) an
 weights, tokenizer, code, metrics, report, plots and model card.
 """
 
+import copy
 import dataclasses
 import json
 import logging
@@ -34,7 +35,7 @@ from .training_args import (
     HybridTrainingArguments,
     ModelArguments,
 )
-from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits
+from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits, regularization_candidates
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -200,8 +201,6 @@ def finetune_model(
     ...                         HybridTrainingArguments(output_dir="out-finetuned"))  # doctest: +SKIP
     ```
     """
-    if training_args.final_fit != NO_FINAL_FIT:
-        raise UserError("--final_fit trains a new model from scratch: use it with hf-hybrid train, not finetune")
     check_output_and_hub(training_args)
     set_seed(training_args.seed)
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
@@ -230,10 +229,28 @@ def finetune_model(
     rule = default_rule(config.is_multi_label) if rule is None else rule
     config.class_weights = resolve_class_weights(rule, label_names, splits["train"]["labels"])
     _log_unknown_words(tokenizer, splits["train"])
-    model = HybridCNNLSTMForSequenceClassification.from_pretrained(
-        finetune_args.model, revision=finetune_args.revision, config=config, ignore_mismatched_sizes=not keep_head
+
+    def base_model(papers):
+        # A fresh copy of the base model each time: the held-out run's calibration stays in its own config.
+        model = HybridCNNLSTMForSequenceClassification.from_pretrained(
+            finetune_args.model,
+            revision=finetune_args.revision,
+            config=copy.deepcopy(config),
+            ignore_mismatched_sizes=not keep_head,
+        )
+        return model, tokenizer, None
+
+    model, _, _ = base_model(splits["train"])
+    return fit_and_report(
+        model,
+        tokenizer,
+        splits,
+        data_args,
+        training_args,
+        base_model=finetune_args.model,
+        new_model=base_model,
+        fresh_head=not keep_head,
     )
-    return fit_and_report(model, tokenizer, splits, data_args, training_args, base_model=finetune_args.model)
 
 
 def fit_and_report(
@@ -245,6 +262,7 @@ def fit_and_report(
     base_model: str | None = None,
     embedding_start: dict | None = None,
     new_model=None,
+    fresh_head: bool = True,
 ) -> dict:
     """Trains `model` on the splits, restores its best epoch, calibrates it on the validation split, tests it and
     leaves the complete output folder (then pushes it with `--push_to_hub`); returns the test report.
@@ -257,6 +275,8 @@ def fit_and_report(
     if anything fails before, `output_dir` is left as it was and the log says where the checkpoints are.
     """
     staging = staging_dir(training_args.output_dir)
+    # Both are fitted again after training, on the model as it then is; it trains with the deep part's whole weight.
+    model.config.calibration_temperature, model.config.deep_weight = 1.0, 1.0
     try:
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_papers(splits, tokenizer)
@@ -265,10 +285,11 @@ def fit_and_report(
             tokenizer,
             splits["train"],
             training_args,
-            new=base_model is None,
+            fresh_head=fresh_head,
             resuming=bool(training_args.resume_from_checkpoint),
         )
         tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
+        training_args.fit_epochs_to(len(tokenized["train"]))
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
@@ -276,8 +297,9 @@ def fit_and_report(
         )
         report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None
-        if training_args.final_fit != NO_FINAL_FIT:
-            final = fit_final_model(new_model, splits, trainer, training_args, staging)
+        final_fit = training_args.final_fit_for(sum(len(split) for split in splits.values()))
+        if final_fit != NO_FINAL_FIT:
+            final = fit_final_model(new_model, splits, trainer, training_args, final_fit, staging, fresh_head, wide_fit)
             model, tokenizer, embedding_start = final.pop("model"), final.pop("tokenizer"), final.pop("embedding_start")
         if not trainer.is_world_process_zero():
             return {}
@@ -318,40 +340,40 @@ def fit_and_report(
     return report
 
 
-def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False):
-    """With `--wide_fit lbfgs` (the default for a `new` multi-label model), fits the wide branch on the `train`
-    papers (unless `resuming`: the checkpoint holds the fitted weights) and keeps it fixed while the rest of the
-    model trains, and with `--wide_folds` computes the branch's out-of-fold logits of those papers, for the rest
-    to learn to correct; with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the
-    out-of-fold logits), each None where there is none."""
+def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool, resuming: bool = False):
+    """With `--wide_fit lbfgs` (the default for a model whose head starts fresh: a new model, or fine-tuning to new
+    labels), fits the wide branch on the `train` papers (unless `resuming`: the checkpoint holds the fitted weights)
+    and keeps it fixed while the rest of the model trains, and with `--wide_folds` computes the branch's out-of-fold
+    logits of those papers, for the rest to learn to correct (choosing C on them, unless `--wide_regularization` is
+    given); with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the out-of-fold logits),
+    each None where there is none."""
     if model.wide is None:
         return None, None
-    method = training_args.wide_fit or (LBFGS if new and model.config.is_multi_label else JOINT)
+    method = training_args.wide_fit or (LBFGS if fresh_head else JOINT)
     if method == JOINT:
         # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
         model.wide.bias.requires_grad_(False)
         return None, None
     model.wide.requires_grad_(False)
-    fit = {
-        "inverse_regularization": training_args.wide_regularization,
-        "max_iterations": training_args.wide_fit_iterations,
-    }
-    if resuming:
-        summary = {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
+    folds = training_args.wide_folds
+    candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
+    iterations = training_args.wide_fit_iterations
+    quiet = training_args.disable_tqdm
+    logits, out_of_fold = None, None
+    if folds:
+        logits, out_of_fold = out_of_fold_logits(
+            model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
+        )
+        regularization = out_of_fold.pop("inverse_regularization")
     else:
-        summary = fit_wide_branch(model, tokenizer, train, **fit, disable_progress_bar=training_args.disable_tqdm)
-    if not training_args.wide_folds:
-        return summary, None
-    logits, folds = out_of_fold_logits(
-        model,
-        tokenizer,
-        train,
-        training_args.wide_folds,
-        training_args.seed,
-        **fit,
-        disable_progress_bar=training_args.disable_tqdm,
-    )
-    return {**summary, "out_of_fold": folds}, logits
+        (regularization,) = candidates
+    if resuming:
+        summary = {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
+    else:
+        summary = fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
+    if out_of_fold:
+        summary["out_of_fold"] = out_of_fold
+    return summary, logits
 
 
 def with_held_out_wide_logits(tokenized_train, logits):
@@ -376,12 +398,22 @@ def best_epoch(log_history: list[dict], best_metric: float | None, metric: str =
     return next((entry["epoch"] for entry in log_history if entry.get(f"eval_{metric}") == best_metric), None)
 
 
-def fit_final_model(new_model, splits, held_out_trainer, training_args, staging: Path) -> dict:
-    """Trains a fresh model (vocabulary, word vectors and weights) on every labelled paper, or on the training and
-    validation papers (`--final_fit train_validation`, then measured on the test split), for the held-out run's best
-    epoch count, with its calibration; returns the model, its tokenizer and embedding start, and what it was
-    trained on (with its test report when the test split stayed out)."""
-    parts = ["train", "validation"] + (["test"] if training_args.final_fit == FINAL_FIT_ALL else [])
+def fit_final_model(
+    new_model,
+    splits,
+    held_out_trainer,
+    training_args,
+    mode: str,
+    staging: Path,
+    fresh_head: bool = True,
+    wide_fit: dict | None = None,
+) -> dict:
+    """Trains a fresh model (`new_model(papers)`: a new vocabulary, word vectors and weights, or the base model
+    again) on every labelled paper (`mode` `all`), or on the training and validation papers (`train_validation`,
+    then measured on the test split), for the held-out run's best epoch count, with the wide branch's C it chose and
+    its calibration; returns the model, its tokenizer and embedding start, and what it was trained on (with its
+    test report when the test split stayed out)."""
+    parts = ["train", "validation"] + (["test"] if mode == FINAL_FIT_ALL else [])
     papers = concatenate_datasets([splits[name] for name in parts])
     epochs = best_epoch(
         held_out_trainer.state.log_history,
@@ -392,9 +424,10 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
     set_seed(training_args.seed)
     model, tokenizer, embedding_start = new_model(papers)
-    model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
-    model.config.label_thresholds = held_out_trainer.model.config.label_thresholds
-    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, training_args, new=True)
+    # The held-out run's choice of C (`wide_fit`, its summary) holds for the final fit too.
+    regularization = (wide_fit or {}).get("inverse_regularization", training_args.wide_regularization)
+    arguments = dataclasses.replace(training_args, wide_regularization=regularization)
+    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, arguments, fresh_head=fresh_head)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
@@ -419,9 +452,12 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
         callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
     )
     trainer.train()
+    held_out_config = held_out_trainer.model.config
+    for name in ("calibration_temperature", "deep_weight", "label_thresholds"):
+        setattr(model.config, name, getattr(held_out_config, name))
     shutil.rmtree(staging / "final-fit", ignore_errors=True)
     final = {
-        "mode": training_args.final_fit,
+        "mode": mode,
         "splits": parts,
         "train_papers": len(papers),
         "epochs": epochs,
@@ -429,7 +465,7 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
         "tokenizer": tokenizer,
         "embedding_start": embedding_start,
     }
-    if training_args.final_fit == FINAL_FIT_TRAIN_VALIDATION:
+    if mode == FINAL_FIT_TRAIN_VALIDATION:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         final["test"] = evaluation_report(

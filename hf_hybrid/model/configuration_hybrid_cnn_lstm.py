@@ -37,6 +37,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         calibration_temperature: the model's raw scores are divided by it before they are returned as `logits`, so
             that their softmax gives calibrated probabilities; training fits it on the validation split (temperature
             scaling). 1.0: no calibration. Dividing by one positive number never changes the predicted label.
+        deep_weight: with `wide_branch`, the weight of the deep part's scores in their sum with the wide branch's,
+            from 0 to 1; training lowers it from 1.0 where the validation split says the deep part's correction
+            helps less than it claims (0: the wide branch alone).
         label_thresholds: multi-label classification only: each label's decision threshold on its probability,
             in label-id order, which training tunes on the validation split (None: 0.5 for every label).
 
@@ -83,6 +86,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     wide_branch: bool = True
     wide_bigram_buckets: int = 1_048_576
     calibration_temperature: float = 1.0
+    deep_weight: float = 1.0
     label_thresholds: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -147,6 +151,10 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                 f"{MAX_TEMPERATURE:g} (1.0: uncalibrated), got {temperature!r}"
             )
         self.calibration_temperature = float(temperature)
+        weight = self.deep_weight
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= 1:
+            raise ValueError(f"`deep_weight` must be a number from 0 to 1, got {weight!r}")
+        self.deep_weight = float(weight)
         if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
             raise ValueError(f"`problem_type` must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
         if self.label_thresholds is not None:
