@@ -12,6 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import torch
 from datasets import DatasetDict, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
@@ -229,17 +230,7 @@ def finetune_model(
     rule = default_rule(config.is_multi_label) if rule is None else rule
     config.class_weights = resolve_class_weights(rule, label_names, splits["train"]["labels"])
     _log_unknown_words(tokenizer, splits["train"])
-
-    def base_model(papers):
-        # A fresh copy of the base model each time: the held-out run's calibration stays in its own config.
-        model = HybridCNNLSTMForSequenceClassification.from_pretrained(
-            finetune_args.model,
-            revision=finetune_args.revision,
-            config=copy.deepcopy(config),
-            ignore_mismatched_sizes=not keep_head,
-        )
-        return model, tokenizer, None
-
+    base_model = base_model_loader(finetune_args, config, tokenizer, fresh_head=not keep_head)
     model, _, _ = base_model(splits["train"])
     return fit_and_report(
         model,
@@ -251,6 +242,33 @@ def finetune_model(
         new_model=base_model,
         fresh_head=not keep_head,
     )
+
+
+def base_model_loader(finetune_args, config, tokenizer, fresh_head: bool):
+    """`load(papers)`: the base model of `finetune_args` with `config` (its labels), as `new_model` callbacks return
+    it: (model, tokenizer, None). Everything that fits the new labels keeps the base model's weights (vocabulary,
+    word vectors, both encoders, the head's hidden layers, the wide branch's idf); with a `fresh_head`, the head's
+    output layer and the wide branch's weights start anew. Each call loads a fresh copy, with a config of its own."""
+
+    def load(papers):
+        model = HybridCNNLSTMForSequenceClassification.from_pretrained(
+            finetune_args.model,
+            revision=finetune_args.revision,
+            config=copy.deepcopy(config),
+            ignore_mismatched_sizes=fresh_head,
+        )
+        if fresh_head:
+            # New labels, even as many as the base model's: nothing of the old labels' own weights may stay.
+            output = model.classifier[-1]
+            with torch.no_grad():
+                torch.nn.init.xavier_uniform_(output.weight)  # the model's own init of a linear layer
+                output.bias.zero_()
+                if model.wide is not None:
+                    model.wide.weight.zero_()
+                    model.wide.bias.zero_()
+        return model, tokenizer, None
+
+    return load
 
 
 def fit_and_report(
@@ -309,6 +327,7 @@ def fit_and_report(
             "calibration": calibration,
             "wide_fit": wide_fit,
             "final_fit": final,
+            "papers": {name: len(split) for name, split in splits.items()},
             "data_cleaning": getattr(splits, "cleaning", None),
             "embedding_start": embedding_start,
             "base_model": base_model,
@@ -361,6 +380,10 @@ def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool
     quiet = training_args.disable_tqdm
     logits, out_of_fold = None, None
     if folds:
+        # The deep part learns a correction of the branch: it starts as none (a zero output layer).
+        with torch.no_grad():
+            model.classifier[-1].weight.zero_()
+            model.classifier[-1].bias.zero_()
         logits, out_of_fold = out_of_fold_logits(
             model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
         )

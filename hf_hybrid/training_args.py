@@ -109,6 +109,11 @@ class ModelArguments:
         ),
     )
     wide_bigram_buckets: int = config_default("wide_bigram_buckets", "Hash buckets of the wide branch's word pairs.")
+    wide_sublinear_tf: bool = config_default(
+        "wide_sublinear_tf",
+        "Weigh each feature of the wide branch by 1 + ln(count) of its count in the paper (as TfidfVectorizer's "
+        "sublinear_tf) rather than by the count.",
+    )
     min_frequency: int = field(
         default=MIN_FREQUENCY, metadata={"help": "Words seen fewer times in training become <UNK>."}
     )

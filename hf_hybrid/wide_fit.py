@@ -44,7 +44,7 @@ def regularization_candidates(given: float | None, papers: int, folds: int) -> t
 
 
 @torch.no_grad()
-def tfidf_rows(wide, tokenizer, papers, batch_size: int = 1000) -> torch.Tensor:
+def tfidf_rows(wide, tokenizer, papers, batch_size: int = 250) -> torch.Tensor:
     """The papers' rows of the wide branch's feature matrix, as a coalesced sparse COO tensor of shape
     (papers, features): row `i` times the branch's weight, plus its bias, is the branch's logits for paper `i`."""
     rows, columns, values = [], [], []

@@ -525,7 +525,7 @@ def test_final_fit_trains_on_every_paper_and_keeps_the_held_out_metrics(tmp_path
     config = json.loads((output_dir / "config.json").read_text())
     assert config["calibration_temperature"] == results["calibration"]["temperature"] != 1.0
     card = (output_dir / "README.md").read_text()
-    assert "**The weights are not those of the run measured above.**" in card
+    assert "**the saved weights are not those of the run measured above.**" in card
     assert f"on {labelled} papers (train + validation + test splits)" in card
     assert not (output_dir / "final-fit").exists()
 

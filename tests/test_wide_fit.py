@@ -233,15 +233,15 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path, final_fit):
     assert (
         f"fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = {chosen}, chosen by "
         "3-fold cross-validation from 1, 10, 100), then kept fixed while the rest trained to correct its logits, as "
-        "those of a fit on the other 2 of 3 folds"
-        in " ".join(card.split())  # the card's lines wrap anywhere
+        "those of a fit on the other 2 of 3 folds" in " ".join(card.split())  # the card's lines wrap anywhere
     )
 
     # The saved branch is the fit of the papers it trained on (the training split, or every paper after the
     # final fit, which learns to correct it the same way), untouched by the epochs that followed.
     tokenizer, model = load_trained(output_dir)
     splits = load_papers(DataArguments(train_file=str(papers_csv), label_column="categories"), seed=0, multi_label=True)
-    papers = concatenate_datasets(list(splits.values())) if final_fit == "all" else splits["train"]
+    papers = concatenate_datasets([splits[name] for name in ("train", "validation", "test")])
+    papers = papers if final_fit == "all" else splits["train"]
     if final_fit == "all":
         assert results["final_fit"]["train_papers"] == len(papers) == 160
     refitted = HybridCNNLSTMForSequenceClassification(model.config)

@@ -45,8 +45,10 @@ class HybridCNNLSTMConfig(PretrainedConfig):
 
     `vocab_size` counts every word id, `<PAD>` and `<UNK>` included. `wide_branch` adds a "wide" linear classifier
     over the paper's words and hashed word pairs (`wide_bigram_buckets` buckets), weighted by their inverse
-    document frequency in the training split; the model predicts with the product of both branches'
-    probabilities. A config.json without `wide_branch` is of a model that has no wide branch.
+    document frequency in the training split and, with `wide_sublinear_tf`, by `1 + ln(count)` of their count in
+    the paper (else by the count); the model predicts with the product of both branches' probabilities. A
+    config.json without `wide_branch` is of a model that has no wide branch, one without `wide_sublinear_tf` of a
+    model whose branch weighs each occurrence alike.
 
     `problem_type` (`PretrainedConfig`'s own field) is `"single_label_classification"` (the default: one label per
     paper, softmax probabilities) or `"multi_label_classification"`: every label a paper is listed in, one sigmoid
@@ -85,6 +87,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     label_smoothing: float = 0.0
     wide_branch: bool = True
     wide_bigram_buckets: int = 1_048_576
+    wide_sublinear_tf: bool = True
     calibration_temperature: float = 1.0
     deep_weight: float = 1.0
     label_thresholds: list[float] | None = None
@@ -114,6 +117,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             raise OSError(f"{pretrained_model_name_or_path} has no config.json: re-download or re-save the model")
         # Saved configs write every field: a config.json without `wide_branch` is of a model without the branch.
         config_dict.setdefault("wide_branch", False)
+        config_dict.setdefault("wide_sublinear_tf", False)
         return config_dict, kwargs
 
     def _check_values(self):
@@ -173,8 +177,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                     f"got {thresholds!r}"
                 )
             self.label_thresholds = [float(t) for t in thresholds]
-        if not isinstance(self.wide_branch, bool):
-            raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
+        for name in ("wide_branch", "wide_sublinear_tf"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"`pad_token_id` must be a word id below vocab_size, got {self.pad_token_id}")
         if self.class_weights is not None:

@@ -107,8 +107,10 @@ class GatedFusion(nn.Module):
 
 class BagOfNgrams(nn.Module):
     """The optional "wide" branch: a linear classifier over a paper's words and hashed word pairs (title and
-    abstract together), each occurrence weighted by the feature's inverse document frequency in the training
-    split (`idf`, set by `count_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
+    abstract together), each feature weighted by its inverse document frequency in the training split (`idf`, set
+    by `count_document_frequencies`) times `1 + ln(count)` of its count in the paper (`sublinear_tf`, as
+    scikit-learn's `TfidfVectorizer(sublinear_tf=True)`; else each occurrence counts alike), the weights of a paper
+    L2-normalised, as TF-IDF does.
 
     Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words. `bias` (one
     per label) stays at zero unless the branch is fitted alone (training's `--wide_fit lbfgs`).
@@ -121,6 +123,7 @@ class BagOfNgrams(nn.Module):
         super().__init__()
         self.vocab_size = config.vocab_size
         self.buckets = config.wide_bigram_buckets
+        self.sublinear_tf = config.wide_sublinear_tf
         self.weight = nn.Parameter(torch.zeros(config.vocab_size + config.wide_bigram_buckets, config.num_labels))
         self.bias = nn.Parameter(torch.zeros(config.num_labels))
         self.register_buffer("idf", torch.ones(config.vocab_size + config.wide_bigram_buckets))
@@ -157,8 +160,16 @@ class BagOfNgrams(nn.Module):
         title_ids, title_real = self.features(title_input_ids, title_mask)
         abstract_ids, abstract_real = self.features(abstract_input_ids, abstract_mask)
         ids, real = torch.cat([title_ids, abstract_ids], dim=1), torch.cat([title_real, abstract_real], dim=1)
-        weights = self.idf[ids] * real
-        return ids, weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if not self.sublinear_tf:
+            weights = self.idf[ids] * real
+            return ids, weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        # Each occurrence of a feature seen `count` times in the paper carries 1/count of the feature's weight
+        # idf * (1 + ln count); the paper's norm is that of its features' weights.
+        same = (ids.unsqueeze(2) == ids.unsqueeze(1)) & real.unsqueeze(1) & real.unsqueeze(2)
+        count = same.sum(dim=2).clamp_min(1).to(self.idf.dtype)
+        weights = self.idf[ids] * (1 + count.log()) / count * real
+        norm = (weights.square() * count).sum(dim=1, keepdim=True).sqrt()
+        return ids, weights / norm.clamp_min(1e-12)
 
     def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         ids, weights = self.weighted_features(title_input_ids, title_mask, abstract_input_ids, abstract_mask)

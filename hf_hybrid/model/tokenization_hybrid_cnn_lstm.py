@@ -25,7 +25,7 @@ FIELDS = ("title", "abstract")
 # After lower-casing, every character that is not part of a word becomes a space.
 NON_WORD_CHARACTER = r"[^a-z0-9\s\-]"
 # Words seen fewer times than this in the training texts become <UNK>, unless `train_from_iterator` is told otherwise.
-MIN_FREQUENCY = 2
+MIN_FREQUENCY = 1
 
 
 def build_word_tokenizer(vocab: dict[str, int], unk_token: str = UNK_TOKEN) -> Tokenizer:
