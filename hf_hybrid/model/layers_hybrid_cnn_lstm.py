@@ -137,7 +137,9 @@ class BagOfNgrams(nn.Module):
     @torch.no_grad()
     def count_document_frequencies(self, tokenizer, papers, batch_size: int = 1000) -> None:
         """Sets `idf` from the training papers (rows with a title and an abstract, e.g. a `datasets.Dataset`): each
-        feature's smoothed inverse document frequency, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1."""
+        feature's smoothed inverse document frequency, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1. A
+        feature no training paper has (a word pair never seen) and `<UNK>` get 0: as TF-IDF leaves out what is not
+        in its vocabulary, they weigh nothing, in the paper's norm neither."""
         frequency = torch.zeros_like(self.idf, dtype=torch.long)
         for start in range(0, len(papers), batch_size):
             rows = papers[start : start + batch_size]
@@ -152,7 +154,10 @@ class BagOfNgrams(nn.Module):
             first = torch.ones_like(real)
             first[:, 1:] = ids[:, 1:] != ids[:, :-1]
             frequency += torch.bincount(ids[first & (ids >= 0)], minlength=len(frequency))
-        self.idf.copy_(torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0)
+        idf = torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0
+        idf[frequency == 0] = 0.0
+        idf[tokenizer.unk_token_id] = 0.0
+        self.idf.copy_(idf)
 
     def weighted_features(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         """Each position's feature id and its weight (0 for padding): a paper's logits are the weighted sum of
