@@ -1,13 +1,13 @@
 """Word-level tokenizer of the hybrid CNN-LSTM classifier, built on the `tokenizers` library.
 
-Words are nearly what the research notebook called words: accents stripped, lower-cased, every character
-outside ``[a-z0-9]`` and whitespace replaced by a space, then split on whitespace (the notebook also kept ``-``,
-so ``error-correction`` was one word; a tokenizer saved that way keeps its rule). Title and abstract are encoded separately, each with its own
-maximum length, into exactly the tensors the model's ``forward`` takes.
+Words are nearly what the research notebook called words: accents stripped, lower-cased, every character outside
+``[a-z0-9]`` and whitespace replaced by a space, then split on whitespace (the notebook also kept ``-``, so ``error-
+correction`` was one word; a tokenizer saved that way keeps its rule). Title and abstract are encoded separately,
+each with its own maximum length, into exactly the tensors the model's ``forward`` takes.
 
-This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
-``transformers`` (and the ``tokenizers`` library that ``transformers`` itself depends on) and its sibling
-configuration file, whose defaults it shares.
+This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only ``transformers``
+(and the ``tokenizers`` library that ``transformers`` itself depends on) and its sibling configuration file, whose
+defaults it shares.
 """
 
 from collections.abc import Iterable
