@@ -380,10 +380,6 @@ def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool
     quiet = training_args.disable_tqdm
     logits, out_of_fold = None, None
     if folds:
-        # The deep part learns a correction of the branch: it starts as none (a zero output layer).
-        with torch.no_grad():
-            model.classifier[-1].weight.zero_()
-            model.classifier[-1].bias.zero_()
         logits, out_of_fold = out_of_fold_logits(
             model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
         )
