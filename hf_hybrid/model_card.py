@@ -233,12 +233,16 @@ def describe_final_fit(final_fit: dict | None, base_model: str | None = None) ->
     if not final_fit:
         return ""
     start = f"from {base_model} again" if base_model else "from scratch"
+    how = (
+        f"with the same recipe, for its best epoch count ({final_fit['epochs']})"
+        if final_fit["epochs"]
+        else "its wide branch alone (validation gave the deep part no weight)"
+    )
     sentence = (
         f"**the saved weights are not those of the run measured above.** That run kept the validation and test "
         f"splits out to measure the model and fit its calibration; the saved model was then trained again {start}, "
-        f"with the same recipe, for its best epoch count ({final_fit['epochs']}), on {final_fit['train_papers']:,} "
-        f"papers ({' + '.join(final_fit['splits'])} splits), and calibrated as it was. The numbers above are the "
-        "held-out run's."
+        f"{how}, on {final_fit['train_papers']:,} papers ({' + '.join(final_fit['splits'])} splits), and calibrated "
+        "as it was. The numbers above are the held-out run's."
     )
     if final_fit.get("test"):
         test = final_fit["test"]

@@ -443,9 +443,15 @@ def fit_final_model(
     logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
     set_seed(training_args.seed)
     model, tokenizer, embedding_start = new_model(papers)
-    # The held-out run's choice of C (`wide_fit`, its summary) holds for the final fit too.
+    # The held-out run's choice of C (`wide_fit`, its summary) holds for the final fit too; where validation gave
+    # the deep part no weight, only the wide branch is fitted again (the deep part would count for nothing).
     regularization = (wide_fit or {}).get("inverse_regularization", training_args.wide_regularization)
-    arguments = dataclasses.replace(training_args, wide_regularization=regularization)
+    deep_counts = model.wide is None or held_out_trainer.model.config.deep_weight > 0
+    arguments = dataclasses.replace(
+        training_args,
+        wide_regularization=regularization,
+        wide_folds=training_args.wide_folds if deep_counts else 0,
+    )
     _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, arguments, fresh_head=fresh_head)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
@@ -470,7 +476,10 @@ def fit_final_model(
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
     )
-    trainer.train()
+    if deep_counts:
+        trainer.train()
+    else:
+        logger.info("final fit: the deep part has no weight (deep_weight 0): it is not trained again")
     held_out_config = held_out_trainer.model.config
     for name in ("calibration_temperature", "deep_weight", "label_thresholds"):
         setattr(model.config, name, getattr(held_out_config, name))
@@ -479,7 +488,7 @@ def fit_final_model(
         "mode": mode,
         "splits": parts,
         "train_papers": len(papers),
-        "epochs": epochs,
+        "epochs": epochs if deep_counts else 0,
         "model": model,
         "tokenizer": tokenizer,
         "embedding_start": embedding_start,
