@@ -218,3 +218,13 @@ def test_fine_tuning_to_new_labels_starts_from_the_base_models_encoders(default_
     if len(new_labels) == base.config.num_labels:
         assert not torch.equal(state[f"{output}.weight"], base_state[f"{output}.weight"])
     assert not state["wide.weight"].any() and not state["wide.bias"].any()
+
+
+def test_a_model_saved_before_sublinear_weighting_keeps_its_own(tmp_path, make_tiny_config):
+    config = make_tiny_config(wide_branch=True, wide_bigram_buckets=64)
+    assert config.wide_sublinear_tf
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["wide_sublinear_tf"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert HybridCNNLSTMConfig.from_pretrained(tmp_path).wide_sublinear_tf is False

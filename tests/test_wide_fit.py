@@ -321,3 +321,31 @@ def test_with_held_out_wide_logits_the_deep_part_learns_on_the_loss_of_their_sum
     )
     assert not own.corrects_wide_branch
     torch.testing.assert_close(own.compute_loss(model, plain), model(**plain).loss)
+
+
+def test_the_branchs_features_are_scikit_learns_sublinear_tfidf_of_the_same_words_and_pairs():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    papers = papers_table(multi_label=False)
+    model, tokenizer = wide_model(papers, multi_label=False)  # 128 pair buckets: collisions, so compare ids
+    assert model.config.wide_sublinear_tf
+    rows = to_scipy(tfidf_rows(model.wide, tokenizer, papers)).toarray()
+
+    def features(title, abstract):
+        encoded = tokenizer([title], [abstract])
+        ids = []
+        for field in ("title", "abstract"):
+            words = torch.tensor([encoded[f"{field}_input_ids"][0]])
+            ids += model.wide.features(words, torch.ones_like(words, dtype=torch.bool))[0][0].tolist()
+        return [str(i) for i in ids]
+
+    vectorizer = TfidfVectorizer(analyzer=lambda paper: features(*paper), sublinear_tf=True)
+    expected = vectorizer.fit_transform(list(zip(papers["title"], papers["abstract"]))).toarray()
+    columns = [int(name) for name in vectorizer.get_feature_names_out()]
+    np.testing.assert_allclose(rows[:, columns], expected, atol=1e-6)
+    # Nothing else: a feature the papers never had weighs nothing, and so does <UNK> in an unseen paper.
+    assert not np.delete(rows, columns, axis=1).any()
+    unseen = Dataset.from_dict({"title": ["zzz qqq"], "abstract": [papers["abstract"][0]], "labels": [0]})
+    row = to_scipy(tfidf_rows(model.wide, tokenizer, unseen)).toarray()[0]
+    assert model.wide.idf[tokenizer.unk_token_id] == 0 and row[tokenizer.unk_token_id] == 0
+    np.testing.assert_allclose(np.linalg.norm(row), 1.0, atol=1e-6)
