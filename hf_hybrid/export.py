@@ -285,7 +285,7 @@ def probe_batches(tokenizer, batch_size: int = PROBE_BATCH_SIZE) -> list[list[tu
 def check_graph(path: Path, model, tokenizer, exact: bool = True) -> None:
     """Runs the graph at `path` on `probe_batches` as a server would (`run_graph`), which fails on any warning of ONNX
     Runtime; with `exact`, also raises `ExportCheckError` when its logits differ from `model`'s by more than
-    `MAX_LOGIT_DIFFERENCE` or give another label. (An int8 graph is judged by the label rule of `quantize_int8`.)"""
+    `MAX_LOGIT_DIFFERENCE`. (An int8 graph is judged by the label rule of `quantize_int8`.)"""
     batches = probe_batches(tokenizer)
     graph_logits = run_graph(path, tokenizer, batches)
     if not exact:
@@ -297,7 +297,7 @@ def check_graph(path: Path, model, tokenizer, exact: bool = True) -> None:
             expected = model(**tokenizer(list(titles), list(abstracts), padding=True, return_tensors="pt")).logits
         expected = expected.float().numpy()
         difference = float(np.abs(logits - expected).max()) if logits.shape == expected.shape else float("inf")
-        if difference > MAX_LOGIT_DIFFERENCE or not (logits.argmax(-1) == expected.argmax(-1)).all():
+        if difference > MAX_LOGIT_DIFFERENCE:
             raise ExportCheckError(
                 f"{path.name}: ONNX Runtime's logits differ from PyTorch's by {difference:.2g} (at most "
                 f"{MAX_LOGIT_DIFFERENCE:g} allowed) on papers of up to {_longest(titles)} title and "
