@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, set_seed
 from .calibration import GLOBAL
 from .class_weights import default_rule, resolve_class_weights
 from .data import label_names_of, load_papers, tokenize_papers, training_texts
+from .distributed import share_from_main_process
 from .errors import UserError
 from .evaluation import evaluation_report, metrics_table
 from .held_out import calibrate, test_and_report
@@ -92,7 +93,8 @@ def check_threshold_tuning(multi_label: bool, training_args, why: str) -> None:
 
 def build_new_model(train, label_names: list[str], model_args, training_args):
     """A model, its tokenizer and its starting embedding, all learned from the papers of `train` alone:
-    (model, tokenizer, where the embedding started)."""
+    (model, tokenizer, where the embedding started). On several processes the main one learns them and gives them
+    to the others (where the embedding started: None there)."""
     tokenizer = _shared_tokenizer(train, model_args, training_args)
     if len(tokenizer) < MIN_VOCAB_SIZE:
         raise UserError(
@@ -108,9 +110,12 @@ def build_new_model(train, label_names: list[str], model_args, training_args):
     )
     model = HybridCNNLSTMForSequenceClassification(config)
     logger.info("model: %s parameters", f"{model.num_parameters():,}")
-    embedding_start = start_embedding(model, tokenizer, train, model_args.init_embeddings, training_args.seed)
-    if model.wide is not None:
-        model.wide.count_document_frequencies(tokenizer, train)
+    embedding_start = None
+    if training_args.process_index == 0:
+        embedding_start = start_embedding(model, tokenizer, train, model_args.init_embeddings, training_args.seed)
+        if model.wide is not None:
+            model.wide.count_document_frequencies(tokenizer, train)
+    share_from_main_process(training_args, model.state_dict().values())
     return model, tokenizer, embedding_start
 
 
@@ -320,6 +325,7 @@ def fit_and_report(
             final = fit_final_model(new_model, splits, trainer, training_args, final_fit, staging, fresh_head, wide_fit)
             model, tokenizer, embedding_start = final.pop("model"), final.pop("tokenizer"), final.pop("embedding_start")
         if not trainer.is_world_process_zero():
+            trainer.accelerator.wait_for_everyone()  # returns once the main process has put the folder in place
             return {}
         facts = {
             f"best_validation_{trainer.args.metric_for_best_model}": trainer.state.best_metric,
@@ -336,6 +342,7 @@ def fit_and_report(
         save_model_folder(
             trainer, model, tokenizer, train_result, report, text, facts, splits["test"][0], training_args
         )
+        trainer.accelerator.wait_for_everyone()
     except BaseException as error:
         last = last_complete_checkpoint(staging)
         resume = f"; resume with --resume_from_checkpoint {last}" if last else ""
@@ -365,7 +372,8 @@ def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool
     and keeps it fixed while the rest of the model trains, and with `--wide_folds` computes the branch's out-of-fold
     logits of those papers, for the rest to learn to correct (choosing C on them, unless `--wide_regularization` is
     given); with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the out-of-fold logits),
-    each None where there is none."""
+    each None where there is none. On several processes the main one fits, and gives the others the branch's
+    weights and the logits (the summary: None there)."""
     if model.wide is None:
         return None, None
     method = training_args.wide_fit or (LBFGS if fresh_head else JOINT)
@@ -375,23 +383,27 @@ def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool
         return None, None
     model.wide.requires_grad_(False)
     folds = training_args.wide_folds
-    candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
-    iterations = training_args.wide_fit_iterations
-    quiet = training_args.disable_tqdm
-    logits, out_of_fold = None, None
-    if folds:
-        logits, out_of_fold = out_of_fold_logits(
-            model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
-        )
-        regularization = out_of_fold.pop("inverse_regularization")
-    else:
-        (regularization,) = candidates
-    if resuming:
-        summary = {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
-    else:
-        summary = fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
-    if out_of_fold:
-        summary["out_of_fold"] = out_of_fold
+    summary, logits = None, None
+    if training_args.process_index == 0:
+        candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
+        iterations, quiet = training_args.wide_fit_iterations, training_args.disable_tqdm
+        out_of_fold = None
+        if folds:
+            logits, out_of_fold = out_of_fold_logits(
+                model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
+            )
+            regularization = out_of_fold.pop("inverse_regularization")
+        else:
+            (regularization,) = candidates
+        if resuming:
+            summary = {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
+        else:
+            summary = fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
+        if out_of_fold:
+            summary["out_of_fold"] = out_of_fold
+    elif folds:
+        logits = torch.zeros(len(train), model.config.num_labels)
+    share_from_main_process(training_args, [model.wide.weight, model.wide.bias, *([] if logits is None else [logits])])
     return summary, logits
 
 
@@ -483,7 +495,8 @@ def fit_final_model(
     held_out_config = held_out_trainer.model.config
     for name in ("calibration_temperature", "deep_weight", "label_thresholds"):
         setattr(model.config, name, getattr(held_out_config, name))
-    shutil.rmtree(staging / "final-fit", ignore_errors=True)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(staging / "final-fit", ignore_errors=True)
     final = {
         "mode": mode,
         "splits": parts,
@@ -499,7 +512,10 @@ def fit_final_model(
         final["test"] = evaluation_report(
             prediction.label_ids, prediction.predictions, label_names, model.config.label_thresholds
         )
-        print(f"\nThe final model on the test split ({len(splits['test'])} papers):\n{metrics_table(final['test'])}\n")
+        if trainer.is_world_process_zero():
+            print(
+                f"\nThe final model on the test split ({len(splits['test'])} papers):\n{metrics_table(final['test'])}\n"
+            )
     return final
 
 

@@ -15,6 +15,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .calibration import CALIBRATION_METHODS, TEMPERATURE, THRESHOLD_TUNING
 from .class_weights import default_rule, parse_class_weights
+from .distributed import check_launch
 from .errors import UserError
 from .model import HybridCNNLSTMConfig
 from .model.configuration_hybrid_cnn_lstm import MULTI_LABEL, SINGLE_LABEL
@@ -421,6 +422,7 @@ class HybridTrainingArguments(TrainingArguments):
                 "--label_smoothing_factor is not used by hf-hybrid models: give --label_smoothing, which the "
                 "model's own loss applies (and the config keeps)"
             )
+        check_launch(self)  # before the Trainer's arguments set up the processes
         super().__post_init__()
         check_ranges(self, self.RANGES)
         if self.max_steps == 0 or self.max_steps < -1:

@@ -166,6 +166,7 @@ def test_onnx_checks_parity_of_both_onnx_engines_on_the_test_split(tmp_path, sav
     fp32, int8 = engines["onnx_fp32"], engines["onnx_int8"]
     assert fp32["max_abs_logit_difference"] < 1e-4 and fp32["agreement_with_pytorch"] == 1.0
     assert fp32["accuracy"] == engines["pytorch"]["accuracy"] and fp32["parity_passed"] is True
+    assert fp32["onnxruntime_messages"] == int8["onnxruntime_messages"] == 0  # ONNX Runtime warned of nothing
     # int8 is judged by the approximate rule: agreement and accuracy drop decide, whatever they are for this model.
     assert int8["parity_passed"] == (int8["agreement_with_pytorch"] >= 0.99 and int8["accuracy_drop"] <= 0.005)
     for entry in engines.values():

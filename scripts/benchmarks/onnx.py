@@ -3,7 +3,8 @@
 `--model DIR` is exported with `hf_hybrid.export.export_onnx(..., quantize="int8")`; PyTorch, ONNX Runtime with
 the float32 graph and with the int8 (dynamic quantization) graph each run in a fresh process on the test part
 of the standard split (papers the model never saw; see `common.measure_engine`). Parity with PyTorch: float32
-exact (labels >= 99.9%, logits within 1e-4); int8 approximate (labels >= 99%, at most 0.5 accuracy points lost).
+exact (labels >= 99.9%, logits within 1e-4); int8 approximate (labels >= 99%, at most 0.5 accuracy points lost);
+either fails if ONNX Runtime logs a warning or an error while it runs (`onnxruntime_messages` in the report).
 """
 
 from __future__ import annotations
