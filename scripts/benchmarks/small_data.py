@@ -41,7 +41,8 @@ def add_arguments(parser) -> None:
         help=f"training papers per category, each a point of the curve ({EVERY_PAPER!r}: every paper left)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43], help="one run of each point per seed")
-    parser.add_argument("--train_flags", default="", help="more flags for both hf-hybrid commands")
+    parser.add_argument("--train_flags", default="", help="more `hf-hybrid train` flags")
+    parser.add_argument("--finetune_flags", default="", help="more `hf-hybrid finetune` flags")
 
 
 def run(args) -> dict:
@@ -59,9 +60,9 @@ def run(args) -> dict:
             point["tfidf_logistic_regression"] = cached(
                 args.workdir / f"tfidf-{size}-{seed}.json", tfidf_logistic_regression, papers, task["test"]
             )
-            commands = {"train": ["train"]}
+            commands = {"train": ["train", *args.train_flags.split()]}
             if args.base_model:
-                commands["finetune"] = ["finetune", "--model", args.base_model]
+                commands["finetune"] = ["finetune", "--model", args.base_model, *args.finetune_flags.split()]
             for name, command in commands.items():
                 output_dir = args.workdir / f"{name}-{size}-{seed}"
                 flags = [
@@ -73,7 +74,7 @@ def run(args) -> dict:
                     "--seed",
                     str(seed),
                 ]
-                point[name] = hf_hybrid_run(flags + args.train_flags.split(), output_dir, test_file, args.threads)
+                point[name] = hf_hybrid_run(flags, output_dir, test_file, args.threads)
             print(point_line(point), flush=True)
             results.append(point)
     return {
@@ -83,6 +84,7 @@ def run(args) -> dict:
         "pool_per_category": task["pool"]["category"].value_counts().to_dict(),
         "base_model": args.base_model,
         "train_flags": args.train_flags,
+        "finetune_flags": args.finetune_flags,
         "points": results,
     }
 
