@@ -468,13 +468,17 @@ def fit_final_model(
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
-    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
+    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with, nor to halve a plateau
+    # scheduler's learning rate on (the notebook recipe's keeps its rate).
+    plateau = training_args.lr_scheduler_type == "reduce_lr_on_plateau"
     arguments = dataclasses.replace(
         training_args,
         push_to_hub=False,
         output_dir=str(staging / "final-fit"),
         num_train_epochs=epochs,
         max_steps=-1,
+        lr_scheduler_type="constant" if plateau else training_args.lr_scheduler_type,
+        lr_scheduler_kwargs={} if plateau else training_args.lr_scheduler_kwargs,
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,

@@ -225,3 +225,15 @@ def test_a_model_saved_before_sublinear_weighting_keeps_its_own(tmp_path, make_t
     del saved["wide_sublinear_tf"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert HybridCNNLSTMConfig.from_pretrained(tmp_path).wide_sublinear_tf is False
+
+
+def test_the_notebook_recipe_on_a_small_table_fits_its_final_model_at_a_constant_rate(tmp_path, small_table):
+    # Its plateau scheduler halves the rate on validation accuracy, which the final fit has none of.
+    output_dir = tmp_path / "model"
+    train_model(
+        ModelArguments(**TINY_MODEL),
+        DataArguments(train_file=str(small_table)),
+        default_run(output_dir, recipe="notebook", num_train_epochs=2),
+    )
+    final = json.loads((output_dir / "eval_results.json").read_text())["final_fit"]
+    assert final["mode"] == "all" and final["train_papers"] == 120 and final["epochs"] >= 1
