@@ -473,6 +473,19 @@ def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:
     return table.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True, desc="Keeping --labels")
 
 
+def papers_digest(splits: DatasetDict) -> str:
+    """A digest of every split's papers (texts and labels), in order: a run resumed from a checkpoint must go on
+    with the same."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        for batch in splits[name].select_columns(["title", "abstract", LABEL_COLUMN]).iter(batch_size=1000):
+            digest.update(json.dumps([name, batch]).encode())
+    return digest.hexdigest()[:16]
+
+
 def training_texts(train: Dataset):
     """Every title and abstract of the training split, in batches, for learning the vocabulary."""
     for start in range(0, len(train), 1000):

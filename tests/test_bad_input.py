@@ -254,7 +254,7 @@ def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_i
 
 
 def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_its_checkpoint(
-    trained_copy, papers_csv, capsys, caplog, monkeypatch
+    trained_copy, papers_csv, capsys, caplog, monkeypatch, tmp_path
 ):
     import hf_hybrid.output_folder
 
@@ -286,6 +286,15 @@ def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_it
     ) in caplog.text
 
     monkeypatch.undo()
+    # The same papers in another order would be split otherwise: the checkpoint would learn other papers, and
+    # could be tested on papers it learned.
+    lines = papers_csv.read_text().splitlines(keepends=True)
+    resorted = tmp_path / "resorted.csv"
+    resorted.write_text(lines[0] + "".join(sorted(lines[1:])))
+    other = [resorted if arg == papers_csv else arg for arg in args]
+    line = refused(capsys, [*other, "--resume_from_checkpoint", checkpoint])
+    assert line.startswith(f"hf-hybrid train: error: --resume_from_checkpoint {checkpoint}: the run started on other ")
+    assert line.endswith("resume with the same data files, --split_seed and --max_train_samples, or start again")
     assert main([str(arg) for arg in args] + ["--resume_from_checkpoint", str(checkpoint)]) == 0
     assert not staging.exists()
     after = folder_bytes(trained_copy)
