@@ -9,7 +9,8 @@ Resuming: a JSON Lines output only ever grows by whole chunks, flushed; a Parque
 files, each renamed into place whole. Started again with the same settings, a run keeps the complete lines
 (parts) already written, drops a partial last line, and goes on with the first input row not yet written; a
 settings file beside the output (`<output>.bulk.json`, or `_bulk.json` in a Parquet folder) says which
-settings wrote it, and a run with other settings is refused.
+settings wrote it (the input's content and the model's among them, as digests), and a run with other settings is
+refused. `overwrite` removes only what a bulk prediction wrote.
 
 Shards: `num_shards=N, shard_index=I` classifies the input rows `i` with `i % N == I` (each process reads the
 whole file, classifies its share); `merge_predictions` interleaves the shards' outputs back into the order of
@@ -905,7 +906,7 @@ def check_same_settings(path: Path, settings: BulkSettings, name: Path | str | N
     differences = [
         f"{CHANGED.get(key, key)} {before.get(key)!r} -> {value!r}"
         for key, value in asdict(settings).items()
-        if before.get(key) != value
+        if before.get(key) != value and not (key in CHANGED and value is None)  # a digest not yet known
     ]
     if differences:
         raise UserError(
