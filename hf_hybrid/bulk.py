@@ -9,7 +9,8 @@ Resuming: a JSON Lines output only ever grows by whole chunks, flushed; a Parque
 files, each renamed into place whole. Started again with the same settings, a run keeps the complete lines
 (parts) already written, drops a partial last line, and goes on with the first input row not yet written; a
 settings file beside the output (`<output>.bulk.json`, or `_bulk.json` in a Parquet folder) says which
-settings wrote it, and a run with other settings is refused.
+settings wrote it (the input's content and the model's among them, as digests), and a run with other settings is
+refused. `overwrite` removes only what a bulk prediction wrote.
 
 Shards: `num_shards=N, shard_index=I` classifies the input rows `i` with `i % N == I` (each process reads the
 whole file, classifies its share); `merge_predictions` interleaves the shards' outputs back into the order of
@@ -26,7 +27,7 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, replace
 from itertools import chain
 from pathlib import Path
@@ -35,12 +36,13 @@ import numpy as np
 import torch
 
 from .errors import DataError, UserError
+from .input_files import FORMATS, csv_delimiter, format_of_name, open_bytes, open_text, papers_format
+from .model.configuration_hybrid_cnn_lstm import python_number
 from .model.pipeline_arxiv_classification import decide_labels
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 4096
-FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 OUTPUT_FORMATS = ("jsonl", "parquet")
 SETTINGS_SUFFIX = ".bulk.json"
 PARQUET_SETTINGS = "_bulk.json"
@@ -282,36 +284,26 @@ class BulkClassifier:
 # ------------------------------------------------------------------------------------------------ reading
 
 
-def input_format(path: str) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise DataError(f"{path}: unknown format; use one of {', '.join(sorted(FORMATS))}")
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
-    return fmt
-
-
 def _csv_header(path: str) -> list[str]:
     import csv
 
-    delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        return next(csv.reader(handle, delimiter=delimiter), [])
+    with open_text(path, errors="replace") as handle:
+        return next(csv.reader(handle, delimiter=csv_delimiter(path)), [])
 
 
 def _json_is_lines(path: str) -> bool:
-    with open(path, "rb") as handle:
+    with open_text(path, errors="replace") as handle:
         while True:
             block = handle.read(4096)
             if not block:
                 return True
             stripped = block.lstrip()
             if stripped:
-                return not stripped.startswith(b"[")
+                return not stripped.startswith("[")
 
 
 def _first_json_row(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
+    with open_text(path) as handle:
         for line in handle:
             if line.strip():
                 row = json.loads(line)
@@ -337,9 +329,11 @@ def _reading(path: str, columns: list[str], id_column: str | None = None):
         yield
     except UserError:
         raise
-    except (pa.ArrowException, ValueError, OSError) as error:
-        fmt = input_format(path)
-        where = _first_bad_json_line(path, columns, id_column) if fmt == "json" and _json_is_lines(path) else None
+    except (pa.ArrowException, ValueError, OSError, EOFError) as error:  # EOFError: a truncated .gz
+        fmt = papers_format(path)
+        where = None
+        with suppress(OSError, EOFError):
+            where = _first_bad_json_line(path, columns, id_column) if fmt == "json" and _json_is_lines(path) else None
         cause = where or str(error).strip().splitlines()[0]
         damaged = "truncated or corrupt: " if fmt == "parquet" else ""
         raise DataError(
@@ -351,7 +345,7 @@ def _first_bad_json_line(path: str, columns: list[str], id_column: str | None) -
     """Where a JSON Lines file stops being one object per line with text columns (and ids of the first line's
     type): e.g. `line 6 is not JSON (...)`; None when every line is sound."""
     id_type = None
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_text(path, errors="replace") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -376,7 +370,7 @@ def _first_bad_json_line(path: str, columns: list[str], id_column: str | None) -
 def _read_batches(path: str, columns: list[str], id_column: str | None) -> Iterator:
     import pyarrow as pa
 
-    fmt = input_format(path)
+    fmt = papers_format(path)
     text_columns = [c for c in columns if c != id_column]
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -388,13 +382,12 @@ def _read_batches(path: str, columns: list[str], id_column: str | None) -> Itera
         import pyarrow.csv as pcsv
 
         _check_columns(path, columns, _csv_header(path))
-        delimiter = "\t" if Path(path).suffix.lower() == ".tsv" else ","
         # Every cell as text, an empty one as "" (a title that reads "NA" or "null" is text).
         # One parsing thread: pyarrow then names the row of a malformed line (parsing is not the bound here).
         reader = pcsv.open_csv(
             path,
             read_options=pcsv.ReadOptions(block_size=1 << 22, use_threads=False),
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            parse_options=pcsv.ParseOptions(delimiter=csv_delimiter(path), newlines_in_values=True),
             convert_options=pcsv.ConvertOptions(
                 include_columns=columns, column_types={c: pa.string() for c in columns}
             ),
@@ -402,7 +395,7 @@ def _read_batches(path: str, columns: list[str], id_column: str | None) -> Itera
         yield from reader
     elif not _json_is_lines(path):
         # A JSON array is one document: it is read whole (JSON Lines streams).
-        with open(path, encoding="utf-8") as handle:
+        with open_text(path) as handle:
             rows = json.load(handle)
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise DataError(f"{path}: a JSON file holds one object per line, or a list of objects")
@@ -439,21 +432,19 @@ def _check_columns(path: str, wanted: list[str], present: list[str]) -> None:
 
 def count_rows(path: str) -> int:
     """How many papers `path` holds (Parquet: from its metadata; CSV and JSON: one pass over the file)."""
-    fmt = input_format(path)
+    fmt = papers_format(path)
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         with _reading(path, []):
             return pq.ParquetFile(path).metadata.num_rows
     if fmt == "json":
-        if not _json_is_lines(path):
-            with _reading(path, []), open(path, encoding="utf-8") as handle:
-                return len(json.load(handle))
-        count = 0
-        with open(path, "rb") as handle:
-            for line in handle:
-                count += bool(line.strip())
-        return count
+        with _reading(path, []):
+            if not _json_is_lines(path):
+                with open_text(path) as handle:
+                    return len(json.load(handle))
+            with open_bytes(path) as handle:
+                return sum(bool(line.strip()) for line in handle)
     header = _csv_header(path)
     return sum(len(batch) for batch in _source_batches(path, header[:1], None)) if header else 0
 
@@ -518,7 +509,6 @@ class BulkSettings:
     """What decides an output's content: a run that resumes it must have the same."""
 
     input_file: str
-    input_bytes: int
     model: str
     revision: str | None
     title_column: str
@@ -534,6 +524,24 @@ class BulkSettings:
     allow_empty: bool = False
     # `model_fingerprint` of the model (None: not yet known; `classify_file` computes it).
     model_sha256: str | None = None
+    # `file_sha256` of the input: an output goes on only from the same content (None: `classify_file` computes it).
+    input_sha256: str | None = None
+
+    def __post_init__(self):
+        # Settings built in Python may hold NumPy or PyTorch scalars, which the settings file (JSON) cannot hold.
+        for name in ("top_words", "top_k", "threshold", "num_shards", "shard_index", "allow_empty"):
+            setattr(self, name, python_number(getattr(self, name)))
+
+
+def file_sha256(path: str) -> str:
+    """A digest of a file's bytes (about a second for a 100,000-paper CSV)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def settings_path(output: Path, output_format: str) -> Path:
@@ -589,7 +597,7 @@ class ParquetOutput:
 
         if not self.path.exists():
             return 0
-        for stray in self.path.glob("*.tmp"):
+        for stray in self.path.glob("part-*.parquet.tmp"):
             stray.unlink()
         total = 0
         for part in self.parts():
@@ -668,7 +676,7 @@ def check_request(
     """Refuses, before a model is loaded or anything written, an input that cannot be classified (unknown
     format, missing, unreadable, without the columns or without rows) and an output that would destroy the input
     or whose name says another format."""
-    input_format(input_file)
+    papers_format(input_file)
     if output_file is not None:
         check_output_path(input_file, output_file, output_format)
     batches = _source_batches(input_file, columns, id_column)
@@ -757,6 +765,8 @@ def classify_file(
         check_output_path(source, output_file, settings.output_format)
     if settings.model_sha256 is None:
         settings = replace(settings, model_sha256=model_fingerprint(model, tokenizer))
+    if settings.input_sha256 is None:
+        settings = replace(settings, input_sha256=file_sha256(source))
     all_rows = count_rows(source)  # before anything is written: an input of no rows is refused
     if all_rows == 0:
         raise DataError(f"{source}: has no rows")
@@ -855,46 +865,73 @@ def _shard_rows(total: int, num_shards: int, shard_index: int) -> int:
 
 
 # How a difference of settings is named in an error line, where the field's name alone would not say it.
-CHANGED = {"model_sha256": "model_sha256 (the model's weights, config or tokenizer)"}
+CHANGED = {
+    "model_sha256": "model_sha256 (the model's weights, config or tokenizer)",
+    "input_sha256": "input_sha256 (the input file's content)",
+}
 
 
 def _check_resume(path: Path, settings: BulkSettings, overwrite: bool) -> int:
     """How many results `path` already holds for `settings` (0 for a new output); refuses other settings."""
-    import shutil
-
-    recorded = settings_path(path, settings.output_format)
     if overwrite:
-        if path.is_dir() and settings.output_format == "parquet":
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        recorded.unlink(missing_ok=True)
-    if path.exists():
-        if settings.output_format == "parquet" and not path.is_dir():
-            raise UserError(f"{path} is a file: --output_format parquet writes a folder of part files")
-        if settings.output_format == "jsonl" and path.is_dir():
-            raise UserError(f"{path} is a folder: JSON Lines output is one file (or --output_format parquet)")
-        if not recorded.exists():
-            raise UserError(
-                f"{path} exists and was not written by a bulk prediction (no {recorded.name}); "
-                "delete it, choose another --output_file, or give --overwrite"
-            )
-        before = _read_settings(recorded)
-        before.pop("finished", None)
-        differences = [
-            f"{CHANGED.get(key, key)} {before.get(key)!r} -> {value!r}"
-            for key, value in asdict(settings).items()
-            if before.get(key) != value
-        ]
-        if differences:
-            raise UserError(
-                f"{path} was written with other settings ({'; '.join(differences)}): resume it with "
-                "the same command, choose another --output_file, or give --overwrite"
-            )
+        remove_output(path, settings.output_format)
+    elif path.is_file() or path.is_dir() and any(path.iterdir()):  # an empty folder is a new Parquet output
+        check_same_settings(path, settings)
         output = ParquetOutput(path, None) if settings.output_format == "parquet" else JsonLinesOutput(path)
         return output.written()
+    _check_output_kind(path, settings.output_format)
     _write_settings(path, settings, finished=False)
     return 0
+
+
+def _check_output_kind(path: Path, output_format: str) -> None:
+    if output_format == "parquet" and path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file: --output_format parquet writes a folder of part files")
+    if output_format == "jsonl" and path.is_dir():
+        raise UserError(f"{path} is a folder: JSON Lines output is one file (or --output_format parquet)")
+
+
+def check_same_settings(path: Path, settings: BulkSettings, name: Path | str | None = None) -> None:
+    """Refuses to go on with the output at `path` (called `name` in the error) under other settings than those that
+    started it, naming each one changed; and an output that a bulk prediction did not write."""
+    _check_output_kind(path, settings.output_format)
+    recorded = settings_path(path, settings.output_format)
+    if not recorded.exists():
+        raise UserError(
+            f"{path} exists and was not written by a bulk prediction (no {recorded.name}); "
+            "delete it, choose another --output_file, or give --overwrite"
+        )
+    before = _read_settings(recorded)
+    before.pop("finished", None)
+    differences = [
+        f"{CHANGED.get(key, key)} {before.get(key)!r} -> {value!r}"
+        for key, value in asdict(settings).items()
+        if before.get(key) != value and not (key in CHANGED and value is None)  # a digest not yet known
+    ]
+    if differences:
+        raise UserError(
+            f"{name or path} was written with other settings ({'; '.join(differences)}): resume it with "
+            "the same command, choose another --output_file, or give --overwrite"
+        )
+
+
+def remove_output(path: Path, output_format: str) -> None:
+    """Removes what a bulk prediction wrote at `path` (`--overwrite`): a JSON Lines file, or a Parquet folder's
+    part files, and its settings file. A folder that a bulk prediction did not write is refused, and files of
+    others in one it wrote stay."""
+    _check_output_kind(path, output_format)
+    recorded = settings_path(path, output_format)
+    if path.is_dir():
+        if not recorded.exists() and any(path.iterdir()):
+            raise UserError(
+                f"{path} is a folder that a bulk prediction did not write (no {recorded.name}): --overwrite "
+                "removes only the files of a bulk output; choose another --output_file"
+            )
+        for part in [*path.glob("part-*.parquet"), *path.glob("part-*.parquet.tmp")]:
+            part.unlink()
+    else:
+        path.unlink(missing_ok=True)
+    recorded.unlink(missing_ok=True)
 
 
 def _read_settings(recorded: Path) -> dict:
@@ -1063,23 +1100,28 @@ def _worker(
     threads: int,
     progress_queue,
 ) -> None:
-    """One worker process of `classify_with_workers`: loads and folds the model, classifies its shard."""
+    """One worker process of `classify_with_workers`: loads and folds the model, classifies its shard. Puts the
+    number of papers of each chunk written on `progress_queue`, and a user's error as its one line (text)."""
     torch.set_num_threads(threads)
     from .cli import load_trained
 
-    tokenizer, classifier = load_trained(model, revision)
-    if settings["fold"]:
-        classifier.fold_for_inference(settings["fold"])
-    classify_file(
-        classifier,
-        tokenizer,
-        BulkSettings(**settings),
-        output_file,
-        batch_size=batch_size,
-        chunk_size=chunk_size,
-        progress=False,
-        progress_queue=progress_queue,
-    )
+    try:
+        tokenizer, classifier = load_trained(model, revision)
+        if settings["fold"]:
+            classifier.fold_for_inference(settings["fold"])
+        classify_file(
+            classifier,
+            tokenizer,
+            BulkSettings(**settings),
+            output_file,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            progress=False,
+            progress_queue=progress_queue,
+        )
+    except (UserError, OSError) as error:  # what the command would say in one line: the parent says it
+        progress_queue.put(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        sys.exit(1)
 
 
 def classify_with_workers(
@@ -1092,66 +1134,125 @@ def classify_with_workers(
 ) -> None:
     """`classify_file` in `num_workers` processes on this machine, each with its own model and its share of the
     CPU threads, each writing a shard under `<output_file>.workers/`, merged into `output_file` at the end.
-    Killed, the same call goes on with every worker's shard where it stopped."""
+    Killed, the same call goes on with every worker's shard where it stopped; with other settings, it is refused
+    before any worker starts."""
     import multiprocessing
-    import shutil
 
     from tqdm.auto import tqdm
 
     check_shard(settings)
     check_output_path(settings.input_file, output_file, settings.output_format)
+    if settings.input_sha256 is None:
+        settings = replace(settings, input_sha256=file_sha256(settings.input_file))
     output = Path(output_file)
     workers_dir = output.with_name(output.name + ".workers")
+    suffix = ".jsonl" if settings.output_format == "jsonl" else ""
+    shard_settings, shard_files = [], []
+    for w in range(num_workers):
+        shard_settings.append(
+            replace(
+                settings,
+                num_shards=settings.num_shards * num_workers,
+                shard_index=settings.shard_index + settings.num_shards * w,
+            )
+        )
+        shard_files.append(workers_dir / f"shard-{w:03d}-of-{num_workers:03d}{suffix}")
     if overwrite:
-        shutil.rmtree(workers_dir, ignore_errors=True)
-        shutil.rmtree(output, ignore_errors=True) if output.is_dir() else output.unlink(missing_ok=True)
-        settings_path(output, settings.output_format).unlink(missing_ok=True)
+        remove_output(output, settings.output_format)
+        _remove_worker_shards(workers_dir, settings.output_format)
     if output.exists():
         if _finished(output, settings) and _check_resume(output, settings, overwrite=False) >= 0:
             logger.info("%s is complete", output)
             return
         raise UserError(f"{output} exists: choose another --output_file or give --overwrite")
+    for values, path in zip(shard_settings, shard_files):
+        if path.exists():  # a killed run's shard: going on with other settings would mix two runs' results
+            check_same_settings(path, values, name=output)
     workers_dir.mkdir(parents=True, exist_ok=True)
     total = _shard_rows(count_rows(settings.input_file), settings.num_shards, settings.shard_index)
-    suffix = ".jsonl" if settings.output_format == "jsonl" else ""
-    shard_files, shard_settings = [], []
-    for w in range(num_workers):
-        values = {
-            **asdict(settings),
-            "num_shards": settings.num_shards * num_workers,
-            "shard_index": settings.shard_index + settings.num_shards * w,
-        }
-        shard_settings.append(values)
-        shard_files.append(str(workers_dir / f"shard-{w:03d}-of-{num_workers:03d}{suffix}"))
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     threads = max(1, (os.cpu_count() or 1) // num_workers)
     processes = [
         context.Process(
             target=_worker,
-            args=(settings.model, settings.revision, values, path, batch_size, chunk_size, threads, queue),
+            args=(settings.model, settings.revision, asdict(values), str(path), batch_size, chunk_size, threads, queue),
         )
         for values, path in zip(shard_settings, shard_files)
     ]
     for process in processes:
         process.start()
-    done = 0
+    done, errors = 0, []
     with tqdm(total=total, unit="papers", desc="Predicting", smoothing=0.1, dynamic_ncols=True) as bar:
         while any(process.is_alive() for process in processes) or not queue.empty():
             try:
-                count = queue.get(timeout=0.5)
+                message = queue.get(timeout=0.5)
             except Exception:  # queue.Empty
                 continue
-            done += count
-            bar.update(count)
-    failed = [w for w, process in enumerate(processes) if process.join() or process.exitcode != 0]
+            if isinstance(message, str):
+                errors.append(message)
+                continue
+            done += message
+            bar.update(message)
+    for process in processes:
+        process.join()
+    if errors:
+        raise UserError(errors[0])
+    failed = [w for w, process in enumerate(processes) if process.exitcode != 0]
     if failed:
         raise UserError(f"worker(s) {failed} failed (see above); run the same command again to go on")
-    merge_predictions(shard_files, output_file, chunk_size)
-    shutil.rmtree(workers_dir)
+    merge_predictions([str(path) for path in shard_files], output_file, chunk_size)
+    _remove_worker_shards(workers_dir, settings.output_format)
+
+
+def _remove_worker_shards(workers_dir: Path, output_format: str) -> None:
+    """Removes the workers' shard outputs (of any number of workers) and their folder, unless it holds others'."""
+    if not workers_dir.is_dir():
+        return
+    for shard in workers_dir.glob("shard-*-of-*"):
+        if not shard.name.endswith(SETTINGS_SUFFIX) and settings_path(shard, output_format).exists():
+            remove_output(shard, output_format)
+            if shard.is_dir() and not any(shard.iterdir()):
+                shard.rmdir()
+    if not any(workers_dir.iterdir()):
+        workers_dir.rmdir()
 
 
 # ------------------------------------------------------------------------------------------------ Ray Data
+
+
+def _json_lines_datasink(path: str):
+    """A Ray Data datasink that writes results as `classify_file` does (`_json_lines`); Ray's `write_json` goes
+    through pandas, which rounds floats to 10 digits and escapes "/" in ids such as cs/0701001."""
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    class JsonLinesDatasink(BlockBasedFileDatasink):
+        def write_block_to_file(self, block, file):
+            file.write(_json_lines(block.to_arrow().to_pylist(), None))
+
+    return JsonLinesDatasink(path, file_format="json")
+
+
+def _users_error(error, paths: list[str], columns: list[str], id_column: str | None) -> UserError | None:
+    """What the user did wrong when a Ray task failed: the error `classify_file` gives a local input that cannot
+    be read or classified (naming its row or line), or a `UserError` raised in a worker; None for anything else (a
+    bug, whose traceback is for the report)."""
+    import ray
+
+    for path in paths:
+        if Path(path).is_file():
+            try:
+                for batch in _source_batches(path, columns, id_column):
+                    for text_column in columns[:2]:
+                        _texts(batch, text_column, path)
+            except DataError as found:
+                return found
+    cause = error
+    while isinstance(cause, ray.exceptions.RayTaskError):  # a task's error, which is also its cause's type
+        cause = cause.cause
+    while cause is not None and not isinstance(cause, UserError):
+        cause = cause.__cause__
+    return cause
 
 
 class RayClassifier:
@@ -1235,7 +1336,15 @@ def classify_with_ray(
     `batch_size`. `address` is the cluster (`"ray://head:10001"`, `"auto"`); without it, an already started Ray or
     a new local one. `model` must be readable from every worker: a Hub repo id, or a folder every node has.
     Returns the Ray `Dataset` of the results.
+
+    The id column keeps its type and text (a CSV's ids are text, `0704.0010` as written), and JSON Lines are
+    written as `classify_file` writes them. A file that cannot be read, or a user's error in a worker, is one line
+    (`DataError`, `UserError`), as in a single process.
     """
+    batch_size, chunk_size, top_words, top_k, threshold, concurrency, num_cpus_per_worker = (
+        python_number(value) if not isinstance(value, tuple) else tuple(map(python_number, value))
+        for value in (batch_size, chunk_size, top_words, top_k, threshold, concurrency, num_cpus_per_worker)
+    )
     try:
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -1249,17 +1358,19 @@ def classify_with_ray(
         ray.init(address=address)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     paths = [input_path] if isinstance(input_path, str) else list(input_path)
-    formats = {FORMATS.get(Path(path).suffix.lower()) for path in paths}
+    formats = {format_of_name(path) for path in paths}
     if len(formats) != 1 or None in formats:
         raise DataError(f"{input_path}: give files of one format: {', '.join(sorted(FORMATS))}")
     fmt = formats.pop()
     texts = {title_column: pa.string(), abstract_column: pa.string()}
+    columns = [*texts, *([id_column] if id_column else [])]
     if fmt == "parquet":
-        dataset = ray.data.read_parquet(paths).select_columns([c for c in (*texts, id_column) if c])
+        dataset = ray.data.read_parquet(paths).select_columns(columns)
     elif fmt == "csv":
+        # Every column read as text, as `classify_file` reads it: an id such as 0704.0010 is not a number.
         dataset = ray.data.read_csv(
             paths,
-            convert_options=pcsv.ConvertOptions(column_types=texts),
+            convert_options=pcsv.ConvertOptions(column_types={column: pa.string() for column in columns}),
             parse_options=pcsv.ParseOptions(newlines_in_values=True),
         )
     else:
@@ -1290,8 +1401,14 @@ def classify_with_ray(
             threads=max(1, int(num_cpus_per_worker)),
         ),
     )
-    if output_format == "parquet":
-        results.write_parquet(output_path)
-    else:
-        results.write_json(output_path)
+    try:
+        if output_format == "parquet":
+            results.write_parquet(output_path)
+        else:
+            results.write_datasink(_json_lines_datasink(output_path))
+    except ray.exceptions.RayTaskError as error:
+        found = _users_error(error, paths, columns, id_column)
+        if found is None:
+            raise
+        raise found from None
     return ray.data.read_parquet(output_path) if output_format == "parquet" else ray.data.read_json(output_path)

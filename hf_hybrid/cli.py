@@ -287,7 +287,6 @@ def run_predict(argv: list[str]) -> None:
         return
     settings = bulk.BulkSettings(
         input_file=str(Path(args.input_file).resolve()),
-        input_bytes=Path(args.input_file).stat().st_size,
         model=args.model,
         revision=args.revision,
         title_column=args.title_column,
@@ -302,6 +301,7 @@ def run_predict(argv: list[str]) -> None:
         shard_index=args.shard_index,
         allow_empty=args.allow_empty,
         model_sha256=bulk.model_fingerprint(model, tokenizer),
+        input_sha256=bulk.file_sha256(args.input_file),
     )
     if args.num_workers > 1:
         del model  # each worker loads its own

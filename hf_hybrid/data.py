@@ -9,17 +9,17 @@ are stratified by their rarest label (see `stratified_split`).
 """
 
 import logging
+import re
 from collections import Counter
-from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value, load_dataset
 
 from .errors import DataError, UserError
+from .input_files import csv_delimiter, open_text, papers_format
 from .model.tokenization_hybrid_cnn_lstm import build_word_tokenizer
 
 logger = logging.getLogger(__name__)
 
-READERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 TEXT_COLUMNS = ("title", "abstract")
 LABEL_COLUMN = "labels"
 LABEL_IDS_COLUMN = "label_ids"
@@ -32,17 +32,11 @@ def read_table(
 ) -> Dataset:
     """Reads a local file (its format chosen by extension) or one split of a Hub dataset."""
     if path is not None:
-        reader = READERS.get(Path(path).suffix.lower())
-        if reader is None:
-            raise DataError(f"{path}: unknown format; use one of {', '.join(sorted(READERS))}")
-        if not Path(path).is_file():
-            raise DataError(f"{path}: no such file")
+        reader = papers_format(path)
         if reader in ("csv", "json") and _has_no_rows(path, header_lines=1 if reader == "csv" else 0):
             raise DataError(f"{path}: has no rows")
         # Only empty cells are missing: a title that reads "NA", "null", "None" or "nan" is text.
-        options = {"keep_default_na": False} if reader == "csv" else {}
-        if Path(path).suffix.lower() == ".tsv":
-            options["delimiter"] = "\t"
+        options = {"keep_default_na": False, "delimiter": csv_delimiter(path)} if reader == "csv" else {}
         source = path
         load = lambda: load_dataset(reader, data_files=path, split="train", **options)  # noqa: E731
     else:
@@ -63,7 +57,7 @@ def read_table(
 
 
 def _has_no_rows(path: str, header_lines: int) -> bool:
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_text(path, errors="replace") as handle:
         for count, _ in enumerate(line for line in handle if line.strip()):
             if count >= header_lines:
                 return False
@@ -100,7 +94,7 @@ def prepare_table(
         return {
             "title": [str(text or "").strip() for text in batch["title"]],
             "abstract": [str(text or "").strip() for text in batch["abstract"]],
-            "label_name": [_label_text(label, multi_label) for label in batch["label_name"]],
+            "label_name": [_label_text(label, multi_label, source) for label in batch["label_name"]],
         }
 
     text = Features({name: Value("string") for name in ("title", "abstract", "label_name")})
@@ -122,15 +116,44 @@ def prepare_table(
     return kept
 
 
-def _label_text(label, multi_label: bool) -> str | None:
-    """A paper's label as one string: its name with runs of spaces collapsed, or, `multi_label`, its distinct
-    names (space-separated text or a list), sorted and space-separated."""
+def _label_text(label, multi_label: bool, source: str = "data") -> str | None:
+    """A paper's label as one string: its name with runs of spaces collapsed (written as a list of one name: that
+    name), or, `multi_label`, its distinct names (see `listed_names`), sorted and space-separated."""
     if label is None:
         return None
     if not multi_label:
+        if _is_list_text(label):
+            label = " ".join(listed_names(label, source))
         return " ".join(str(label).split())
-    names = label if isinstance(label, list) else str(label).split()
-    return " ".join(sorted({word for name in names if name is not None for word in str(name).split()})) or None
+    return " ".join(sorted(set(listed_names(label, source)))) or None
+
+
+# What separates the names of a multi-label cell.
+NAME_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def listed_names(label, source: str = "data") -> list[str]:
+    """The label names of a multi-label cell: a list of names, the text of a list as pandas or JSON write one
+    (`['cs.CV', 'cs.LG']`, `["cs.CV", "cs.LG"]`), or names separated by spaces, commas or both (`cs.CV cs.LG`,
+    `cs.CV,cs.LG`, `cs.CV, cs.LG`). A cell that is none of these (a list cut short) is refused, naming it."""
+    if isinstance(label, list):
+        items = [item for item in label if item is not None]
+    elif _is_list_text(label):
+        items = [item.strip().strip("'\"") for item in str(label).strip()[1:-1].split(",")]
+    else:
+        items = [label]
+    names = [name for item in items for name in NAME_SEPARATORS.split(str(item)) if name]
+    if any(set(name) & set("[]'\"") for name in names):
+        raise DataError(
+            f"{source}: the label cell {label!r} is neither names separated by spaces or commas nor a list of "
+            "names: write it as cs.CV cs.LG or ['cs.CV', 'cs.LG']"
+        )
+    return names
+
+
+def _is_list_text(label) -> bool:
+    text = str(label).strip()
+    return text.startswith("[") and text.endswith("]")
 
 
 def label_list(label_name: str, multi_label: bool) -> list[str]:
@@ -396,7 +419,9 @@ def check_single_names(label_texts: list[str], source: str) -> None:
     """Refuses single-label papers whose labels list several of the other labels (`cs.CV cs.LG` beside `cs.CV` and
     `cs.LG`): read as one label each, every combination would be a class of its own."""
     names = set(label_texts)
-    combined = sorted(text for text in names if " " in text and all(part in names for part in text.split(" ")))
+    combined = sorted(
+        text for text in names if len(parts := NAME_SEPARATORS.split(text)) > 1 and all(part in names for part in parts)
+    )
     if combined:
         raise DataError(
             f"{source}: labels such as {combined[0]!r} list several of the other labels; to give each "
@@ -446,6 +471,19 @@ def keep_labels(table: Dataset, wanted: set[str], multi_label: bool) -> Dataset:
         table = table.map(restrict, batched=True, desc="Keeping --labels")
         return table.filter(lambda batch: [bool(text) for text in batch["label_name"]], batched=True)
     return table.filter(lambda batch: [n in wanted for n in batch["label_name"]], batched=True, desc="Keeping --labels")
+
+
+def papers_digest(splits: DatasetDict) -> str:
+    """A digest of every split's papers (texts and labels), in order: a run resumed from a checkpoint must go on
+    with the same."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        for batch in splits[name].select_columns(["title", "abstract", LABEL_COLUMN]).iter(batch_size=1000):
+            digest.update(json.dumps([name, batch]).encode())
+    return digest.hexdigest()[:16]
 
 
 def training_texts(train: Dataset):

@@ -8,7 +8,7 @@ read or written; an option given as None (where allowed) is not checked.
 import math
 
 from .errors import UserError
-from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE
+from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, python_number
 
 POSITIVE = (lambda value: value > 0, "greater than 0")
 NOT_NEGATIVE = (lambda value: value >= 0, "0 or more")
@@ -26,7 +26,12 @@ SEED = (lambda value: 0 <= value < 2**32, "0 or more and below 2**32")
 
 
 def check_ranges(arguments, ranges: dict) -> None:
-    """Raises `UserError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test."""
+    """Raises `UserError` naming the first flag of `ranges` ({name: (test, meaning)}) whose value fails its test;
+    every value given as a NumPy or PyTorch scalar becomes the Python number it holds first."""
+    # Arguments built in Python may hold NumPy or PyTorch scalars, which `json` cannot write (training_args.json).
+    for name, given in list(vars(arguments).items()):
+        if (value := python_number(given)) is not given:
+            setattr(arguments, name, value)
     for name, (test, meaning) in ranges.items():
         value = getattr(arguments, name)
         if value is None:

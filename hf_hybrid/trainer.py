@@ -10,10 +10,13 @@ import torch
 from torch import nn
 from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import get_parameter_names
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .evaluation import BEST_MULTI_LABEL_METRIC, compute_metrics
 from .recipes import NOTEBOOK_RECIPE
 
+# Written into every checkpoint: the digest of the papers its run learns from and is measured on (`papers_digest`).
+PAPERS_RECORD = "papers_sha256.txt"
 # A training column: each paper's wide logits from a fit that did not see it (`wide_fit.out_of_fold_logits`).
 HELD_OUT_WIDE_LOGITS = "held_out_wide_logits"
 
@@ -134,6 +137,19 @@ class FreezeEmbeddingCallback(TrainerCallback):
         model.get_input_embeddings().weight.requires_grad_(True)
 
 
+class RecordPapersCallback(TrainerCallback):
+    """Writes the digest of the run's papers into each checkpoint, so that a resume can check that it goes on with
+    the same papers (`training.check_resumed_papers`)."""
+
+    def __init__(self, digest: str):
+        self.digest = digest
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            (checkpoint / PAPERS_RECORD).write_text(self.digest + "\n")
+
+
 def adam_with_l2(learning_rate: float, weight_decay: float):
     """The notebook recipe's optimizer, as the `Trainer`'s `optimizer_cls_and_kwargs`: Adam, which adds weight
     decay to the gradient (L2), unlike AdamW."""
@@ -141,8 +157,11 @@ def adam_with_l2(learning_rate: float, weight_decay: float):
     return torch.optim.Adam, {"lr": learning_rate, "weight_decay": weight_decay, "fused": True}
 
 
-def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> HybridTrainer:
-    """The `HybridTrainer` of a run: writing into `staging`, early stopping, the embedding frozen as asked."""
+def build_trainer(
+    model, tokenizer, tokenized, training_args, staging: Path, papers_digest: str | None = None
+) -> HybridTrainer:
+    """The `HybridTrainer` of a run: writing into `staging` checkpoints that record `papers_digest` (when given),
+    early stopping, the embedding frozen as asked."""
     best = training_args.metric_for_best_model
     if model.config.is_multi_label and best == "accuracy":
         # A multi-label model has no accuracy of one label per paper: its epochs are compared by micro-F1.
@@ -159,5 +178,6 @@ def build_trainer(model, tokenizer, tokenized, training_args, staging: Path) -> 
         callbacks=[
             EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience),
             FreezeEmbeddingCallback(training_args.freeze_embedding_epochs),
+            *([RecordPapersCallback(papers_digest)] if papers_digest else []),
         ],
     )

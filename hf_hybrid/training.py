@@ -18,7 +18,7 @@ from transformers import DataCollatorWithPadding, set_seed
 
 from .calibration import GLOBAL
 from .class_weights import default_rule, resolve_class_weights
-from .data import label_names_of, load_papers, tokenize_papers, training_texts
+from .data import label_names_of, load_papers, papers_digest, tokenize_papers, training_texts
 from .distributed import share_from_main_process
 from .errors import UserError
 from .evaluation import evaluation_report, metrics_table
@@ -27,7 +27,7 @@ from .hub import push_model_folder
 from .model import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, MULTI_LABEL, SINGLE_LABEL
 from .output_folder import check_output_and_hub, last_complete_checkpoint, save_model_folder, staging_dir
-from .trainer import HELD_OUT_WIDE_LOGITS, FreezeEmbeddingCallback, HybridTrainer, build_trainer
+from .trainer import HELD_OUT_WIDE_LOGITS, PAPERS_RECORD, FreezeEmbeddingCallback, HybridTrainer, build_trainer
 from .training_args import (
     FINAL_FIT_ALL,
     FINAL_FIT_TRAIN_VALIDATION,
@@ -75,6 +75,7 @@ def train_model(model_args: ModelArguments, data_args: DataArguments, training_a
     set_seed(training_args.seed)
     with training_args.main_process_first(desc="loading papers"):
         splits = load_papers(data_args, seed=training_args.seed, multi_label=model_args.problem_type == MULTI_LABEL)
+    check_resumed_papers(training_args, splits)
 
     def new_model(train):
         return build_new_model(train, label_names_of(splits["train"]), model_args, training_args)
@@ -83,6 +84,23 @@ def train_model(model_args: ModelArguments, data_args: DataArguments, training_a
     return fit_and_report(
         model, tokenizer, splits, data_args, training_args, embedding_start=embedding_start, new_model=new_model
     )
+
+
+def check_resumed_papers(training_args, splits) -> None:
+    """Refuses to resume a checkpoint on other papers than its run started with (another file or order, split or
+    sample): the weights would go on learning other training papers, and could be tested on papers they learned."""
+    checkpoint = training_args.resume_from_checkpoint
+    if not checkpoint:
+        return
+    record = Path(checkpoint) / PAPERS_RECORD
+    recorded = record.read_text().strip() if record.is_file() else None
+    digest = papers_digest(splits)
+    if recorded != digest:
+        raise UserError(
+            f"--resume_from_checkpoint {checkpoint}: the run started on other papers (their digest {recorded}, "
+            f"these papers' {digest}): resume with the same data files, --split_seed and --max_train_samples, or "
+            "start again"
+        )
 
 
 def check_threshold_tuning(multi_label: bool, training_args, why: str) -> None:
@@ -224,6 +242,7 @@ def finetune_model(
                 data_args, seed=training_args.seed, label_names=base_labels, multi_label=config.is_multi_label
             )
             label_names = base_labels
+    check_resumed_papers(training_args, splits)
     if not keep_head:
         logger.warning(
             "new label set %s (model had %s): training a fresh classification head", label_names, base_labels
@@ -313,7 +332,7 @@ def fit_and_report(
         )
         tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
         training_args.fit_epochs_to(len(tokenized["train"]))
-        trainer = build_trainer(model, tokenizer, tokenized, training_args, staging)
+        trainer = build_trainer(model, tokenizer, tokenized, training_args, staging, papers_digest(splits))
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
             trainer, tokenized["validation"], training_args.calibration, training_args.threshold_tuning or GLOBAL

@@ -254,7 +254,7 @@ def test_a_run_refused_after_learning_the_vocabulary_leaves_the_previous_model_i
 
 
 def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_its_checkpoint(
-    trained_copy, papers_csv, capsys, caplog, monkeypatch
+    trained_copy, papers_csv, capsys, caplog, monkeypatch, tmp_path
 ):
     import hf_hybrid.output_folder
 
@@ -286,6 +286,15 @@ def test_a_run_that_fails_at_the_end_leaves_the_model_intact_and_resumes_from_it
     ) in caplog.text
 
     monkeypatch.undo()
+    # The same papers in another order would be split otherwise: the checkpoint would learn other papers, and
+    # could be tested on papers it learned.
+    lines = papers_csv.read_text().splitlines(keepends=True)
+    resorted = tmp_path / "resorted.csv"
+    resorted.write_text(lines[0] + "".join(sorted(lines[1:])))
+    other = [resorted if arg == papers_csv else arg for arg in args]
+    line = refused(capsys, [*other, "--resume_from_checkpoint", checkpoint])
+    assert line.startswith(f"hf-hybrid train: error: --resume_from_checkpoint {checkpoint}: the run started on other ")
+    assert line.endswith("resume with the same data files, --split_seed and --max_train_samples, or start again")
     assert main([str(arg) for arg in args] + ["--resume_from_checkpoint", str(checkpoint)]) == 0
     assert not staging.exists()
     after = folder_bytes(trained_copy)
@@ -883,12 +892,13 @@ def test_a_truncated_gzipped_vectors_file_is_refused_as_damaged(tmp_path):
         read_word_vectors(tmp_path / "vectors.txt.gz", tokenizer, dimension=4)
 
 
-def test_labels_listing_several_labels_are_refused_without_multi_label(capsys, tmp_path):
+@pytest.mark.parametrize("listing", ["cs.AI cs.CV", "cs.AI,cs.CV", "cs.AI, cs.CV", "['cs.AI', 'cs.CV']"])
+def test_labels_listing_several_labels_are_refused_without_multi_label(listing, capsys, tmp_path):
     from papers import make_papers
 
     papers = make_papers(20)
     for paper in papers[:10]:
-        paper["category"] = "cs.AI cs.CV"  # a cross-listed paper, read as one new class without --problem_type
+        paper["category"] = listing  # a cross-listed paper, read as one new class without --problem_type
     line = refused(
         capsys,
         [
@@ -900,8 +910,22 @@ def test_labels_listing_several_labels_are_refused_without_multi_label(capsys, t
             *TINY_FLAGS,
         ],
     )
-    assert "labels such as 'cs.AI cs.CV' list several of the other labels" in line
+    spelled = listing if "[" not in listing else "cs.AI cs.CV"
+    assert f"labels such as {spelled!r} list several of the other labels" in line
     assert "--problem_type multi_label_classification" in line and not (tmp_path / "out").exists()
+
+
+def test_a_single_label_written_as_a_list_of_one_is_that_label(tmp_path):
+    from papers import make_papers
+
+    from hf_hybrid.data import label_names_of, load_papers
+    from hf_hybrid.training_args import DataArguments
+
+    papers = make_papers(20)
+    for paper in papers[::2]:
+        paper["category"] = str([paper["category"]])  # as pandas writes a list of one
+    splits = load_papers(DataArguments(train_file=str(write_papers_csv(tmp_path / "papers.csv", papers))), seed=0)
+    assert label_names_of(splits["train"]) == ["cs.AI", "cs.CL", "cs.CV"]
 
 
 def test_a_diverged_run_is_refused_before_calibration(capsys, papers_csv, tmp_path, monkeypatch):
@@ -1243,3 +1267,173 @@ def test_a_shard_given_twice_to_merge_is_named(saved_model_dir, tmp_path, capsys
     )
     line = refused(capsys, ["merge-predictions", *shards, "--output_file", tmp_path / "merged.parquet"])
     assert line.endswith("the shards are JSON Lines, not .parquet: name it .jsonl")
+
+
+def test_overwrite_removes_only_what_a_bulk_prediction_wrote(saved_model_dir, tmp_path, capsys):
+    rows = _bulk_rows()
+    source = _write_jsonl(tmp_path / "papers.jsonl", rows)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "notes.txt").write_text("mine")
+    (results / "part-1.parquet").write_bytes(b"mine too")
+    mine = folder_bytes(results)
+    predict = ["predict", "--model", saved_model_dir, "--input_file", source, "--output_format", "parquet"]
+    for workers in ([], ["--num_workers", "2"]):
+        line = refused(capsys, [*predict, "--output_file", results, "--overwrite", *workers])  # before: all deleted
+        assert line == (
+            f"hf-hybrid predict: error: {results} is a folder that a bulk prediction did not write (no _bulk.json): "
+            "--overwrite removes only the files of a bulk output; choose another --output_file"
+        )
+        assert folder_bytes(results) == mine
+    # A folder it wrote, where the user keeps a file of their own: --overwrite replaces the parts and settings only.
+    output = tmp_path / "out"
+    assert main([str(a) for a in [*predict, "--output_file", output, "--chunk_size", "5"]]) == 0
+    (output / "README.md").write_text("mine")
+    assert main([str(a) for a in [*predict, "--output_file", output, "--chunk_size", "7", "--overwrite"]]) == 0
+    parts = [f"part-{start:012d}.parquet" for start in range(0, len(rows), 7)]
+    assert sorted(path.name for path in output.iterdir()) == sorted(["README.md", "_bulk.json", *parts])
+    assert (output / "README.md").read_text() == "mine"
+
+
+def test_workers_refuse_other_settings_before_any_of_them_starts(saved_model_dir, tmp_path, capsys):
+    rows = _bulk_rows()
+    source = _write_jsonl(tmp_path / "papers.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    predict = ["predict", "--model", saved_model_dir, "--input_file", source, "--id_column", "id"]
+    # What a `--num_workers 2 --threshold 0.5` run killed early leaves: part of its first worker's shard.
+    shard = tmp_path / "out.jsonl.workers" / "shard-000-of-002.jsonl"
+    flags = ["--num_shards", "2", "--shard_index", "0", "--threshold", "0.5"]
+    assert main([str(a) for a in [*predict, "--output_file", shard, *flags]]) == 0
+    shard.write_text("".join(shard.read_text().splitlines(keepends=True)[:3]))
+    recorded = shard.with_name(shard.name + ".bulk.json")
+    recorded.write_text(recorded.read_text().replace('"finished": true', '"finished": false'))
+    line = refused(capsys, [*predict, "--output_file", output, "--num_workers", "2", "--threshold", "0.7"])
+    assert line == (  # before: each worker's traceback, then "run the same command again to go on"
+        f"hf-hybrid predict: error: {output} was written with other settings (threshold 0.5 -> 0.7): resume it with "
+        "the same command, choose another --output_file, or give --overwrite"
+    )
+    assert sorted(path.name for path in shard.parent.iterdir()) == [shard.name, recorded.name]  # no worker started
+    # With the same settings it goes on, from Python too, where the model's digest is left to the workers.
+    from hf_hybrid.bulk import BulkSettings, classify_with_workers
+
+    settings = json.loads(recorded.read_text())
+    del settings["finished"], settings["model_sha256"]
+    classify_with_workers(BulkSettings(**{**settings, "num_shards": 1, "shard_index": 0}), str(output), 2)
+    assert [json.loads(line)["id"] for line in output.read_text().splitlines()] == [row["id"] for row in rows]
+    assert not shard.parent.exists()
+
+
+def test_a_workers_error_comes_back_as_its_one_line(tmp_path):
+    import queue
+    from dataclasses import asdict
+
+    from hf_hybrid.bulk import BulkSettings, _worker
+
+    settings = BulkSettings(
+        input_file=str(_write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())),
+        model=str(tmp_path / "no-model"),
+        revision=None,
+        title_column="title",
+        abstract_column="abstract",
+        id_column=None,
+        top_words=5,
+        top_k=None,
+        threshold=None,
+        fold=None,
+        output_format="jsonl",
+        num_shards=1,
+        shard_index=0,
+    )
+    messages = queue.Queue()
+    with pytest.raises(SystemExit) as exit_status:  # before: the worker's traceback
+        _worker(settings.model, None, asdict(settings), str(tmp_path / "out.jsonl"), 8, 8, 1, messages)
+    assert exit_status.value.code == 1
+    message = messages.get_nowait()
+    assert isinstance(message, str) and "\n" not in message and str(tmp_path / "no-model") in message
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("papers.csv", "GZIP", "is gzip-compressed, not CSV text: name it papers.csv.gz"),
+        ("papers.jsonl", "GZIP", "is gzip-compressed, not JSON text: name it papers.jsonl.gz"),
+        ("papers.csv", b"PK\x03\x04\x14\x00\x06\x00", "is a zip archive (an Excel workbook is one), not CSV text"),
+        ("papers.csv", b"\x00\x01\x02binary\xff", "is not text (it holds NUL bytes): give a UTF-8 CSV file"),
+        ("papers.csv.gz", b"id,title,abstract\n", "is not gzip-compressed, though its name ends in .gz"),
+        ("papers.parquet.gz", b"PAR1", "unknown format"),
+    ],
+)
+def test_a_file_that_is_not_what_its_name_says_is_named_by_every_command(
+    name, content, message, saved_model_dir, tmp_path, capsys
+):
+    import gzip
+
+    path = tmp_path / name
+    text = "id,title,abstract,category\np1,Deep nets,We train nets.,cs.AI\n"
+    path.write_bytes(gzip.compress(text.encode()) if content == "GZIP" else content)
+    model = saved_model_dir
+    for argv in (
+        ["predict", "--model", model, "--input_file", path, "--output_file", tmp_path / "out.jsonl"],
+        ["evaluate", "--model", model, "--test_file", path],
+        ["train", "--train_file", path, "--output_dir", tmp_path / "trained"],
+    ):
+        line = refused(capsys, argv)  # before: "missing column(s) title, abstract; it has <binary garbage>"
+        assert line.startswith(f"hf-hybrid {argv[0]}: error: {path}: ") and message in line, line
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_saved_folder_is_readable_by_whoever_may_read_the_folder(trained, tiny_model, tiny_tokenizer, tmp_path):
+    import os
+    import stat
+
+    from hf_hybrid import ArxivClassificationPipeline
+
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in trained.iterdir() if path.is_file()}
+    assert "model.safetensors" in modes
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)  # before: model.safetensors 0600
+    # Under a stricter umask, the weights follow it as every other file does.
+    os.umask(0o027)
+    try:
+        ArxivClassificationPipeline(model=tiny_model, tokenizer=tiny_tokenizer).save_pretrained(str(tmp_path / "m"))
+    finally:
+        os.umask(umask)
+    assert {stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "m").iterdir()} == {0o640}
+
+
+def run_unprivileged(argv: list) -> tuple[int, str]:
+    """Runs the CLI in a fresh process that file permissions bind: as root, one without the capabilities that let
+    root read any file (`setpriv`, util-linux)."""
+    import os
+
+    prefix = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and setpriv (util-linux) is not there to drop root's file access")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    command = [*prefix, sys.executable, "-m", "hf_hybrid.cli", *map(str, argv)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stderr
+
+
+def test_an_unreadable_file_is_reported_as_unreadable(trained_copy, papers_csv, tmp_path):
+    weights = trained_copy / "model.safetensors"
+    weights.chmod(0)
+    status, err = run_unprivileged(["predict", "--model", trained_copy, "--title", "Deep nets"])
+    assert status == 1 and "Traceback" not in err, err[-3000:]
+    assert err.splitlines()[-1] == (  # before: "No such file or directory"
+        f"hf-hybrid predict: error: {weights}: cannot be read (Permission denied): its owner can make it readable "
+        "(chmod a+r)"
+    )
+    papers = Path(shutil.copy(papers_csv, tmp_path / "papers.csv"))
+    papers.chmod(0)
+    weights.chmod(0o644)
+    for argv in (
+        ["predict", "--model", trained_copy, "--input_file", papers, "--output_file", tmp_path / "out.jsonl"],
+        ["train", "--train_file", papers, "--output_dir", tmp_path / "out"],
+    ):
+        status, err = run_unprivileged(argv)
+        assert status == 1 and err.splitlines()[-1] == (
+            f"hf-hybrid {argv[0]}: error: {papers}: cannot be read (Permission denied): check its permissions"
+        ), err[-3000:]

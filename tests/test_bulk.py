@@ -18,6 +18,7 @@ from papers import make_papers
 from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from hf_hybrid.bulk import read_chunks
 from hf_hybrid.cli import main
+from hf_hybrid.errors import DataError
 
 # Papers with what bulk reading must keep: empty fields, accents, out-of-vocabulary words, a title that reads
 # "None", a field longer than the model reads.
@@ -214,6 +215,65 @@ def test_an_output_of_other_settings_or_other_origin_is_refused(saved_model_dir,
     assert "exists and was not written by a bulk prediction" in capsys.readouterr().err
 
 
+def test_files_as_excel_and_gzip_write_them_give_the_results_of_plain_ones(wide_model_dir, tmp_path):
+    import csv
+    import gzip
+
+    rows = paper_rows(4)
+    plain = write_input(tmp_path / "plain.csv", rows)
+    # Excel's "CSV UTF-8": a byte-order mark before the first column's name and CRLF line ends.
+    excel = tmp_path / "excel.csv"
+    with open(excel, "w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    assert excel.read_bytes().startswith(b"\xef\xbb\xbfpaper_id,") and b"\r\n" in excel.read_bytes()
+    lines = write_input(tmp_path / "lines.jsonl", rows)
+    excel_lines = tmp_path / "excel_lines.jsonl"
+    excel_lines.write_bytes(b"\xef\xbb\xbf" + lines.read_bytes().replace(b"\n", b"\r\n"))
+    zipped = {}
+    for source in (plain, lines):
+        zipped[source] = tmp_path / f"zipped_{source.name}.gz"
+        zipped[source].write_bytes(gzip.compress(source.read_bytes()))
+
+    def results(source, *flags):
+        output = tmp_path / f"{source.name}.out.jsonl"
+        argv = ["predict", "--model", str(wide_model_dir), "--input_file", str(source), "--output_file", str(output)]
+        assert main([*argv, *flags]) == 0
+        return read_jsonl(output)
+
+    expected = results(plain, "--id_column", "paper_id")
+    assert [line["paper_id"] for line in expected] == [row["paper_id"] for row in rows]
+    for source in (excel, excel_lines, zipped[plain], zipped[lines]):  # before: "missing column(s) paper_id"
+        assert results(source, "--id_column", "paper_id") == expected, source.name
+    # The byte-order mark is not part of the first column's name with the id column left out either.
+    bom_first = tmp_path / "title_first.csv"
+    bom_first.write_bytes(
+        b"\xef\xbb\xbf"
+        + write_input(tmp_path / "t.csv", [{"title": r["title"], "abstract": r["abstract"]} for r in rows]).read_bytes()
+    )
+    assert [line["scores"] for line in results(bom_first)] == [line["scores"] for line in expected]
+
+
+def test_training_and_evaluation_read_the_same_files(tmp_path):
+    import gzip
+
+    from hf_hybrid.data import read_table
+
+    rows = [{**row, "category": "cs.AI"} for row in paper_rows(2)]
+    plain = write_input(tmp_path / "plain.csv", rows)
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes().replace(b"\n", b"\r\n"))
+    zipped = tmp_path / "zipped.csv.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    lines = write_input(tmp_path / "lines.jsonl", rows)
+    zipped_lines = tmp_path / "zipped.jsonl.gz"
+    zipped_lines.write_bytes(gzip.compress(lines.read_bytes()))
+    expected = read_table(str(plain)).to_list()
+    for source in (excel, zipped, lines, zipped_lines):
+        assert read_table(str(source)).to_list() == expected, source.name
+
+
 # ------------------------------------------------------------------------------------------------ resuming
 
 # Runs `hf-hybrid predict` with the output's writes stopped after `STOP_AFTER` chunks: the last one cut after
@@ -306,6 +366,36 @@ def test_a_killed_run_resumes_with_every_row_exactly_once_in_order(output_format
     assert [line["paper_id"] for line in (read_jsonl(output) if output_format == "jsonl" else got)] == [
         row["paper_id"] for row in rows
     ]
+
+
+def test_an_output_is_not_continued_from_an_input_whose_content_changed(saved_model_dir, tmp_path, capsys):
+    rows = paper_rows()
+    source = write_input(tmp_path / "papers.csv", rows)
+    output = tmp_path / "out.jsonl"
+    command = [
+        "predict",
+        "--model",
+        str(saved_model_dir),
+        "--input_file",
+        str(source),
+        "--output_file",
+        str(output),
+        "--id_column",
+        "paper_id",
+        "--chunk_size",
+        "8",
+    ]
+    killed_run(command, tmp_path, stop_after=2, cut=0)
+    written, size = output.read_bytes(), source.stat().st_size
+    resorted = sorted(rows, key=lambda row: row["title"])
+    write_input(source, resorted)  # the same rows in another order: the same name and size
+    assert source.stat().st_size == size and resorted != rows
+    assert main(command) == 1  # before: 16 ids twice, 16 missing
+    err = capsys.readouterr().err
+    assert f"{output} was written with other settings (input_sha256 (the input file's content) " in err
+    assert output.read_bytes() == written
+    assert main([*command, "--overwrite"]) == 0
+    assert [line["paper_id"] for line in read_jsonl(output)] == [row["paper_id"] for row in resorted]
 
 
 # ------------------------------------------------------------------------------------------------ shards
@@ -457,3 +547,65 @@ def test_a_ray_run_refuses_what_ray_cannot_do_before_the_model_loads(flags, mess
     assert main([*argv, "--ray_address", "local"]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+# Ids as arXiv writes them, which a reader that guesses types turns into numbers (0704.0010 -> 704.001), and old-style
+# ones with a slash, which pandas writes escaped (cs\/0701001).
+ARXIV_IDS = ["0704.0010", "0704.0100", "cs/0701001", "1501.00001v2", "0001.0001"]
+
+
+def test_ray_keeps_ids_byte_for_byte_and_names_a_file_it_cannot_read(saved_model_dir, tmp_path, capsys):
+    ray = pytest.importorskip("ray")
+    from hf_hybrid.bulk import classify_with_ray
+
+    rows = [{**row, "paper_id": ARXIV_IDS[i % len(ARXIV_IDS)] + f"{i:03d}"} for i, row in enumerate(paper_rows(2))]
+    numbered = [{**row, "paper_id": None if i == 3 else i} for i, row in enumerate(rows)]  # int ids, one missing
+    sources = [write_input(tmp_path / "papers.csv", rows), write_input(tmp_path / "numbered.jsonl", numbered)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text(sources[0].read_text() + '"p9","a title","an abstract","one cell too many"\n')
+    common = ["--id_column", "paper_id", "--chunk_size", "7", "--output_format", "jsonl"]
+
+    def ids(lines):  # each line's id as written, byte for byte
+        return [line[: line.index(', "label"')] for line in lines]
+
+    singles = {}
+    for source in sources:
+        singles[source] = tmp_path / f"{source.stem}-single.jsonl"
+        argv = ["predict", "--model", str(saved_model_dir), "--input_file", str(source)]
+        assert main([*argv, "--output_file", str(singles[source]), *common]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
+    try:
+        for source in sources:
+            folder = tmp_path / f"{source.stem}-ray"
+            argv = ["predict", "--model", str(saved_model_dir), "--input_file", str(source)]
+            assert main([*argv, "--output_file", str(folder), "--ray_address", "local", *common]) == 0
+            got = [line for part in sorted(folder.glob("*.json")) for line in part.read_text().splitlines()]
+            expected = singles[source].read_text().splitlines()
+            assert ids(got) == ids(expected)  # before: {"paper_id": 704.001, ... and cs\/0701001
+            assert_same_results([json.loads(line) for line in got], [json.loads(line) for line in expected])
+        with pytest.raises(DataError) as refused:  # before: Ray's traceback
+            classify_with_ray(str(bad), str(tmp_path / "bad-ray"), str(saved_model_dir), id_column="paper_id")
+    finally:
+        ray.shutdown()
+    assert str(refused.value).startswith(f"{bad}: cannot be read as CSV (CSV parse error: ")
+    assert "Expected 3 columns, got 4" in str(refused.value)
+
+
+def test_settings_given_as_numpy_scalars_are_kept_as_python_numbers(saved_model_dir, tmp_path):
+    import numpy as np
+
+    from hf_hybrid.bulk import BulkSettings, classify_file
+    from hf_hybrid.cli import load_trained
+
+    source = write_input(tmp_path / "papers.jsonl", paper_rows(2))
+    values = dict(input_file=str(source), model=str(saved_model_dir), revision=None, title_column="title")
+    values.update(abstract_column="abstract", id_column=None, top_words=3, fold=None, output_format="jsonl")
+    values.update(num_shards=1, shard_index=0)
+    tokenizer, model = load_trained(str(saved_model_dir))
+    outputs = []
+    for top_k, threshold in ((2, 0.5), (np.int64(2), np.float32(0.5))):
+        outputs.append(tmp_path / f"out-{type(top_k).__name__}.jsonl")
+        classify_file(model, tokenizer, BulkSettings(**values, top_k=top_k, threshold=threshold), str(outputs[-1]))
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()  # before: the settings file could not be written
+    recorded = json.loads(outputs[1].with_name(outputs[1].name + ".bulk.json").read_text())
+    assert (recorded["top_k"], recorded["threshold"]) == (2, 0.5)

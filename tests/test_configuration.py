@@ -161,3 +161,35 @@ def test_the_smallest_vocabulary_is_pad_unk_and_one_word():
     HybridCNNLSTMConfig(vocab_size=3)
     with pytest.raises(ValueError, match="vocab_size` must be at least 3"):
         HybridCNNLSTMConfig(vocab_size=2)
+
+
+def test_numpy_and_torch_scalars_become_python_numbers_that_json_writes(tmp_path):
+    import numpy as np
+    import torch
+
+    from hf_hybrid.training_args import HybridTrainingArguments, ModelArguments
+
+    config = HybridCNNLSTMConfig(
+        id2label={0: "a", 1: "b"},
+        embed_dim=np.int64(16),
+        kernel_sizes=[np.int64(3), torch.tensor(4)],
+        dropout=np.float32(0.25),
+        calibration_temperature=torch.tensor(1.5),
+        problem_type="multi_label_classification",
+        label_thresholds=[np.float32(0.25), np.float32(0.75)],
+        wide_branch=np.bool_(True),
+    )
+    config.save_pretrained(tmp_path)  # before: "Object of type float32 is not JSON serializable"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["embed_dim"], saved["kernel_sizes"], saved["dropout"]) == (16, [3, 4], 0.25)
+    assert (saved["calibration_temperature"], saved["label_thresholds"], saved["wide_branch"]) == (
+        1.5,
+        [0.25, 0.75],
+        True,
+    )
+    model_args = ModelArguments(embed_dim=np.int64(16), dropout=np.float32(0.25))
+    training_args = HybridTrainingArguments(
+        output_dir=str(tmp_path / "out"), learning_rate=np.float32(0.5), num_train_epochs=np.int64(2)
+    )
+    assert (type(model_args.embed_dim), type(model_args.dropout)) == (int, float)
+    assert json.loads(training_args.to_json_string())["num_train_epochs"] == 2

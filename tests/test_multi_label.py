@@ -162,6 +162,52 @@ def test_labels_are_read_from_space_separated_names_and_from_lists(tmp_path):
         assert [LABELS[i] for i in sorted(row["labels"])] == by_title[row["title"]]
 
 
+# How users write a paper's labels in a cell: the ones of make_multi_label_papers, spelled four other ways.
+LABEL_SPELLINGS = {
+    "commas": ",".join,
+    "commas and spaces": ", ".join,
+    "a list as pandas writes one": lambda names: str(list(names)),
+    "a list as JSON": json.dumps,
+}
+
+
+@pytest.mark.parametrize("spelling", list(LABEL_SPELLINGS))
+def test_labels_separated_by_commas_or_written_as_a_list_are_read_as_names(spelling, tmp_path):
+    papers = make_multi_label_papers(120)
+    # Every other paper keeps its space-separated labels: one file holds both spellings.
+    respelled = [
+        {**p, "categories": LABEL_SPELLINGS[spelling](p["categories"].split()) if i % 2 else p["categories"]}
+        for i, p in enumerate(papers)
+    ]
+    assert any("," in p["categories"] for p in respelled)
+    splits = {
+        name: load_papers(
+            DataArguments(
+                train_file=str(write_multi_label_csv(tmp_path / f"{name}.csv", table)), label_column="categories"
+            ),
+            seed=0,
+            multi_label=True,
+        )
+        for name, table in (("plain", papers), ("respelled", respelled))
+    }
+    assert label_names_of(splits["respelled"]["train"]) == LABELS  # before: 'cs.AI,' 'cs.AI,cs.LG' "['cs.AI'," ...
+    for split in ("train", "validation", "test"):
+        assert splits["respelled"][split]["labels"] == splits["plain"][split]["labels"]
+
+
+@pytest.mark.parametrize("cell", ["['cs.AI', 'cs.CV'", "cs.AI 'cs.CV'", "[cs.AI], [cs.CV]"])
+def test_a_label_cell_that_is_neither_names_nor_a_list_is_named(cell, tmp_path):
+    papers = make_multi_label_papers(40)
+    papers[7]["categories"] = cell
+    path = write_multi_label_csv(tmp_path / "papers.csv", papers)
+    with pytest.raises(DataError) as refused:
+        load_papers(DataArguments(train_file=str(path), label_column="categories"), multi_label=True)
+    assert str(refused.value) == (
+        f"{path}: the label cell {cell!r} is neither names separated by spaces or commas nor a list of names: "
+        "write it as cs.CV cs.LG or ['cs.CV', 'cs.LG']"
+    )
+
+
 def test_the_split_gives_every_label_its_share_and_multi_hot_rows(tmp_path):
     papers = make_multi_label_papers(300, seed=1)
     # A rare label, on 12 papers: stratified by their rarest label, each split gets some of them.

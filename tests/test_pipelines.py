@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from transformers import pipeline
@@ -195,3 +196,24 @@ def test_a_wide_model_says_how_much_of_the_decision_each_branch_carries(make_tin
 
 def test_a_model_without_wide_branch_reports_no_branch_scores(arxiv_classifier):
     assert "branch_scores" not in arxiv_classifier(PAPERS[0])
+
+
+# Options as NumPy and PyTorch give them: scalars of each, and 0-d arrays and tensors.
+LIBRARY_NUMBERS = {
+    "numpy float64 and int64": (np.float64, np.int64),
+    "numpy float32 and int32": (np.float32, np.int32),
+    "0-d numpy arrays": (np.array, np.array),
+    "0-d torch tensors": (torch.tensor, torch.tensor),
+}
+
+
+@pytest.mark.parametrize("kind", list(LIBRARY_NUMBERS))
+def test_numbers_of_any_library_are_options_and_results_are_plain_python(kind, arxiv_classifier):
+    real, whole = LIBRARY_NUMBERS[kind]
+    expected = arxiv_classifier(PAPERS, threshold=0.5, top_k=2, top_words=3)
+    # before: "must be a probability from 0 to 1, got np.float32(0.5)", or a numpy bool in needs_review
+    got = arxiv_classifier(PAPERS, threshold=real(0.5), top_k=whole(2), top_words=whole(3))
+    assert json.dumps(got) == json.dumps(expected)
+    assert all(type(result["needs_review"]) is bool for result in got)
+    with pytest.raises(ValueError, match=r"`threshold` must be a probability from 0 to 1, got .*1\.5"):
+        arxiv_classifier(PAPERS[0], threshold=real(1.5))

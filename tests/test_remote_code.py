@@ -38,7 +38,7 @@ SHIPPED_FILES = {
 }
 # `tokenizers` and `safetensors` are dependencies of `transformers`, so wherever it is installed, they are.
 SHIPPED_PACKAGES = {"torch", "transformers", "tokenizers", "safetensors"}
-ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "re", "__future__"}
+ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "os", "re", "__future__"}
 
 TITLES = ["Attention is all you need", "Solving the Schrödinger equation with zebra networks", ""]
 ABSTRACTS = [

@@ -16,6 +16,25 @@ MIN_VOCAB_SIZE = 3
 MIN_TEMPERATURE = 1e-6
 MAX_TEMPERATURE = 1e6
 
+# The fields that hold one number (or flag): a NumPy or PyTorch scalar given for one is stored as the Python value.
+SCALAR_FIELDS = (
+    "vocab_size",
+    "embed_dim",
+    "num_filters",
+    "lstm_hidden",
+    "lstm_layers",
+    "dropout",
+    "embedding_dropout",
+    "output_dropout",
+    "max_title_length",
+    "max_abstract_length",
+    "pad_token_id",
+    "label_smoothing",
+    "wide_branch",
+    "wide_bigram_buckets",
+    "calibration_temperature",
+)
+
 # Every saved model can be loaded by all of these Auto classes, whichever one saved it.
 AUTO_MAP = {
     "AutoConfig": "configuration_hybrid_cnn_lstm.HybridCNNLSTMConfig",
@@ -96,6 +115,12 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         super().__post_init__(**kwargs)
         if self.problem_type is None:
             self.problem_type = SINGLE_LABEL
+        for name in SCALAR_FIELDS:
+            setattr(self, name, python_number(getattr(self, name)))
+        for name in ("class_weights", "label_thresholds"):
+            values = getattr(self, name)
+            if isinstance(values, (list, tuple)):
+                setattr(self, name, [python_number(value) for value in values])
         self.kernel_sizes = _integer_list("kernel_sizes", self.kernel_sizes)
         self.classifier_hidden_sizes = _integer_list("classifier_hidden_sizes", self.classifier_hidden_sizes)
         if self.label2id is None:
@@ -197,6 +222,14 @@ class HybridCNNLSTMConfig(PretrainedConfig):
 
 
 def _integer_list(name, values):
-    if not isinstance(values, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    values = [python_number(v) for v in values] if isinstance(values, (list, tuple)) else values
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ValueError(f"`{name}` must be a list of integers, got {values!r}")
-    return list(values)
+    return values
+
+
+def python_number(value):
+    """`value` as the Python number (or bool) it holds when it is a NumPy or PyTorch scalar, a 0-d array or tensor;
+    anything else as it is. Options and results are then plain Python values, which `json` writes and every check
+    reads alike."""
+    return value.item() if getattr(value, "shape", None) == () and hasattr(value, "item") else value

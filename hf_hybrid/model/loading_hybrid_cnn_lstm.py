@@ -1,10 +1,12 @@
-"""What `from_pretrained` of the hybrid CNN-LSTM model refuses: weights that do not fit the config, and a damaged
-weights file.
+"""What `from_pretrained` of the hybrid CNN-LSTM model refuses: weights that do not fit the config, a damaged
+weights file, and one that may not be read.
 
 This file is shipped with every saved model and runs under ``trust_remote_code``, on whatever ``transformers``
 version the user has: it reads only the loading info that ``from_pretrained(..., output_loading_info=True)``
 returns, and recognises a damaged file by the error type of ``safetensors``, which ``transformers`` depends on.
 """
+
+import os
 
 from safetensors import SafetensorError
 
@@ -27,6 +29,19 @@ def damaged_weights_error(source, error: SafetensorError) -> OSError:
     return OSError(
         f"{source}: {WEIGHTS_FILE} is truncated or corrupt ({error}): download it again or re-save the model"
     )
+
+
+def unreadable_weights_error(error: FileNotFoundError) -> OSError | None:
+    """`safetensors` reports a weights file that is there but may not be read as "No such file or directory": the
+    error to raise instead, which says why it cannot be read (None when the file is missing indeed)."""
+    path = str(error).removeprefix("No such file or directory: ")
+    if not os.path.isfile(path):
+        return None
+    try:
+        open(path, "rb").close()
+    except OSError as cause:
+        return OSError(f"{path}: cannot be read ({cause.strerror}): its owner can make it readable (chmod a+r)")
+    return None
 
 
 def check_loaded_weights(model, source, info: dict, allow_mismatch: bool) -> None:

@@ -5,10 +5,11 @@ parallel convolutions with global attention read the abstract. A learned two-way
 summaries, and an MLP head classifies their concatenation.
 
 This file puts the layers of `layers_hybrid_cnn_lstm.py` together. It is shipped with every saved model and runs
-under ``trust_remote_code``: it imports only ``torch``, ``transformers`` and its sibling files (the folded inference
-path of `folding_hybrid_cnn_lstm.py` only when a model is folded).
+under ``trust_remote_code``: it imports only ``torch``, ``transformers``, the standard library and its sibling files
+(the folded inference path of `folding_hybrid_cnn_lstm.py` only when a model is folded).
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,12 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_hybrid_cnn_lstm import HybridCNNLSTMConfig
 from .layers_hybrid_cnn_lstm import AbstractEncoder, BagOfNgrams, GatedFusion, TitleEncoder
-from .loading_hybrid_cnn_lstm import SafetensorError, check_loaded_weights, damaged_weights_error
+from .loading_hybrid_cnn_lstm import (
+    SafetensorError,
+    check_loaded_weights,
+    damaged_weights_error,
+    unreadable_weights_error,
+)
 
 
 @dataclass
@@ -87,7 +93,8 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, which refuses weights that do not fit the config instead of
-        initialising the misfits at random, and says which file to fetch again when the weights are damaged.
+        initialising the misfits at random, says which file to fetch again when the weights are damaged, and that a
+        weights file may not be read when it may not (`safetensors` calls it missing).
 
         `ignore_mismatched_sizes=True` still lets weights of another shape be re-initialised (a new head).
         """
@@ -103,8 +110,24 @@ class HybridCNNLSTMPreTrainedModel(PreTrainedModel):
             )
         except SafetensorError as error:
             raise damaged_weights_error(pretrained_model_name_or_path, error) from error
+        except FileNotFoundError as error:
+            unreadable = unreadable_weights_error(error)
+            if unreadable is None:
+                raise
+            raise unreadable from error
         check_loaded_weights(model, pretrained_model_name_or_path, info, allow_mismatch)
         return (model, info) if with_info else model
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with weights files that whoever may read the folder may read:
+        `safetensors` writes them for their owner alone (mode 0600); they get the mode of any new file under the
+        umask, as `config.json` beside them."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        umask = os.umask(0)
+        os.umask(umask)
+        for name in os.listdir(save_directory):
+            if name.startswith("model") and name.endswith(".safetensors"):
+                os.chmod(os.path.join(save_directory, name), 0o666 & ~umask)
 
     def fold_for_inference(self, dtype: torch.dtype | str = torch.float32):
         r"""Precomputes the abstract convolutions and the title LSTM's input gates as word tables (fast CPU inference).

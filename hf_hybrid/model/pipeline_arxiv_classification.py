@@ -4,11 +4,13 @@ It returns, as data, what the research notebook plotted: how much the title and 
 in the decision (the fusion weights) and the most-attended words of each.
 
 This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only
-``torch`` and ``transformers``.
+``torch``, ``transformers`` and its sibling configuration file.
 """
 
 import torch
 from transformers import Pipeline
+
+from .configuration_hybrid_cnn_lstm import python_number
 
 
 class ArxivClassificationPipeline(Pipeline):
@@ -51,6 +53,8 @@ class ArxivClassificationPipeline(Pipeline):
     def _sanitize_parameters(
         self, top_words=None, fold_for_inference=None, top_k=None, threshold=None, allow_empty=None, **kwargs
     ):
+        # NumPy and PyTorch scalars are read as the Python numbers they hold: results hold plain Python values.
+        top_words, top_k, threshold, allow_empty = map(python_number, (top_words, top_k, threshold, allow_empty))
         if top_words is not None and not _is_count(top_words):
             raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
         if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= self.model.config.num_labels):
