@@ -41,6 +41,13 @@ def add_arguments(parser) -> None:
         help=f"training papers per category, each a point of the curve ({EVERY_PAPER!r}: every paper left)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43], help="one run of each point per seed")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=["train", "finetune"],
+        default=["train", "finetune"],
+        help="which hf-hybrid commands to run (finetune: with --base_model)",
+    )
     parser.add_argument("--train_flags", default="", help="more `hf-hybrid train` flags")
     parser.add_argument("--finetune_flags", default="", help="more `hf-hybrid finetune` flags")
 
@@ -60,8 +67,10 @@ def run(args) -> dict:
             point["tfidf_logistic_regression"] = cached(
                 args.workdir / f"tfidf-{size}-{seed}.json", tfidf_logistic_regression, papers, task["test"]
             )
-            commands = {"train": ["train", *args.train_flags.split()]}
-            if args.base_model:
+            commands = {}
+            if "train" in args.methods:
+                commands["train"] = ["train", *args.train_flags.split()]
+            if args.base_model and "finetune" in args.methods:
                 commands["finetune"] = ["finetune", "--model", args.base_model, *args.finetune_flags.split()]
             for name, command in commands.items():
                 output_dir = args.workdir / f"{name}-{size}-{seed}"
@@ -205,9 +214,8 @@ def point_line(point: dict) -> str:
 
 
 def table(report: dict) -> str:
-    methods = [("TF-IDF + LR (C by CV)", "tfidf_logistic_regression"), ("`hf-hybrid train`", "train")]
-    if report["base_model"]:
-        methods.append(("`hf-hybrid finetune`", "finetune"))
+    methods = [("TF-IDF + LR (C by CV)", "tfidf_logistic_regression")]
+    methods += [(f"`hf-hybrid {name}`", name) for name in ("train", "finetune") if name in report["points"][0]]
     seeds = sorted({point["seed"] for point in report["points"]})
     header = " | ".join(f"{name}: acc / macro-F1 (seeds {' / '.join(map(str, seeds))})" for name, _ in methods)
     rows = [f"| papers per category (papers) | {header} | wall time ({', '.join(n for n, _ in methods[1:])}) |"]
