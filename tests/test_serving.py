@@ -206,3 +206,34 @@ def test_a_model_that_cannot_be_loaded_or_a_port_in_use_exits_1_with_one_line(sa
 def test_serve_refuses_options_outside_their_meaning(saved_model_dir, flags, message, capsys):
     assert main(["serve", "--model", str(saved_model_dir), *flags]) == 1
     assert capsys.readouterr().err.startswith(f"hf-hybrid serve: error: {message}")
+
+
+def test_the_ray_serve_deployment_answers_what_the_server_answers(server, saved_model_dir):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    serve = pytest.importorskip("ray.serve", reason="Ray Serve (the ray extra) is not installed")
+    from hf_hybrid.serving.ray_serve import APP_NAME, deployment
+
+    with socket.socket() as probe:  # a free port for Serve's HTTP proxy
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        # A local instance, every process of it on loopback.
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = deployment(str(saved_model_dir), num_replicas=2, num_cpus_per_replica=0.5, device="cpu")
+        serve.run(app, name=APP_NAME, route_prefix="/")
+    except Exception as error:  # a sandbox where Ray cannot start its processes
+        ray.shutdown()
+        pytest.skip(f"a local Ray Serve instance could not start here: {type(error).__name__}: {error}")
+    replicas = Served.__new__(Served)
+    replicas.address = ("127.0.0.1", port)
+    try:
+        for request in REQUESTS:
+            assert_same_answer(list(replicas.post(request)), list(server.post(request)))
+        for body, _, _ in MALFORMED[:-1]:  # not the oversized body: its limit is the server's own
+            if body != b"\xff\xfe":  # not UTF-8: the handler is given what the JSON decoder makes of it
+                assert replicas.request("POST", "/", body)[::2] == server.request("POST", "/", body)[::2], body
+        assert replicas.request("GET", "/health")[::2] == (200, b"Ok")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
