@@ -1,4 +1,4 @@
-"""The `hf-hybrid` command: train, finetune, evaluate, predict, push, export, demo.
+"""The `hf-hybrid` command: train, finetune, evaluate, predict, push, export, demo, serve.
 
 `hf-hybrid train` and `scripts/train.py` share one `HfArgumentParser` over `ModelArguments`,
 `DataArguments` and `TrainingArguments`, so every `TrainingArguments` flag works. Errors are one
@@ -465,7 +465,7 @@ def run_serve(argv: list[str]) -> None:
         from .serving import ServeSettings, serve
     except ImportError as error:
         raise ImportError(
-            f"hf-hybrid serve needs FastAPI and uvicorn ({error}): pip install 'hf-hybrid[serve]'"
+            "the server needs FastAPI, uvicorn and prometheus_client: pip install 'hf-hybrid[serve]'"
         ) from error
     tokenizer, model = load_trained(args.model, args.revision)
     model.to(device)

@@ -3,6 +3,8 @@ timeout; a graceful SIGTERM; the access log and /metrics; startup failures; the 
 
 import json
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from conftest import TINY_ABSTRACTS, TINY_TITLES
 from hf_hybrid.cli import main
 from hf_hybrid.model.handler import EndpointHandler
 
+from fresh_process import without
 from served import Served, assert_same_answer
 
 REQUESTS = [
@@ -237,3 +240,15 @@ def test_the_ray_serve_deployment_answers_what_the_server_answers(server, saved_
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def test_without_the_serve_extra_the_command_says_how_to_install_it(saved_model_dir):
+    script = without(
+        "fastapi", f"from hf_hybrid.cli import main\nsys.exit(main(['serve', '--model', {str(saved_model_dir)!r}]))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "hf-hybrid serve: error: the server needs FastAPI, uvicorn and prometheus_client: pip install "
+        "'hf-hybrid[serve]'"
+    )
