@@ -117,8 +117,8 @@ def create_app(model, tokenizer, settings: ServeSettings | None = None) -> FastA
         max_wait=settings.max_wait_ms / 1000,
         max_queue=settings.max_queue,
         on_batch=metrics.batch,
-        on_queue=metrics.queued.set,
     )
+    metrics.queued.set_function(lambda: batcher.waiting_papers)  # read when /metrics is
 
     @asynccontextmanager
     async def lifespan(app):

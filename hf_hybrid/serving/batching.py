@@ -33,7 +33,7 @@ class Batcher:
     """Classifies the papers of concurrent `classify` calls in batches, with `classify_jobs(jobs)` (run in a thread
     of its own: each job's results, in order, or an exception for all of them).
 
-    `on_batch(papers)` is told the size of each batch, `on_queue(papers)` the number of papers waiting.
+    `on_batch(papers)` is told the size of each batch; `waiting_papers` is the number of papers waiting.
     """
 
     def __init__(
@@ -43,9 +43,8 @@ class Batcher:
         max_wait: float,
         max_queue: int,
         on_batch: Callable[[int], None] = lambda papers: None,
-        on_queue: Callable[[int], None] = lambda papers: None,
     ):
-        self.classify_jobs, self.on_batch, self.on_queue = classify_jobs, on_batch, on_queue
+        self.classify_jobs, self.on_batch = classify_jobs, on_batch
         self.max_batch_size, self.max_wait, self.max_queue = max_batch_size, max_wait, max_queue
         self.waiting: deque[Job] = deque()
         self.waiting_papers = 0
@@ -70,19 +69,15 @@ class Batcher:
             raise Overloaded(f"{self.waiting_papers} papers are waiting, the queue holds {self.max_queue}")
         job = Job(papers, options, asyncio.get_running_loop().create_future())
         self.waiting.append(job)
-        self._count(len(papers))
+        self.waiting_papers += len(papers)
         self.arrival.set()
         try:
             return await job.future
         except asyncio.CancelledError:
             if job in self.waiting:  # its place in the queue is free again
                 self.waiting.remove(job)
-                self._count(-len(papers))
+                self.waiting_papers -= len(papers)
             raise
-
-    def _count(self, papers: int) -> None:
-        self.waiting_papers += papers
-        self.on_queue(self.waiting_papers)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -100,7 +95,7 @@ class Batcher:
             batch, size = [], 0
             while self.waiting and (not batch or size + len(self.waiting[0].papers) <= self.max_batch_size):
                 job = self.waiting.popleft()
-                self._count(-len(job.papers))
+                self.waiting_papers -= len(job.papers)
                 batch.append(job)
                 size += len(job.papers)
             if not batch:

@@ -7,6 +7,7 @@ killed by it; `GracefulServer` keeps its graceful stop and leaves that out.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -64,6 +65,10 @@ def serve(model, tokenizer, settings: ServeSettings, host: str = "127.0.0.1", po
         timeout_graceful_shutdown=settings.request_timeout + KEEP_ALIVE_S,
     )
     server = GracefulServer(config)
+    # What is loaded by now (torch, transformers, the model: half a million objects) lives as long as the process; a
+    # full collection that walked it would stall every request in flight for a large part of a second.
+    gc.collect()
+    gc.freeze()
     bound_host, bound_port = sock.getsockname()[:2]
     logger.info("serving %s on http://%s:%d (SIGTERM or Ctrl-C stops it)", model.name_or_path, bound_host, bound_port)
     server.run(sockets=[sock])

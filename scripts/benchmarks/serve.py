@@ -6,9 +6,10 @@ in one process of their own that shares the cores with the server) each send one
 each answer, for `--seconds`: papers/s, p50/p99 latency, answers by status, connection errors, the server's peak
 RSS. The bulk path (`BulkClassifier`, what `hf-hybrid predict --input_file` runs) classifies the same papers in a
 fresh process, before the clients and again after them (a machine whose load drifts moves both); the server is
-compared with their mean. Then `--memory_requests` requests (64 clients) measure the server's RSS after the
-first 1,000 and at the end. `--model DIR` is a trained folder; without it, an untrained model of `--train_flags`'
-sizes (its speed is a trained one's).
+compared with their mean. Beside the rates, the CPU time each paper took (the server's and the clients' processes
+together, against the bulk process's), which a machine shared with other work changes less than the rates. Then
+`--memory_requests` requests (64 clients) measure the server's RSS after the first 1,000 and at the end. `--model
+DIR` is a trained folder; without it, an untrained model of `--train_flags`' sizes (its speed is a trained one's).
 """
 
 from __future__ import annotations
@@ -77,8 +78,16 @@ def run(args) -> dict:
         levels = {}
         for count in counts:
             print(f"[benchmark] {count} client(s) for {args.seconds:g} s ...", file=sys.stderr, flush=True)
+            server_cpu = cpu_seconds(server["process"].pid)
             figures = in_fresh_process(load, server["address"], papers, count, args.seconds, None)
-            levels[str(count)] = {**figures, "server_peak_rss_mib": rss_mib(server["process"].pid, "VmHWM")}
+            server_cpu = cpu_seconds(server["process"].pid) - server_cpu
+            answered = max(figures["status"].get("200", 0), 1)
+            levels[str(count)] = {
+                **figures,
+                "server_cpu_ms_per_paper": server_cpu / answered * 1000,
+                "cpu_ms_per_paper": (server_cpu + figures["client_cpu_s"]) / answered * 1000,
+                "server_peak_rss_mib": rss_mib(server["process"].pid, "VmHWM"),
+            }
         memory = None
         if args.memory_requests:
             print(f"[benchmark] memory: {args.memory_requests} requests ...", file=sys.stderr, flush=True)
@@ -103,6 +112,7 @@ def run(args) -> dict:
     bulk = {
         "papers_per_s": (bulk["papers_per_s"] + again["papers_per_s"]) / 2,
         "papers_per_s_before_and_after": [bulk["papers_per_s"], again["papers_per_s"]],
+        "cpu_ms_per_paper": (bulk["cpu_ms_per_paper"] + again["cpu_ms_per_paper"]) / 2,
         "peak_rss_mib": max(bulk["peak_rss_mib"], again["peak_rss_mib"]),
     }
     return {
@@ -132,11 +142,12 @@ def measure_bulk(model_dir: str, papers: list[dict], threads: int) -> dict:
     classify = BulkClassifier(model.fold_for_inference(), tokenizer)
     titles, abstracts = [p["title"] for p in papers], [p["abstract"] for p in papers]
     classify(titles, abstracts)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     records = classify(titles, abstracts)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "papers_per_s": len(papers) / seconds,
+        "cpu_ms_per_paper": cpu / len(papers) * 1000,
         "peak_rss_mib": peak_rss_mib(),
         "labels": [record["label"] for record in records],
     }
@@ -155,6 +166,12 @@ def start_server(model_dir: str, threads: int, flags: list[str]) -> dict:
         time.sleep(0.2)
     process.kill()
     raise RuntimeError(f"the server did not start:\n{Path(log.name).read_text()[-3000:]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system, all threads) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mib(pid: int, field: str) -> float:
@@ -187,7 +204,9 @@ def load(address, papers: list[dict], clients: int, seconds: float | None, reque
     except ImportError:
         pass
     bodies = [json.dumps({"inputs": paper}).encode() for paper in papers]
-    return asyncio.run(_load(address, bodies, clients, seconds, requests))
+    cpu = time.process_time()
+    figures = asyncio.run(_load(address, bodies, clients, seconds, requests))
+    return {**figures, "client_cpu_s": time.process_time() - cpu}
 
 
 async def _load(address, bodies: list[bytes], clients: int, seconds: float | None, requests: int | None) -> dict:
@@ -259,17 +278,20 @@ def table(report: dict) -> str:
         f"{report['papers']} papers, {report['model']}, {report['seconds_per_level']:g} s per row; server flags: "
         f"{report['server_flags'] or 'defaults'}; labels as the bulk path's: {report['label_agreement_with_bulk']:.0%}",
         "",
-        "| path | papers/s | × bulk | p50 / p99 latency (ms) | answers 2xx / 4xx / 5xx | connection errors "
-        "| peak RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| path | papers/s | × bulk | CPU ms per paper | p50 / p99 latency (ms) | answers 2xx / 4xx / 5xx "
+        "| connection errors | peak RSS (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         f"| bulk (`BulkClassifier`, one process): mean of before / after the clients ("
         f"{' / '.join(f'{value:,.1f}' for value in report['bulk']['papers_per_s_before_and_after'])}) "
-        f"| {bulk:,.1f} | 1.00× | | | | {report['bulk']['peak_rss_mib']:,.0f} |",
+        f"| {bulk:,.1f} | 1.00× | {report['bulk']['cpu_ms_per_paper']:.2f} | | | "
+        f"| {report['bulk']['peak_rss_mib']:,.0f} |",
     ]
     for count, level in report["clients"].items():
         by_class = [sum(n for code, n in level["status"].items() if code.startswith(c)) for c in "245"]
         rows.append(
             f"| server, {count} client(s) | {level['papers_per_s']:,.1f} | {level['papers_per_s'] / bulk:.2f}× "
+            f"| {level['cpu_ms_per_paper']:.2f} ({level['server_cpu_ms_per_paper']:.2f} + "
+            f"{level['cpu_ms_per_paper'] - level['server_cpu_ms_per_paper']:.2f}) "
             f"| {level['latency_p50_ms']:.1f} / {level['latency_p99_ms']:.1f} | {' / '.join(map(str, by_class))} "
             f"| {level['connection_errors']} | {level['server_peak_rss_mib']:,.0f} |"
         )
