@@ -162,7 +162,9 @@ def create_app(model, tokenizer, settings: ServeSettings | None = None) -> FastA
         except Exception as error:  # a bug: the traceback goes to the log, the client gets one line
             logger.exception("classifying a request failed")
             request.state.error_reason = "internal"
-            message = f"internal error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error)}"
+            message = (
+                f"internal error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+            )
             return JSONResponse({"error": message}, status_code=500)
         return Response(json.dumps(records[0] if single else records), media_type="application/json")
 
@@ -195,8 +197,8 @@ async def read_json(request: Request, max_bytes: int):
 
 
 class AccessLog:
-    """ASGI middleware: one access log line per request (client, request line, status, milliseconds, papers) and
-    the request metrics of classification requests."""
+    """ASGI middleware: one access log line per request (client, request line, status, milliseconds, papers:
+    `127.0.0.1:52186 "POST / HTTP/1.1" 200 40.1 ms papers=1`) and the request metrics of classification requests."""
 
     def __init__(self, app, metrics: ServerMetrics):
         self.app, self.metrics = app, metrics
@@ -231,5 +233,5 @@ class AccessLog:
                 scope["http_version"],
                 status,
                 seconds * 1000,
-                "" if papers is None else f" {papers} papers",
+                "" if papers is None else f" papers={papers}",
             )
