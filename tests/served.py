@@ -40,7 +40,8 @@ class Served:
                     started.set()
             started.set()
 
-        threading.Thread(target=read, daemon=True).start()
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
         if not started.wait(timeout) or self.address is None:
             self.process.kill()
             raise RuntimeError("the server did not start:\n" + "\n".join(self.lines[-30:]))
@@ -69,9 +70,11 @@ class Served:
         return status, json.loads(body)
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit status once the server has stopped."""
+        """SIGTERM, then the exit status once the server has stopped (and its log has been read to the end)."""
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        status = self.process.wait(timeout)
+        self.reader.join(timeout)
+        return status
 
     def access_lines(self) -> list[str]:
         return [line for line in self.lines if "hf_hybrid.serving.access" in line]
