@@ -79,14 +79,6 @@ class Served:
     def access_lines(self) -> list[str]:
         return [line for line in self.lines if "hf_hybrid.serving.access" in line]
 
-    def wait_for_line(self, text: str, timeout: float = 30) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return True
-            time.sleep(0.05)
-        return False
-
 
 def assert_same_answer(got, expected, where: str = "answer") -> None:
     """The same structure, labels and words; numbers equal up to float32 summation order (the server's folded
@@ -103,3 +95,17 @@ def assert_same_answer(got, expected, where: str = "answer") -> None:
         assert abs(got - expected) <= 1e-5, f"{where}: {got} != {expected}"
     else:
         assert got == expected, f"{where}: {got!r} != {expected!r}"
+
+
+def settled_count(lines: list, expected: int | None = None, timeout: float = 30) -> int:
+    """How many lines a server's log has once it stops growing (or reaches `expected`): its reader thread takes
+    the lines a moment after the server wrote them."""
+    deadline = time.monotonic() + timeout
+    count = -1
+    while time.monotonic() < deadline and count != len(lines):
+        count = len(lines)
+        if expected is not None and count >= expected:
+            time.sleep(0.3)  # one that should not be there would come now
+            return len(lines)
+        time.sleep(0.3)
+    return len(lines)
