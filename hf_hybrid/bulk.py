@@ -253,7 +253,10 @@ class BulkClassifier:
                 width = int(lengths[field].max(initial=0))
                 inputs[f"{field}_input_ids"] = torch.from_numpy(np.ascontiguousarray(ids[rows, :width]))
                 inputs[f"{field}_attention_mask"] = inputs[f"{field}_input_ids"] != self.pad_id
-            outputs = self.model(**inputs, output_attentions=True)
+            device = self.model.device
+            outputs = self.model(**{name: value.to(device) for name, value in inputs.items()}, output_attentions=True)
+            if device.type != "cpu":
+                outputs = type(outputs)(**{name: value.cpu() for name, value in outputs.items()})
             words = {
                 "title_words": self.top_words(
                     batch_titles, "title", inputs["title_input_ids"].numpy(), lengths["title"], outputs.title_attention
@@ -1099,14 +1102,17 @@ def _worker(
     chunk_size: int,
     threads: int,
     progress_queue,
+    device: str = "cpu",
 ) -> None:
-    """One worker process of `classify_with_workers`: loads and folds the model, classifies its shard. Puts the
-    number of papers of each chunk written on `progress_queue`, and a user's error as its one line (text)."""
+    """One worker process of `classify_with_workers`: loads the model onto `device` (folded if the settings say so),
+    classifies its shard. Puts the number of papers of each chunk written on `progress_queue`, and a user's error as
+    its one line (text)."""
     torch.set_num_threads(threads)
     from .cli import load_trained
 
     try:
         tokenizer, classifier = load_trained(model, revision)
+        classifier.to(device)
         if settings["fold"]:
             classifier.fold_for_inference(settings["fold"])
         classify_file(
@@ -1131,10 +1137,11 @@ def classify_with_workers(
     batch_size: int = 64,
     chunk_size: int = CHUNK_SIZE,
     overwrite: bool = False,
+    device: str = "cpu",
 ) -> None:
-    """`classify_file` in `num_workers` processes on this machine, each with its own model and its share of the
-    CPU threads, each writing a shard under `<output_file>.workers/`, merged into `output_file` at the end.
-    Killed, the same call goes on with every worker's shard where it stopped; with other settings, it is refused
+    """`classify_file` in `num_workers` processes on this machine, each with its own model (on `device`) and its
+    share of the CPU threads, each writing a shard under `<output_file>.workers/`, merged into `output_file` at the
+    end. Killed, the same call goes on with every worker's shard where it stopped; with other settings, it is refused
     before any worker starts."""
     import multiprocessing
 
@@ -1176,7 +1183,17 @@ def classify_with_workers(
     processes = [
         context.Process(
             target=_worker,
-            args=(settings.model, settings.revision, asdict(values), str(path), batch_size, chunk_size, threads, queue),
+            args=(
+                settings.model,
+                settings.revision,
+                asdict(values),
+                str(path),
+                batch_size,
+                chunk_size,
+                threads,
+                queue,
+                device,
+            ),
         )
         for values, path in zip(shard_settings, shard_files)
     ]
@@ -1273,13 +1290,16 @@ class RayClassifier:
         abstract_column: str = "abstract",
         id_column: str | None = None,
         threads: int | None = None,
+        device: str = "cpu",
     ):
         if threads:
             torch.set_num_threads(threads)
         from .cli import load_trained
+        from .model.handler import select_device
 
         tokenizer, classifier = load_trained(model, revision)
-        if fold:
+        classifier.to(select_device(device))
+        if fold and classifier.device.type == "cpu":
             classifier.fold_for_inference(fold)
         self.config, self.top_k, self.threshold = classifier.config, top_k, threshold
         self.columns = (title_column, abstract_column, id_column)
@@ -1326,6 +1346,7 @@ def classify_with_ray(
     id_column: str | None = None,
     fold: str | None = "float32",
     address: str | None = None,
+    device: str = "cpu",
 ):
     """Classifies files of papers (Parquet, CSV or JSON Lines, read with Ray Data's own readers) on a Ray cluster
     into `output_path` (a folder of Parquet or JSON Lines files, written by Ray Data), in input order.
@@ -1334,7 +1355,8 @@ def classify_with_ray(
     model and `num_cpus_per_worker` CPUs (leave the cluster a CPU beside them for Ray Data's read and write
     tasks, or the pipeline waits for one); `chunk_size` papers go to a worker at a time, in batches of
     `batch_size`. `address` is the cluster (`"ray://head:10001"`, `"auto"`); without it, an already started Ray or
-    a new local one. `model` must be readable from every worker: a Hub repo id, or a folder every node has.
+    a new local one. `model` must be readable from every worker: a Hub repo id, or a folder every node has. `device`
+    is where each worker runs its model (`cpu`, `cuda`: one GPU each, unfolded, or `auto`), resolved on the worker.
     Returns the Ray `Dataset` of the results.
 
     The id column keeps its type and text (a CSV's ids are text, `0704.0010` as written), and JSON Lines are
@@ -1386,6 +1408,7 @@ def classify_with_ray(
         batch_size=chunk_size,
         concurrency=concurrency,
         num_cpus=num_cpus_per_worker,
+        num_gpus=1 if device.startswith("cuda") else 0,
         fn_constructor_kwargs=dict(
             model=model,
             revision=revision,
@@ -1399,6 +1422,7 @@ def classify_with_ray(
             abstract_column=abstract_column,
             id_column=id_column,
             threads=max(1, int(num_cpus_per_worker)),
+            device=device,
         ),
     )
     try:

@@ -1,4 +1,4 @@
-"""The `hf-hybrid` command: train, finetune, evaluate, predict, push, export, demo.
+"""The `hf-hybrid` command: train, finetune, evaluate, predict, push, export, demo, serve.
 
 `hf-hybrid train` and `scripts/train.py` share one `HfArgumentParser` over `ModelArguments`,
 `DataArguments` and `TrainingArguments`, so every `TrainingArguments` flag works. Errors are one
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers.utils import logging as transformers_logging
 
 from . import bulk
@@ -24,12 +25,14 @@ from .export import export_onnx
 from .hub import HubError, pinned_commit, push_model_folder, repo_files
 from .model import (
     CODE_FILES,
+    HANDLER_FILE,
     ArxivClassificationPipeline,
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMTokenizer,
 )
 from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
+from .model.handler import select_device
 from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
 from .training import finetune_model, train_model
 from .training_args import (
@@ -89,7 +92,28 @@ def _model_source_parser(prog: str, description: str) -> argparse.ArgumentParser
         help="fast CPU path: the embedding folded into the convolutions (tables in float32, "
         "about 600 MB at the default size, or bfloat16, half that)",
     )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="where the model runs: cpu, cuda, cuda:N or auto (a CUDA GPU when there is one); on a GPU "
+        "the model runs as trained, unfolded",
+    )
     return parser
+
+
+def chosen_device(args) -> torch.device:
+    """The device `--device` names, refused in one line (before the model loads) when this machine has none such, or
+    when it is a GPU and the folded CPU path is asked for too."""
+    try:
+        device = select_device(args.device)
+    except ValueError as error:
+        raise UserError(f"--{error}") from error
+    if device.type != "cpu" and getattr(args, "fold_for_inference", None):
+        raise UserError(
+            f"--fold_for_inference is the fast CPU path: on --device {args.device} ({device}) the model runs "
+            "unfolded; give one of the two"
+        )
+    return device
 
 
 def fold_if_asked(model, args):
@@ -128,8 +152,9 @@ def run_evaluate(argv: list[str]) -> None:
     parser.add_argument("--output_file", help="also write the full report (per class, confusion matrix) here")
     args = parser.parse_args(argv)
     check_ranges(args, {"batch_size": AT_LEAST_ONE})
+    device = chosen_device(args)
     tokenizer, model = load_trained(args.model, args.revision)
-    fold_if_asked(model, args)
+    fold_if_asked(model.to(device), args)
     label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     multi_label = model.config.is_multi_label
     table = prepare_table(
@@ -241,7 +266,10 @@ def run_predict(argv: list[str]) -> None:
         },
     )
     if args.ray_address is not None:
-        check_ray_run(args)
+        check_ray_run(args)  # the device is the Ray workers': they resolve --device themselves
+        device = torch.device("cuda" if args.device.startswith("cuda") else "cpu")
+    else:
+        device = chosen_device(args)
     if args.num_workers > 1 and (args.output_file is None or args.input_file is None):
         parser.error("--num_workers needs --input_file and --output_file")
     if args.input_file is not None:  # a file that cannot be classified is refused before the model loads
@@ -254,14 +282,14 @@ def run_predict(argv: list[str]) -> None:
         raise UserError("--allow_empty is for multi-label models: a single-label model abstains with --threshold")
     if args.input_file is None:
         fold_if_asked(model, args)
-        classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer)
+        classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer, device=device)
         decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
         if args.allow_empty:
             decisions["allow_empty"] = True
         paper = {"title": args.title or "", "abstract": args.abstract or ""}
         print(json.dumps(classify(paper, top_words=args.top_words, **decisions)))
         return
-    fold = None if args.no_fold else (args.fold_for_inference or "float32")
+    fold = None if args.no_fold or device.type != "cpu" else (args.fold_for_inference or "float32")
     if args.ray_address is not None:
         del model  # each Ray worker loads its own
         bulk.classify_with_ray(
@@ -283,6 +311,7 @@ def run_predict(argv: list[str]) -> None:
             id_column=args.id_column,
             fold=fold,
             address=None if args.ray_address == "local" else args.ray_address,
+            device=args.device,
         )
         return
     settings = bulk.BulkSettings(
@@ -312,8 +341,10 @@ def run_predict(argv: list[str]) -> None:
             batch_size=args.batch_size,
             chunk_size=args.chunk_size,
             overwrite=args.overwrite,
+            device=str(device),
         )
         return
+    model.to(device)
     if fold:
         model.fold_for_inference(fold)
         logger.info("folded the model for fast CPU inference: %s (--no_fold to skip)", bulk.describe_fold(model))
@@ -369,6 +400,87 @@ def run_push(argv: list[str]) -> None:
     print(url)
 
 
+@command("serve", "serve a model over HTTP (the Inference Endpoints contract, batched), or on Ray Serve")
+def run_serve(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="hf-hybrid serve", description=description("serve"))
+    parser.add_argument("--model", required=True, help="a model folder or Hub repo id")
+    parser.add_argument("--revision", help="branch, tag or commit of the Hub repo")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: one the system picks)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="cpu (the folded fast path), cuda, cuda:N (the model as trained) or auto (a CUDA GPU when there is one)",
+    )
+    parser.add_argument("--max_batch_size", type=int, default=64, help="most papers classified in one call")
+    parser.add_argument(
+        "--max_wait_ms", type=float, default=5.0, help="longest wait for a batch to fill after its first request"
+    )
+    parser.add_argument(
+        "--max_queue", type=int, default=1024, help="most papers waiting; past it, requests get 503 and Retry-After"
+    )
+    parser.add_argument("--max_request_bytes", type=int, default=1_000_000, help="largest request body (else 413)")
+    parser.add_argument("--request_timeout", type=float, default=30.0, help="seconds before a request gets 504")
+    parser.add_argument(
+        "--ray_address",
+        help="deploy the model's handler.py on Ray Serve instead (the ray extra): 'auto' (the running cluster), "
+        "'local' (start one on this machine) or ray://HOST:10001",
+    )
+    parser.add_argument("--ray_replicas", type=int, default=1, help="with --ray_address: replicas (a model each)")
+    parser.add_argument("--ray_cpus_per_replica", type=float, default=1, help="with --ray_address: CPUs of each")
+    args = parser.parse_args(argv)
+    check_ranges(
+        args,
+        {
+            "port": (lambda value: 0 <= value < 65536, "a port number from 0 to 65535"),
+            "max_batch_size": AT_LEAST_ONE,
+            "max_wait_ms": NOT_NEGATIVE,
+            "max_queue": AT_LEAST_ONE,
+            "max_request_bytes": AT_LEAST_ONE,
+            "request_timeout": POSITIVE,
+            "ray_replicas": AT_LEAST_ONE,
+            "ray_cpus_per_replica": POSITIVE,
+        },
+    )
+    if args.ray_address is not None:
+        if importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None:
+            raise UserError("--ray_address needs Ray Serve: pip install 'hf-hybrid[ray]'")
+        from .serving.ray_serve import deploy
+
+        if args.ray_address == "local":
+            chosen_device(args)  # the replicas run on this machine: a device it lacks is refused now
+        deploy(
+            args.model,
+            revision=args.revision,
+            address=None if args.ray_address == "local" else args.ray_address,
+            host=args.host,
+            port=args.port,
+            num_replicas=args.ray_replicas,
+            num_cpus_per_replica=args.ray_cpus_per_replica,
+            device=args.device,
+        )
+        return
+    device = chosen_device(args)
+    try:
+        from .serving import ServeSettings, serve
+    except ImportError as error:
+        raise ImportError(
+            "the server needs FastAPI, uvicorn and prometheus_client: pip install 'hf-hybrid[serve]'"
+        ) from error
+    tokenizer, model = load_trained(args.model, args.revision)
+    model.to(device)
+    if device.type == "cpu":
+        model.fold_for_inference()
+    settings = ServeSettings(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_request_bytes=args.max_request_bytes,
+        request_timeout=args.request_timeout,
+    )
+    serve(model, tokenizer, settings, host=args.host, port=args.port)
+
+
 @command("export", "write an ONNX model (optionally int8-quantized) that ONNX Runtime runs")
 def run_export(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="hf-hybrid export", description=description("export"))
@@ -417,7 +529,7 @@ def run_demo(argv: list[str]) -> None:
 
 
 # What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
-SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", *CODE_FILES]
+SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", *(f for f in CODE_FILES if f != HANDLER_FILE)]
 
 
 def check_space_can_load(repo_id: str, commit: str) -> None:

@@ -66,6 +66,7 @@ CODE_FILES = {
     "folding_hybrid_cnn_lstm.py",
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
+    "handler.py",
 }
 
 LOG_RECORD = re.compile(r"^(DEBUG|INFO|WARNING) [\w.]+: ")  # the CLI's logging format: "%(levelname)s %(name)s: "

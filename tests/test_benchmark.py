@@ -44,6 +44,7 @@ def test_each_subcommand_takes_only_its_own_flags(capsys):
         ["onnx"],
         ["accuracy", "--model", "x"],
         ["accuracy", "--batch_size", "8"],
+        ["serve", "--batch_size", "8"],
         ["speed", "--tiny"],
         ["speed", "--rounds", "0"],
         ["--mode", "perf"],
@@ -281,3 +282,29 @@ def test_small_data_draws_the_curve_against_tfidf_on_papers_kept_out_of_every_fi
     assert not set(test["title"]) & set(pd.read_csv(tmp_path / "work" / "train-5-42.csv")["title"])
     assert set(test["category"]) == {"cs.AI", "cs.CL", "cs.CV"}
     assert "| 5 (15) |" in result.stdout and f"CPU flags: {' '.join(cpu_flags())}" in result.stdout
+
+
+@pytest.mark.timeout(600)
+def test_serve_loads_the_server_with_clients_beside_the_bulk_path(tmp_path, papers_csv, capsys):
+    output = tmp_path / "serve.json"
+    argv = ["serve", "--data", str(papers_csv), "--train_flags", TINY_MODEL, "--threads", "1", "--clients", "1,4"]
+    argv += ["--seconds", "1", "--memory_requests", "1200", "--server_flags", "--max_wait_ms 1"]
+    assert benchmark.main([*argv, "--workdir", str(tmp_path / "work"), "--output_json", str(output)]) == 0
+
+    report = json.loads(output.read_text())
+    assert report["cpu"]["flags"] == cpu_flags() and report["papers"] == 18
+    assert report["server_flags"] == "--max_wait_ms 1" and report["server_exit_status"] == 0
+    assert report["label_agreement_with_bulk"] == 1.0  # the server's labels are the bulk path's
+    bulk = report["bulk"]
+    assert len(bulk["papers_per_s_before_and_after"]) == 2 and bulk["papers_per_s"] > 0 and bulk["peak_rss_mib"] > 0
+    assert list(report["clients"]) == ["1", "4"]
+    for count, level in report["clients"].items():
+        assert level["clients"] == int(count) and level["papers_per_s"] > 0 and level["connection_errors"] == 0
+        assert set(level["status"]) == {"200"} and 0 < level["latency_p50_ms"] <= level["latency_p99_ms"]
+        assert level["server_peak_rss_mib"] > 0
+    memory = report["memory"]
+    assert (memory["requests"], memory["first_requests"], memory["non_2xx"], memory["errors"]) == (1200, 1000, 0, 0)
+    assert memory["rss_after_first_mib"] > 0 and memory["rss_at_end_mib"] > 0
+    out = capsys.readouterr().out
+    assert f"CPU flags: {' '.join(cpu_flags())}" in out and "| server, 4 client(s) |" in out
+    assert "Server RSS after 1,000 requests" in out

@@ -35,10 +35,11 @@ SHIPPED_FILES = {
     "folding_hybrid_cnn_lstm.py",
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
+    "handler.py",
 }
 # `tokenizers` and `safetensors` are dependencies of `transformers`, so wherever it is installed, they are.
 SHIPPED_PACKAGES = {"torch", "transformers", "tokenizers", "safetensors"}
-ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "os", "re", "__future__"}
+ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "os", "pathlib", "re", "__future__"}
 
 TITLES = ["Attention is all you need", "Solving the Schrödinger equation with zebra networks", ""]
 ABSTRACTS = [

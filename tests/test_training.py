@@ -106,6 +106,7 @@ def test_output_folder_is_complete_and_free_of_pickles(trained):
         "folding_hybrid_cnn_lstm.py",
         "tokenization_hybrid_cnn_lstm.py",
         "pipeline_arxiv_classification.py",
+        "handler.py",
         "eval_results.json",
         "classification_report.txt",
         "training_args.json",

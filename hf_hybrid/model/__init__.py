@@ -28,8 +28,11 @@ from .pipeline_arxiv_classification import ArxivClassificationPipeline
 from .tokenization_hybrid_cnn_lstm import HybridCNNLSTMTokenizer
 
 PIPELINE_TASK = "arxiv-classification"
+# The Inference Endpoints handler, which the pipeline's `save_pretrained` writes itself: nothing imports it.
+HANDLER_FILE = "handler.py"
 # The code a saved model ships: `save_pretrained` copies these from the registered classes' modules and their
-# relative imports (the folding file's too, imported lazily), and loading with remote code fetches them all.
+# relative imports (the folding file's too, imported lazily), and loading with remote code fetches them all; and
+# the handler.
 CODE_FILES = [
     "configuration_hybrid_cnn_lstm.py",
     "modeling_hybrid_cnn_lstm.py",
@@ -38,6 +41,7 @@ CODE_FILES = [
     "folding_hybrid_cnn_lstm.py",
     "tokenization_hybrid_cnn_lstm.py",
     "pipeline_arxiv_classification.py",
+    HANDLER_FILE,
 ]
 
 AutoConfig.register(MODEL_TYPE, HybridCNNLSTMConfig, exist_ok=True)
@@ -58,6 +62,7 @@ PIPELINE_REGISTRY.register_pipeline(
 
 __all__ = [
     "CODE_FILES",
+    "HANDLER_FILE",
     "PIPELINE_TASK",
     "ArxivClassificationPipeline",
     "HybridCNNLSTMConfig",

@@ -7,6 +7,9 @@ This file is shipped with every saved model and runs under ``trust_remote_code``
 ``torch``, ``transformers`` and its sibling configuration file.
 """
 
+import os
+from pathlib import Path
+
 import torch
 from transformers import Pipeline
 
@@ -50,24 +53,25 @@ class ArxivClassificationPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self.tokenizer.check_fits(self.model.config)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`Pipeline.save_pretrained` (the model, its tokenizer and the code of both), which also writes the Inference
+        Endpoints handler (`handler.py`) when the code it runs from has one: nothing imports the handler, so the copy
+        of the classes' own files leaves it out."""
+        handler = Path(__file__).with_name("handler.py")
+        if handler.is_file() and not os.path.isfile(save_directory):
+            os.makedirs(save_directory, exist_ok=True)
+            Path(save_directory, handler.name).write_bytes(handler.read_bytes())
+        super().save_pretrained(save_directory, *args, **kwargs)
+
     def _sanitize_parameters(
         self, top_words=None, fold_for_inference=None, top_k=None, threshold=None, allow_empty=None, **kwargs
     ):
         # NumPy and PyTorch scalars are read as the Python numbers they hold: results hold plain Python values.
         top_words, top_k, threshold, allow_empty = map(python_number, (top_words, top_k, threshold, allow_empty))
-        if top_words is not None and not _is_count(top_words):
-            raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
-        if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= self.model.config.num_labels):
-            raise ValueError(f"`top_k` must be a whole number from 1 to {self.model.config.num_labels}, got {top_k!r}")
-        if threshold is not None and not (
-            isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1
-        ):
-            raise ValueError(f"`threshold` must be a probability from 0 to 1, got {threshold!r}")
+        check_options(self.model.config, top_words, top_k, threshold, allow_empty)
         if fold_for_inference:
             # The model's fast CPU path; True means float32 tables, or name the dtype ("bfloat16").
             self.model.fold_for_inference(torch.float32 if fold_for_inference is True else fold_for_inference)
-        if allow_empty is not None and not self.model.config.is_multi_label:
-            raise ValueError("`allow_empty` is for multi-label models: a single-label model abstains with `threshold`")
         postprocess = {
             name: value
             for name, value in (
@@ -135,6 +139,23 @@ class ArxivClassificationPipeline(Pipeline):
             else:
                 result["branch_scores"] = {"deep": deep.softmax(-1)[best].item(), "wide": wide.softmax(-1)[best].item()}
         return result
+
+
+def check_options(config, top_words=None, top_k=None, threshold=None, allow_empty=None) -> None:
+    """Refuses, with a `ValueError`, an option of the pipeline (None: not given) that means nothing for a model of
+    `config`."""
+    if top_words is not None and not _is_count(top_words):
+        raise ValueError(f"`top_words` must be a whole number of words, 0 or more, got {top_words!r}")
+    if top_k is not None and not (_is_count(top_k) and 1 <= top_k <= config.num_labels):
+        raise ValueError(f"`top_k` must be a whole number from 1 to {config.num_labels}, got {top_k!r}")
+    if threshold is not None and not (
+        isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0 <= threshold <= 1
+    ):
+        raise ValueError(f"`threshold` must be a probability from 0 to 1, got {threshold!r}")
+    if allow_empty is not None and not isinstance(allow_empty, bool):
+        raise ValueError(f"`allow_empty` must be true or false, got {allow_empty!r}")
+    if allow_empty is not None and not config.is_multi_label:
+        raise ValueError("`allow_empty` is for multi-label models: a single-label model abstains with `threshold`")
 
 
 def decide_labels(probabilities, thresholds, allow_empty: bool = False) -> torch.Tensor:
