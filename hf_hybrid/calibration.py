@@ -37,6 +37,8 @@ UNTUNED = "none"
 THRESHOLD_TUNING = (PER_LABEL, GLOBAL, UNTUNED)
 # The thresholds tried; 0.5 is the one of an untuned model.
 THRESHOLD_GRID = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))
+# The weights of the deep part's scores in their sum with the wide branch's that validation chooses from.
+DEEP_WEIGHT_GRID = tuple(step / 10 for step in range(11))
 
 
 def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
@@ -68,6 +70,31 @@ def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
 
     optimizer.step(negative_log_likelihood)
     return min(max(float(log_temperature.detach().exp()), MIN_TEMPERATURE), MAX_TEMPERATURE)
+
+
+def negative_log_likelihood(logits, labels) -> float:
+    """The mean negative log-likelihood of class ids (softmax), or of multi-hot `labels` (each label's sigmoid)."""
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
+    labels = torch.as_tensor(np.asarray(labels))
+    if labels.ndim == 2:
+        return float(nn.functional.binary_cross_entropy_with_logits(logits, labels.to(torch.float64)))
+    return float(nn.functional.cross_entropy(logits, labels.long()))
+
+
+def choose_deep_weight(deep, wide, labels, fit_temperatures: bool = True) -> tuple[float, dict]:
+    """The weight of the deep part's scores `deep` in their sum with the wide branch's `wide` (both raw, on held-out
+    papers with `labels`) that gives the lowest negative log-likelihood, each weight of `DEEP_WEIGHT_GRID` at its own
+    fitted temperature (`fit_temperatures`) or at none; of weights that score alike, the largest is kept. Returns
+    the weight and each weight's likelihood."""
+    deep, wide = np.asarray(deep, dtype=np.float64), np.asarray(wide, dtype=np.float64)
+    scores = {}
+    for weight in DEEP_WEIGHT_GRID:
+        combined = weight * deep + wide
+        temperature = fit_temperature(combined, labels) if fit_temperatures else 1.0
+        scores[weight] = negative_log_likelihood(combined / temperature, labels)
+    best = min(scores.values())
+    chosen = max(weight for weight, score in scores.items() if score <= best + 1e-9)
+    return chosen, {f"{weight:g}": round(score, 6) for weight, score in scores.items()}
 
 
 def probabilities(logits, multi_label: bool = False) -> np.ndarray:

@@ -65,9 +65,11 @@ def summary_metrics(labels) -> tuple[str, ...]:
 
 
 def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
-    """The `Trainer`'s metrics: what early stopping and the plateau scheduler watch."""
-    class_ids = [str(i) for i in range(prediction.predictions.shape[-1])]
-    scores = classification_scores(prediction.label_ids, prediction.predictions, class_ids)
+    """The `Trainer`'s metrics: what early stopping and the plateau scheduler watch (of the logits, where the
+    predictions also hold other outputs)."""
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    class_ids = [str(i) for i in range(logits.shape[-1])]
+    scores = classification_scores(prediction.label_ids, logits, class_ids)
     return {name: scores[name] for name in summary_metrics(prediction.label_ids)}
 
 

@@ -26,11 +26,13 @@ CARD_PLACEHOLDER = "path/to/this/folder"
 CARD_HYPERPARAMETERS = tuple(
     name
     for name in MODEL_HYPERPARAMETERS
-    if name not in ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
+    if name not in ("pad_token_id", "class_weights", "calibration_temperature", "deep_weight", "label_thresholds")
 )
 TRAINING_HYPERPARAMETERS = (
     "recipe",
     "num_train_epochs",
+    "min_train_steps",
+    "max_train_epochs",
     "per_device_train_batch_size",
     "optim",
     "learning_rate",
@@ -211,16 +213,36 @@ def coverage_rows(report: dict) -> str:
     )
 
 
-def describe_final_fit(final_fit: dict | None) -> str:
+def describe_training_papers(results: dict) -> str:
+    """Which papers the saved weights were trained on, and which ones chose the epoch, fitted the calibration and
+    gave the metrics."""
+    papers, final_fit = results.get("papers"), results.get("final_fit")
+    if not papers:
+        return describe_final_fit(final_fit, results.get("base_model"))
+    held_out = (
+        f"The {papers['validation']:,} validation papers chose the best epoch and fitted the calibration, and the "
+        f"{papers['test']:,} test papers gave the numbers above; "
+    )
+    if not final_fit:
+        return held_out + f"the saved weights were trained on the {papers['train']:,} training papers alone."
+    return held_out + describe_final_fit(final_fit, results.get("base_model"))
+
+
+def describe_final_fit(final_fit: dict | None, base_model: str | None = None) -> str:
     """What the saved weights were trained on, when it is not the held-out run's training split."""
     if not final_fit:
         return ""
+    start = f"from {base_model} again" if base_model else "from scratch"
+    how = (
+        f"with the same recipe, for its best epoch count ({final_fit['epochs']})"
+        if final_fit["epochs"]
+        else "its wide branch alone (validation gave the deep part no weight)"
+    )
     sentence = (
-        f"**The weights are not those of the run measured above.** That run kept the validation and test splits out "
-        f"to measure the model and fit its calibration; the saved model was then trained again from scratch, with the "
-        f"same recipe, for its best epoch count ({final_fit['epochs']}), on {final_fit['train_papers']} papers "
-        f"({' + '.join(final_fit['splits'])} splits), and calibrated with its temperature. The numbers above are the "
-        "held-out run's."
+        f"**the saved weights are not those of the run measured above.** That run kept the validation and test "
+        f"splits out to measure the model and fit its calibration; the saved model was then trained again {start}, "
+        f"{how}, on {final_fit['train_papers']:,} papers ({' + '.join(final_fit['splits'])} splits), and calibrated "
+        "as it was. The numbers above are the held-out run's."
     )
     if final_fit.get("test"):
         test = final_fit["test"]
@@ -299,7 +321,8 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         calibration_temperature=f"{config.calibration_temperature:.4f}",
         calibration_table=calibration_table(results),
         coverage_rows=coverage_rows(report),
-        final_fit=describe_final_fit(results.get("final_fit")),
+        training_papers=describe_training_papers(results),
+        calibration_fit=describe_calibration_fit(results.get("calibration", {})),
         plots="\n\n".join(f"![{name}]({name})" for name in facts.plots),
         hyperparameter_rows="\n".join(rows),
         class_weights=class_weights,
@@ -308,6 +331,25 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         max_title_length=config.max_title_length,
         max_abstract_length=config.max_abstract_length,
     )
+
+
+def describe_calibration_fit(calibration: dict) -> str:
+    """What calibration fitted, on how many papers, and what it declined."""
+    if "validation_papers" not in calibration:
+        return ""
+    sentences = [f"Calibration was fitted on the {calibration['validation_papers']:,} papers of the validation split."]
+    if "deep_weight" in calibration:
+        sentences.append(
+            f"The deep part's scores count {calibration['deep_weight']:g} times in their sum with the wide branch's "
+            "(`deep_weight` in `config.json`): of 0, 0.1, ..., 1, the weight of least validation log-loss, so the "
+            "deep part's correction of the wide branch is kept only as far as those papers say it helps."
+        )
+    if "temperature_declined" in calibration:
+        sentences.append(
+            f"The temperature fitted there ({calibration['temperature_declined']:.4f}) would have made their "
+            "expected calibration error worse, so it was not applied (1.0)."
+        )
+    return " ".join(sentences)
 
 
 def describe_embedding_start(embedding_start: dict | None, base_model: str | None) -> str:

@@ -33,6 +33,8 @@ RECIPES = {
         "lr_scheduler_kwargs": {},
         "warmup_steps": 0.05,
         "num_train_epochs": 2.0,
+        "min_train_steps": 800,
+        "max_train_epochs": 20.0,
         "early_stopping_patience": 2,
     },
     NOTEBOOK_RECIPE: {
@@ -44,6 +46,8 @@ RECIPES = {
         "lr_scheduler_kwargs": {"mode": "max", "factor": 0.5, "patience": 3},
         "warmup_steps": 0,
         "num_train_epochs": 20.0,
+        "min_train_steps": 0,
+        "max_train_epochs": 20.0,
         "early_stopping_patience": 5,
     },
 }

@@ -5,6 +5,7 @@ tests, optionally trains the final model again on more papers (`--final_fit`) an
 weights, tokenizer, code, metrics, report, plots and model card.
 """
 
+import copy
 import dataclasses
 import json
 import logging
@@ -36,7 +37,7 @@ from .training_args import (
     HybridTrainingArguments,
     ModelArguments,
 )
-from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits
+from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits, regularization_candidates
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -224,8 +225,6 @@ def finetune_model(
     ...                         HybridTrainingArguments(output_dir="out-finetuned"))  # doctest: +SKIP
     ```
     """
-    if training_args.final_fit != NO_FINAL_FIT:
-        raise UserError("--final_fit trains a new model from scratch: use it with hf-hybrid train, not finetune")
     check_output_and_hub(training_args)
     set_seed(training_args.seed)
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
@@ -255,10 +254,45 @@ def finetune_model(
     rule = default_rule(config.is_multi_label) if rule is None else rule
     config.class_weights = resolve_class_weights(rule, label_names, splits["train"]["labels"])
     _log_unknown_words(tokenizer, splits["train"])
-    model = HybridCNNLSTMForSequenceClassification.from_pretrained(
-        finetune_args.model, revision=finetune_args.revision, config=config, ignore_mismatched_sizes=not keep_head
+    base_model = base_model_loader(finetune_args, config, tokenizer, fresh_head=not keep_head)
+    model, _, _ = base_model(splits["train"])
+    return fit_and_report(
+        model,
+        tokenizer,
+        splits,
+        data_args,
+        training_args,
+        base_model=finetune_args.model,
+        new_model=base_model,
+        fresh_head=not keep_head,
     )
-    return fit_and_report(model, tokenizer, splits, data_args, training_args, base_model=finetune_args.model)
+
+
+def base_model_loader(finetune_args, config, tokenizer, fresh_head: bool):
+    """`load(papers)`: the base model of `finetune_args` with `config` (its labels), as `new_model` callbacks return
+    it: (model, tokenizer, None). Everything that fits the new labels keeps the base model's weights (vocabulary,
+    word vectors, both encoders, the head's hidden layers, the wide branch's idf); with a `fresh_head`, the head's
+    output layer and the wide branch's weights start anew. Each call loads a fresh copy, with a config of its own."""
+
+    def load(papers):
+        model = HybridCNNLSTMForSequenceClassification.from_pretrained(
+            finetune_args.model,
+            revision=finetune_args.revision,
+            config=copy.deepcopy(config),
+            ignore_mismatched_sizes=fresh_head,
+        )
+        if fresh_head:
+            # New labels, even as many as the base model's: nothing of the old labels' own weights may stay.
+            output = model.classifier[-1]
+            with torch.no_grad():
+                torch.nn.init.xavier_uniform_(output.weight)  # the model's own init of a linear layer
+                output.bias.zero_()
+                if model.wide is not None:
+                    model.wide.weight.zero_()
+                    model.wide.bias.zero_()
+        return model, tokenizer, None
+
+    return load
 
 
 def fit_and_report(
@@ -270,6 +304,7 @@ def fit_and_report(
     base_model: str | None = None,
     embedding_start: dict | None = None,
     new_model=None,
+    fresh_head: bool = True,
 ) -> dict:
     """Trains `model` on the splits, restores its best epoch, calibrates it on the validation split, tests it and
     leaves the complete output folder (then pushes it with `--push_to_hub`); returns the test report.
@@ -282,6 +317,8 @@ def fit_and_report(
     if anything fails before, `output_dir` is left as it was and the log says where the checkpoints are.
     """
     staging = staging_dir(training_args.output_dir)
+    # Both are fitted again after training, on the model as it then is; it trains with the deep part's whole weight.
+    model.config.calibration_temperature, model.config.deep_weight = 1.0, 1.0
     try:
         with training_args.main_process_first(desc="tokenizing"):
             tokenized = tokenize_papers(splits, tokenizer)
@@ -290,10 +327,11 @@ def fit_and_report(
             tokenizer,
             splits["train"],
             training_args,
-            new=base_model is None,
+            fresh_head=fresh_head,
             resuming=bool(training_args.resume_from_checkpoint),
         )
         tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
+        training_args.fit_epochs_to(len(tokenized["train"]))
         trainer = build_trainer(model, tokenizer, tokenized, training_args, staging, papers_digest(splits))
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         calibration = calibrate(
@@ -301,8 +339,9 @@ def fit_and_report(
         )
         report, text = test_and_report(trainer, tokenized["test"], calibration.get("thresholds"))
         final = None
-        if training_args.final_fit != NO_FINAL_FIT:
-            final = fit_final_model(new_model, splits, trainer, training_args, staging)
+        final_fit = training_args.final_fit_for(sum(len(split) for split in splits.values()))
+        if final_fit != NO_FINAL_FIT:
+            final = fit_final_model(new_model, splits, trainer, training_args, final_fit, staging, fresh_head, wide_fit)
             model, tokenizer, embedding_start = final.pop("model"), final.pop("tokenizer"), final.pop("embedding_start")
         if not trainer.is_world_process_zero():
             trainer.accelerator.wait_for_everyone()  # returns once the main process has put the folder in place
@@ -313,6 +352,7 @@ def fit_and_report(
             "calibration": calibration,
             "wide_fit": wide_fit,
             "final_fit": final,
+            "papers": {name: len(split) for name, split in splits.items()},
             "data_cleaning": getattr(splits, "cleaning", None),
             "embedding_start": embedding_start,
             "base_model": base_model,
@@ -345,38 +385,43 @@ def fit_and_report(
     return report
 
 
-def prepare_wide_branch(model, tokenizer, train, training_args, new: bool, resuming: bool = False):
-    """With `--wide_fit lbfgs` (the default for a `new` multi-label model), fits the wide branch on the `train`
-    papers (unless `resuming`: the checkpoint holds the fitted weights) and keeps it fixed while the rest of the
-    model trains, and with `--wide_folds` computes the branch's out-of-fold logits of those papers, for the rest
-    to learn to correct; with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the
-    out-of-fold logits), each None where there is none. On several processes the main one fits, and gives the others
-    the branch's weights and the logits (the summary: None there)."""
+def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool, resuming: bool = False):
+    """With `--wide_fit lbfgs` (the default for a model whose head starts fresh: a new model, or fine-tuning to new
+    labels), fits the wide branch on the `train` papers (unless `resuming`: the checkpoint holds the fitted weights)
+    and keeps it fixed while the rest of the model trains, and with `--wide_folds` computes the branch's out-of-fold
+    logits of those papers, for the rest to learn to correct (choosing C on them, unless `--wide_regularization` is
+    given); with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the out-of-fold logits),
+    each None where there is none. On several processes the main one fits, and gives the others the branch's
+    weights and the logits (the summary: None there)."""
     if model.wide is None:
         return None, None
-    method = training_args.wide_fit or (LBFGS if new and model.config.is_multi_label else JOINT)
+    method = training_args.wide_fit or (LBFGS if fresh_head else JOINT)
     if method == JOINT:
         # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
         model.wide.bias.requires_grad_(False)
         return None, None
     model.wide.requires_grad_(False)
-    fit = {
-        "inverse_regularization": training_args.wide_regularization,
-        "max_iterations": training_args.wide_fit_iterations,
-        "disable_progress_bar": training_args.disable_tqdm,
-    }
+    folds = training_args.wide_folds
     summary, logits = None, None
-    if resuming:
-        summary = {"method": LBFGS, "inverse_regularization": training_args.wide_regularization, "resumed": True}
-    elif training_args.process_index == 0:
-        summary = fit_wide_branch(model, tokenizer, train, **fit)
-    if training_args.wide_folds:
-        logits = torch.zeros(len(train), model.config.num_labels)
-        if training_args.process_index == 0:
-            logits, folds = out_of_fold_logits(
-                model, tokenizer, train, training_args.wide_folds, training_args.seed, **fit
+    if training_args.process_index == 0:
+        candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
+        iterations, quiet = training_args.wide_fit_iterations, training_args.disable_tqdm
+        out_of_fold = None
+        if folds:
+            logits, out_of_fold = out_of_fold_logits(
+                model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
             )
-            summary = {**summary, "out_of_fold": folds}
+            regularization = out_of_fold.pop("inverse_regularization")
+        else:
+            (regularization,) = candidates
+        if resuming:
+            summary = {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
+        else:
+            summary = fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
+        if out_of_fold:
+            summary["out_of_fold"] = out_of_fold
+    elif folds:
+        logits = torch.zeros(len(train), model.config.num_labels)
     share_from_main_process(training_args, [model.wide.weight, model.wide.bias, *([] if logits is None else [logits])])
     return summary, logits
 
@@ -403,12 +448,22 @@ def best_epoch(log_history: list[dict], best_metric: float | None, metric: str =
     return next((entry["epoch"] for entry in log_history if entry.get(f"eval_{metric}") == best_metric), None)
 
 
-def fit_final_model(new_model, splits, held_out_trainer, training_args, staging: Path) -> dict:
-    """Trains a fresh model (vocabulary, word vectors and weights) on every labelled paper, or on the training and
-    validation papers (`--final_fit train_validation`, then measured on the test split), for the held-out run's best
-    epoch count, with its calibration; returns the model, its tokenizer and embedding start, and what it was
-    trained on (with its test report when the test split stayed out)."""
-    parts = ["train", "validation"] + (["test"] if training_args.final_fit == FINAL_FIT_ALL else [])
+def fit_final_model(
+    new_model,
+    splits,
+    held_out_trainer,
+    training_args,
+    mode: str,
+    staging: Path,
+    fresh_head: bool = True,
+    wide_fit: dict | None = None,
+) -> dict:
+    """Trains a fresh model (`new_model(papers)`: a new vocabulary, word vectors and weights, or the base model
+    again) on every labelled paper (`mode` `all`), or on the training and validation papers (`train_validation`,
+    then measured on the test split), for the held-out run's best epoch count, with the wide branch's C it chose and
+    its calibration; returns the model, its tokenizer and embedding start, and what it was trained on (with its
+    test report when the test split stayed out)."""
+    parts = ["train", "validation"] + (["test"] if mode == FINAL_FIT_ALL else [])
     papers = concatenate_datasets([splits[name] for name in parts])
     epochs = best_epoch(
         held_out_trainer.state.log_history,
@@ -419,19 +474,30 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
     logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
     set_seed(training_args.seed)
     model, tokenizer, embedding_start = new_model(papers)
-    model.config.calibration_temperature = held_out_trainer.model.config.calibration_temperature
-    model.config.label_thresholds = held_out_trainer.model.config.label_thresholds
-    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, training_args, new=True)
+    # The held-out run's choice of C (`wide_fit`, its summary) holds for the final fit too; where validation gave
+    # the deep part no weight, only the wide branch is fitted again (the deep part would count for nothing).
+    regularization = (wide_fit or {}).get("inverse_regularization", training_args.wide_regularization)
+    deep_counts = model.wide is None or held_out_trainer.model.config.deep_weight > 0
+    arguments = dataclasses.replace(
+        training_args,
+        wide_regularization=regularization,
+        wide_folds=training_args.wide_folds if deep_counts else 0,
+    )
+    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, arguments, fresh_head=fresh_head)
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
     tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
-    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with.
+    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with, nor to halve a plateau
+    # scheduler's learning rate on (the notebook recipe's keeps its rate).
+    plateau = training_args.lr_scheduler_type == "reduce_lr_on_plateau"
     arguments = dataclasses.replace(
         training_args,
         push_to_hub=False,
         output_dir=str(staging / "final-fit"),
         num_train_epochs=epochs,
         max_steps=-1,
+        lr_scheduler_type="constant" if plateau else training_args.lr_scheduler_type,
+        lr_scheduler_kwargs={} if plateau else training_args.lr_scheduler_kwargs,
         eval_strategy="no",
         save_strategy="no",
         load_best_model_at_end=False,
@@ -445,19 +511,25 @@ def fit_final_model(new_model, splits, held_out_trainer, training_args, staging:
         data_collator=DataCollatorWithPadding(tokenizer),
         callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
     )
-    trainer.train()
+    if deep_counts:
+        trainer.train()
+    else:
+        logger.info("final fit: the deep part has no weight (deep_weight 0): it is not trained again")
+    held_out_config = held_out_trainer.model.config
+    for name in ("calibration_temperature", "deep_weight", "label_thresholds"):
+        setattr(model.config, name, getattr(held_out_config, name))
     if trainer.is_world_process_zero():
         shutil.rmtree(staging / "final-fit", ignore_errors=True)
     final = {
-        "mode": training_args.final_fit,
+        "mode": mode,
         "splits": parts,
         "train_papers": len(papers),
-        "epochs": epochs,
+        "epochs": epochs if deep_counts else 0,
         "model": model,
         "tokenizer": tokenizer,
         "embedding_start": embedding_start,
     }
-    if training_args.final_fit == FINAL_FIT_TRAIN_VALIDATION:
+    if mode == FINAL_FIT_TRAIN_VALIDATION:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
         label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
         final["test"] = evaluation_report(

@@ -40,16 +40,21 @@ from .wide_fit import WIDE_FITS
 # Every hyperparameter of the model, in the config's order: the config class declares them (and their defaults).
 MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
 # Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which
-# `--class_weights` gives by label name, and the calibration temperature and the multi-label thresholds, which
-# training fits (`--calibration`, `--threshold_tuning`). Every other one is a field of `ModelArguments`.
-NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "label_thresholds")
+# `--class_weights` gives by label name, and the calibration temperature, the deep part's weight and the
+# multi-label thresholds, which training fits (`--calibration`, `--threshold_tuning`). Every other one is a field of
+# `ModelArguments`.
+NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "deep_weight", "label_thresholds")
 
 # What `--final_fit` trains the saved model on, after the held-out run: nothing more, every labelled paper, or the
 # training and validation papers (the test split stays out, so the final model can be measured).
+# `auto` is `all` for a table of fewer than `SMALL_TABLE_PAPERS` labelled papers, where the held-out splits are a
+# large share of what there is to learn from, and `none` otherwise.
 NO_FINAL_FIT = "none"
 FINAL_FIT_ALL = "all"
 FINAL_FIT_TRAIN_VALIDATION = "train_validation"
-FINAL_FIT_MODES = (NO_FINAL_FIT, FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION)
+FINAL_FIT_AUTO = "auto"
+FINAL_FIT_MODES = (FINAL_FIT_AUTO, NO_FINAL_FIT, FINAL_FIT_ALL, FINAL_FIT_TRAIN_VALIDATION)
+SMALL_TABLE_PAPERS = 10_000
 
 
 def config_default(name: str, help_text: str):
@@ -105,6 +110,11 @@ class ModelArguments:
         ),
     )
     wide_bigram_buckets: int = config_default("wide_bigram_buckets", "Hash buckets of the wide branch's word pairs.")
+    wide_sublinear_tf: bool = config_default(
+        "wide_sublinear_tf",
+        "Weigh each feature of the wide branch by 1 + ln(count) of its count in the paper (as TfidfVectorizer's "
+        "sublinear_tf) rather than by the count.",
+    )
     min_frequency: int = field(
         default=MIN_FREQUENCY, metadata={"help": "Words seen fewer times in training become <UNK>."}
     )
@@ -256,7 +266,26 @@ class HybridTrainingArguments(TrainingArguments):
     )
     per_device_train_batch_size: int = 64
     per_device_eval_batch_size: int = 128
-    num_train_epochs: float | None = field(**recipe_default("num_train_epochs", "Epochs to train at most."))
+    num_train_epochs: float | None = field(
+        **recipe_default(
+            "num_train_epochs",
+            "Epochs to train at most (early stopping may end sooner). Left to the recipe, it is the fewest epochs of "
+            "a rule that fits the training to the data: as many epochs as it takes to make --min_train_steps "
+            "optimizer steps, but at most --max_train_epochs.",
+        )
+    )
+    min_train_steps: int | None = field(
+        **recipe_default(
+            "min_train_steps",
+            "With --num_train_epochs left to the recipe: train for at least this many optimizer steps (more epochs "
+            "on a small training split).",
+        )
+    )
+    max_train_epochs: float | None = field(
+        **recipe_default(
+            "max_train_epochs", "With --num_train_epochs left to the recipe: the most epochs --min_train_steps adds."
+        )
+    )
     optim: str = "adamw_torch_fused"
     learning_rate: float | None = field(**recipe_default("learning_rate", "Peak learning rate."))
     weight_decay: float | None = field(**recipe_default("weight_decay", "Weight decay."))
@@ -299,13 +328,17 @@ class HybridTrainingArguments(TrainingArguments):
             "help": "How the wide branch learns: 'lbfgs' fits it first, alone, as the L2-regularised logistic "
             "regression it is (full-batch L-BFGS on the training split), then keeps it fixed while the rest "
             "trains; 'joint' trains it beside the rest with AdamW at --wide_learning_rate. Default: 'lbfgs' "
-            "for a new multi-label model, 'joint' otherwise.",
+            "for a new model and for fine-tuning to new labels, 'joint' for fine-tuning that keeps the labels.",
             "choices": list(WIDE_FITS),
         },
     )
-    wide_regularization: float = field(
-        default=10.0,
-        metadata={"help": "--wide_fit lbfgs: the inverse L2 strength C, as in LogisticRegression(C=...)."},
+    wide_regularization: float | None = field(
+        default=None,
+        metadata={
+            "help": "--wide_fit lbfgs: the inverse L2 strength C, as in LogisticRegression(C=...). Default: chosen "
+            "from 1, 10 and 100 by the out-of-fold logits' loss (--wide_folds) on a training split of up to "
+            "10,000 papers, else 10."
+        },
     )
     wide_fit_iterations: int = field(default=300, metadata={"help": "--wide_fit lbfgs: the most L-BFGS iterations."})
     wide_folds: int = field(
@@ -335,12 +368,13 @@ class HybridTrainingArguments(TrainingArguments):
         },
     )
     final_fit: str = field(
-        default=NO_FINAL_FIT,
+        default=FINAL_FIT_AUTO,
         metadata={
             "help": "After the held-out run has been measured and calibrated, train the model that is saved "
-            "again, from scratch with the same recipe and best epoch count, on 'all' labelled papers, or on "
-            "'train_validation' (the test split stays out, to measure the final model); 'none': save the "
-            "held-out run's model. The card's metrics stay those of the held-out run.",
+            "again (from scratch; when fine-tuning, from the base model again) with the same recipe and best epoch "
+            "count, on 'all' labelled papers, or on 'train_validation' (the test split stays out, to measure the "
+            "final model); 'none': save the held-out run's model; 'auto': 'all' for a table of fewer than "
+            f"{SMALL_TABLE_PAPERS:,} labelled papers, else 'none'. The card's metrics stay those of the held-out run.",
             "choices": list(FINAL_FIT_MODES),
         },
     )
@@ -358,6 +392,8 @@ class HybridTrainingArguments(TrainingArguments):
         "weight_decay": NOT_NEGATIVE,
         "max_grad_norm": NOT_NEGATIVE,
         "early_stopping_patience": AT_LEAST_ONE,
+        "min_train_steps": NOT_NEGATIVE,
+        "max_train_epochs": POSITIVE,
         "save_total_limit": AT_LEAST_ONE,
         "seed": SEED,
         "data_seed": SEED,
@@ -404,6 +440,29 @@ class HybridTrainingArguments(TrainingArguments):
         for name, value in MULTI_LABEL_CHANGES[self.recipe].items():
             if name in self._options_from_recipe and getattr(self, name) == RECIPES[self.recipe][name]:
                 setattr(self, name, value)
+
+    def final_fit_for(self, labelled_papers: int) -> str:
+        """The `final_fit` mode of a run on a table of `labelled_papers` papers (what `auto` stands for there)."""
+        if self.final_fit != FINAL_FIT_AUTO:
+            return self.final_fit
+        return FINAL_FIT_ALL if labelled_papers < SMALL_TABLE_PAPERS else NO_FINAL_FIT
+
+    def fit_epochs_to(self, train_papers: int) -> None:
+        """The training length rule, for `num_train_epochs` left to the recipe (not given, nor changed since): the
+        recipe's epochs, or as many as it takes to make `min_train_steps` optimizer steps over `train_papers`
+        papers, but at most `max_train_epochs`. A run of `max_steps` is left alone."""
+        recipe_values = {
+            RECIPES[self.recipe]["num_train_epochs"],
+            MULTI_LABEL_CHANGES[self.recipe].get("num_train_epochs"),
+        }
+        if "num_train_epochs" not in self._options_from_recipe or self.num_train_epochs not in recipe_values:
+            return
+        if self.max_steps > 0:
+            return
+        papers_per_step = self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+        steps_per_epoch = max(1, train_papers // papers_per_step)
+        needed = math.ceil(self.min_train_steps / steps_per_epoch)
+        self.num_train_epochs = float(max(self.num_train_epochs, min(self.max_train_epochs, needed)))
 
     def _check_plateau_kwargs(self):
         # Kwargs given on the command line replace the recipe's dict whole: without "mode" the scheduler

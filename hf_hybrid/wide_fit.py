@@ -16,6 +16,7 @@ Example:
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,10 +26,25 @@ logger = logging.getLogger(__name__)
 LBFGS = "lbfgs"
 JOINT = "joint"
 WIDE_FITS = (LBFGS, JOINT)
+# The inverse L2 strengths C that cross-validation chooses from, and the one taken without it: on a training split
+# of more than `CROSS_VALIDATION_MAX_PAPERS` papers, where the choice matters least and each fit costs most.
+REGULARIZATION_CANDIDATES = (1.0, 10.0, 100.0)
+DEFAULT_REGULARIZATION = 10.0
+CROSS_VALIDATION_MAX_PAPERS = 10_000
+
+
+def regularization_candidates(given: float | None, papers: int, folds: int) -> tuple[float, ...]:
+    """The C values to fit the branch with: `given`, or, with folds to cross-validate on and at most
+    `CROSS_VALIDATION_MAX_PAPERS` training papers, `REGULARIZATION_CANDIDATES`, else `DEFAULT_REGULARIZATION`."""
+    if given is not None:
+        return (float(given),)
+    if folds and papers <= CROSS_VALIDATION_MAX_PAPERS:
+        return REGULARIZATION_CANDIDATES
+    return (DEFAULT_REGULARIZATION,)
 
 
 @torch.no_grad()
-def tfidf_rows(wide, tokenizer, papers, batch_size: int = 1000) -> torch.Tensor:
+def tfidf_rows(wide, tokenizer, papers, batch_size: int = 250) -> torch.Tensor:
     """The papers' rows of the wide branch's feature matrix, as a coalesced sparse COO tensor of shape
     (papers, features): row `i` times the branch's weight, plus its bias, is the branch's logits for paper `i`."""
     rows, columns, values = [], [], []
@@ -112,7 +128,7 @@ def out_of_fold_logits(
     papers,
     folds: int,
     seed: int,
-    inverse_regularization: float = 10.0,
+    inverse_regularization: float | Sequence[float] = 10.0,
     max_iterations: int = 300,
     disable_progress_bar: bool = False,
 ) -> tuple[torch.Tensor, dict]:
@@ -122,14 +138,20 @@ def out_of_fold_logits(
 
     These are the scores the deep part learns to correct (training's `--wide_folds`): on the papers it was
     fitted on, the branch is nearly always right, so its own logits there would leave the rest nothing to learn.
+
+    Given several `inverse_regularization` values (C), each fold is fitted with each of them (in increasing order,
+    each fit starting from the last one's weights) and the C whose out-of-fold logits have the lowest loss is
+    chosen (cross-validation): the logits returned are that C's, and the summary's `inverse_regularization` names it,
+    with every candidate's loss in `cross_validation`.
     """
     if folds < 2:
         raise ValueError(f"out-of-fold logits need at least 2 folds, got {folds}")
+    candidates = sorted({float(c) for c in _as_sequence(inverse_regularization)})
     started = time.perf_counter()
     rows = tfidf_rows(model.wide, tokenizer, papers)
     targets = label_targets(model, papers)
     fold_of = fold_assignment(len(papers), folds, seed)
-    logits = torch.zeros(len(papers), model.config.num_labels)
+    logits = torch.zeros(len(candidates), len(papers), model.config.num_labels)
     (paper, _), values = rows.indices(), rows.values()
     fits = []
     for fold in range(folds):
@@ -139,24 +161,42 @@ def out_of_fold_logits(
         fitted_rows = torch.sparse_coo_tensor(
             rows.indices()[:, kept], values[kept], rows.shape, check_invariants=True
         ).coalesce()
-        weight, bias, summary = _solve(
-            model,
-            fitted_rows,
-            targets,
-            inverse_regularization,
-            max_iterations,
-            disable_progress_bar,
-            papers_fitted=~held_out,
-        )
-        logits[held_out] = (rows @ weight + bias)[held_out]
-        fits.append(summary)
+        start = None
+        for candidate, c in enumerate(candidates):
+            weight, bias, summary = _solve(
+                model,
+                fitted_rows,
+                targets,
+                c,
+                max_iterations,
+                disable_progress_bar,
+                papers_fitted=~held_out,
+                start=start,
+            )
+            logits[candidate, held_out] = (rows @ weight + bias)[held_out]
+            start = (weight, bias)
+            fits.append(summary)
+    losses = [float(branch_loss(model, candidate_logits, targets)) for candidate_logits in logits]
+    chosen = min(range(len(candidates)), key=losses.__getitem__)
     summary = {
         "folds": folds,
+        "inverse_regularization": candidates[chosen],
         "iterations": [fit["iterations"] for fit in fits],
         "seconds": round(time.perf_counter() - started, 1),
     }
+    if len(candidates) > 1:
+        summary["cross_validation"] = {f"{c:g}": round(loss, 6) for c, loss in zip(candidates, losses)}
     logger.info("wide branch's out-of-fold logits: %s", summary)
-    return logits, summary
+    return logits[chosen], summary
+
+
+def branch_loss(model, logits, targets) -> torch.Tensor:
+    """The model's loss on the wide branch's `logits` (of a multi-label model, its log-odds; else its raw scores)."""
+    return model.label_loss(logits if model.config.is_multi_label else logits.log_softmax(dim=-1), targets)
+
+
+def _as_sequence(values) -> tuple:
+    return tuple(values) if isinstance(values, (list, tuple)) else (values,)
 
 
 def fold_assignment(count: int, folds: int, seed: int) -> torch.Tensor:
@@ -173,9 +213,11 @@ def _solve(
     max_iterations: int,
     disable_progress_bar: bool,
     papers_fitted: torch.Tensor | None = None,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """The branch's weights (all its features) and bias minimising its regularised loss on the coalesced TF-IDF
-    `rows` and `targets` of the papers marked in `papers_fitted` (all of them by default), and the fit's summary."""
+    `rows` and `targets` of the papers marked in `papers_fitted` (all of them by default), and the fit's summary;
+    the search starts from `start` (weights and bias of all features, e.g. another C's fit), else from zero."""
     if papers_fitted is None:
         papers_fitted = torch.ones(rows.shape[0], dtype=torch.bool)
     position = torch.cumsum(papers_fitted, 0) - 1  # each fitted paper's row in the fitted problem
@@ -189,8 +231,12 @@ def _solve(
     # is a sum over the papers, times C.
     penalty = 1.0 / (2 * inverse_regularization * targets.numel())
 
-    weight = torch.zeros(len(present), model.config.num_labels, requires_grad=True)
-    bias = torch.zeros(model.config.num_labels, requires_grad=True)
+    if start is None:
+        weight, bias = torch.zeros(len(present), model.config.num_labels), torch.zeros(model.config.num_labels)
+    else:
+        weight, bias = start[0][present].clone(), start[1].clone()
+    weight.requires_grad_(True)
+    bias.requires_grad_(True)
     # The line search may evaluate the loss several times in an iteration: iterations, not evaluations, bound it.
     optimizer = torch.optim.LBFGS(
         [weight, bias],
@@ -209,8 +255,7 @@ def _solve(
         evaluations += 1
         bar.update()
         logits = (matrix @ weight.detach() + bias.detach()).requires_grad_()
-        # The branch's own term of the model's loss (as in the model's forward).
-        loss = model.label_loss(logits if model.config.is_multi_label else logits.log_softmax(dim=-1), targets)
+        loss = branch_loss(model, logits, targets)
         loss.backward()
         with torch.no_grad():
             weight.grad = transposed @ logits.grad + 2 * penalty * weight

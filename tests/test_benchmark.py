@@ -254,6 +254,36 @@ def test_most_confused_pair_counts_both_directions():
     assert pair == {"pair": ["a", "b"], "errors": 11, "share_of_errors": 11 / 15}
 
 
+def test_small_data_draws_the_curve_against_tfidf_on_papers_kept_out_of_every_fit(tmp_path, saved_model_dir):
+    import pandas as pd
+    from papers import write_multi_label_csv
+
+    data = write_multi_label_csv(tmp_path / "papers.csv", n=120, labels=("cs.AI", "cs.CL", "cs.CV", "cs.LG"))
+    table = pd.read_csv(data)
+    base_data = tmp_path / "base.csv"
+    table.head(30).to_csv(base_data, index=False)  # what the base model "trained on": kept out of the test set
+    output = tmp_path / "small.json"
+    argv = [sys.executable, str(BENCHMARK), "small-data", "--data", str(data), "--base_data", str(base_data)]
+    argv += ["--categories", "cs.AI", "cs.CL", "cs.CV", "--per_category", "5", "--seeds", "42", "--threads", "1"]
+    argv += ["--base_model", str(saved_model_dir), "--workdir", str(tmp_path / "work"), "--output_json", str(output)]
+    argv += ["--train_flags", f"--per_device_train_batch_size 4 {TINY_MODEL}"]
+    argv += ["--finetune_flags", "--per_device_train_batch_size 4"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=590)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    (point,) = report["points"]
+    assert (point["per_category"], point["seed"], point["papers"]) == ("5", 42, 15)
+    for method in ("tfidf_logistic_regression", "train", "finetune"):
+        assert 0 <= point[method]["accuracy"] <= 1 and 0 <= point[method]["f1_macro"] <= 1
+    assert point["tfidf_logistic_regression"]["C"] in (1.0, 10.0, 100.0)
+    # The test papers: a fixed share of each category, none of them in the base data or any training draw.
+    test = pd.read_csv(tmp_path / "work" / "test.csv")
+    assert len(test) == report["test_papers"] and not set(test["title"]) & set(table.head(30)["title"])
+    assert not set(test["title"]) & set(pd.read_csv(tmp_path / "work" / "train-5-42.csv")["title"])
+    assert set(test["category"]) == {"cs.AI", "cs.CL", "cs.CV"}
+    assert "| 5 (15) |" in result.stdout and f"CPU flags: {' '.join(cpu_flags())}" in result.stdout
+
+
 @pytest.mark.timeout(600)
 def test_serve_loads_the_server_with_clients_beside_the_bulk_path(tmp_path, papers_csv, capsys):
     output = tmp_path / "serve.json"

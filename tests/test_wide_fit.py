@@ -18,7 +18,18 @@ from hf_hybrid.data import load_papers, tokenize_papers
 from hf_hybrid.trainer import HELD_OUT_WIDE_LOGITS, build_trainer
 from hf_hybrid.training import prepare_wide_branch, with_held_out_wide_logits
 from hf_hybrid.training_args import DataArguments, HybridTrainingArguments
-from hf_hybrid.wide_fit import fit_wide_branch, fold_assignment, label_targets, out_of_fold_logits, tfidf_rows
+from hf_hybrid.wide_fit import (
+    CROSS_VALIDATION_MAX_PAPERS,
+    DEFAULT_REGULARIZATION,
+    REGULARIZATION_CANDIDATES,
+    branch_loss,
+    fit_wide_branch,
+    fold_assignment,
+    label_targets,
+    out_of_fold_logits,
+    regularization_candidates,
+    tfidf_rows,
+)
 
 LABELS = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]
 MULTI_LABEL = "multi_label_classification"
@@ -114,22 +125,29 @@ def test_fewer_iterations_stop_earlier_at_a_higher_objective():
     assert full["objective"] < short["objective"]
 
 
-def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_jointly(tmp_path):
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_a_fresh_head_gets_its_wide_branch_fitted_by_lbfgs_with_c_by_cross_validation(tmp_path, multi_label):
     args = HybridTrainingArguments(output_dir=str(tmp_path))
-    papers = papers_table(multi_label=True)
-    model, tokenizer = wide_model(papers, multi_label=True)
-    summary, held_out = prepare_wide_branch(model, tokenizer, papers, args, new=True)
+    papers = papers_table(multi_label=multi_label)
+    model, tokenizer = wide_model(papers, multi_label=multi_label)
+    summary, held_out = prepare_wide_branch(model, tokenizer, papers, args, fresh_head=True)
     assert summary["method"] == "lbfgs" and summary["out_of_fold"]["folds"] == 3
+    # C is the candidate whose out-of-fold logits have the lowest loss, and the branch is fitted with it.
+    losses = summary["out_of_fold"]["cross_validation"]
+    assert set(losses) == {"1", "10", "100"}
+    assert summary["inverse_regularization"] == float(min(losses, key=losses.get))
+    targets = label_targets(model, papers)
+    assert float(branch_loss(model, held_out, targets)) == pytest.approx(min(losses.values()), abs=1e-6)
     assert held_out.shape == (len(papers), len(LABELS))
     assert not any(p.requires_grad for p in model.wide.parameters()) and model.wide.weight.abs().sum() > 0
     assert model.wide.bias.abs().sum() > 0
     # Resuming keeps the checkpoint's weights: no fit, still frozen; the out-of-fold logits are computed again.
     before = model.wide.weight.clone()
     model.wide.requires_grad_(True)
-    summary, again = prepare_wide_branch(model, tokenizer, papers, args, new=True, resuming=True)
+    summary, again = prepare_wide_branch(model, tokenizer, papers, args, fresh_head=True, resuming=True)
     assert {key: summary[key] for key in ("method", "inverse_regularization", "resumed")} == {
         "method": "lbfgs",
-        "inverse_regularization": 10.0,
+        "inverse_regularization": float(min(losses, key=losses.get)),
         "resumed": True,
     }
     torch.testing.assert_close(again, held_out)
@@ -137,21 +155,31 @@ def test_a_new_multi_label_model_is_fitted_by_lbfgs_and_frozen_and_the_rest_join
     torch.testing.assert_close(model.wide.weight, before)
     # Without folds, the deep part learns on its own loss: no out-of-fold logits.
     no_folds = HybridTrainingArguments(output_dir=str(tmp_path), wide_folds=0)
-    summary, held_out = prepare_wide_branch(model, tokenizer, papers, no_folds, new=True)
+    summary, held_out = prepare_wide_branch(model, tokenizer, papers, no_folds, fresh_head=True)
     assert "out_of_fold" not in summary and held_out is None
-    # Fine-tuning and single-label models train it beside the rest, unless asked.
-    for multi_label, new in ((True, False), (False, True)):
-        model, tokenizer = wide_model(papers_table(multi_label), multi_label)
-        assert prepare_wide_branch(model, tokenizer, papers, args, new=new) == (None, None)
-        assert model.wide.weight.requires_grad and not model.wide.weight.any()
-        # Trained jointly, the branch has no bias of its own (the deep head's carries the base rates).
-        assert not model.wide.bias.requires_grad and not model.wide.bias.any()
+    # A given C is used as it is.
+    given = HybridTrainingArguments(output_dir=str(tmp_path), wide_regularization=3.0)
+    summary, _ = prepare_wide_branch(model, tokenizer, papers, given, fresh_head=True)
+    assert summary["inverse_regularization"] == 3.0 and "cross_validation" not in summary["out_of_fold"]
+    # Fine-tuning that keeps its head trains the branch beside the rest, unless asked.
+    model, tokenizer = wide_model(papers, multi_label)
+    assert prepare_wide_branch(model, tokenizer, papers, args, fresh_head=False) == (None, None)
+    assert model.wide.weight.requires_grad and not model.wide.weight.any()
+    # Trained jointly, the branch has no bias of its own (the deep head's carries the base rates).
+    assert not model.wide.bias.requires_grad and not model.wide.bias.any()
     asked = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="lbfgs")
-    assert prepare_wide_branch(model, tokenizer, papers_table(False), asked, new=True)[0]["method"] == "lbfgs"
+    assert prepare_wide_branch(model, tokenizer, papers, asked, fresh_head=False)[0]["method"] == "lbfgs"
     joint = HybridTrainingArguments(output_dir=str(tmp_path), wide_fit="joint")
-    model, tokenizer = wide_model(papers, multi_label=True)
-    assert prepare_wide_branch(model, tokenizer, papers, joint, new=True) == (None, None)
+    model, tokenizer = wide_model(papers, multi_label)
+    assert prepare_wide_branch(model, tokenizer, papers, joint, fresh_head=True) == (None, None)
     assert model.wide.weight.requires_grad
+
+
+def test_cross_validation_chooses_c_on_small_training_splits_only():
+    assert regularization_candidates(None, 500, folds=3) == REGULARIZATION_CANDIDATES
+    assert regularization_candidates(None, CROSS_VALIDATION_MAX_PAPERS + 1, folds=3) == (DEFAULT_REGULARIZATION,)
+    assert regularization_candidates(None, 500, folds=0) == (DEFAULT_REGULARIZATION,)
+    assert regularization_candidates(30.0, 500, folds=3) == (30.0,)
 
 
 @pytest.mark.parametrize("multi_label", [True, False])
@@ -186,7 +214,7 @@ def test_each_papers_out_of_fold_logits_come_from_a_fit_on_the_other_folds(multi
         out_of_fold_logits(model, tokenizer, papers, folds=1, seed=7)
 
 
-@pytest.mark.parametrize("final_fit", [None, "all"])
+@pytest.mark.parametrize("final_fit", ["none", "all"])
 def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path, final_fit):
     papers_csv = write_multi_label_csv(tmp_path / "papers.csv", n=160)
     output_dir = tmp_path / "model"
@@ -196,27 +224,29 @@ def test_training_keeps_the_fitted_wide_branch_unchanged(tmp_path, final_fit):
     flags += ["--dataloader_pin_memory", "false", "--seed", "0", "--init_embeddings", "random"]
     command = ["train", "--train_file", str(papers_csv), "--label_column", "categories"]
     command += ["--problem_type", MULTI_LABEL, "--output_dir", str(output_dir), *flags]
-    assert main(command + (["--final_fit", final_fit] if final_fit else [])) == 0
+    assert main(command + ["--final_fit", final_fit]) == 0
     results = json.loads((output_dir / "eval_results.json").read_text())
     assert results["wide_fit"]["method"] == "lbfgs" and results["wide_fit"]["iterations"] > 0
     card = (output_dir / "README.md").read_text()
     assert results["wide_fit"]["out_of_fold"]["folds"] == 3
+    chosen = results["wide_fit"]["inverse_regularization"]
     assert (
-        "fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = 10.0), then kept "
-        "fixed while the rest trained to correct its logits, as those of a fit on the other 2 of 3 folds"
-        in " ".join(card.split())  # the card's lines wrap anywhere
+        f"fitted first, alone, as an L2-regularised logistic regression (full-batch L-BFGS, C = {chosen}, chosen by "
+        "3-fold cross-validation from 1, 10, 100), then kept fixed while the rest trained to correct its logits, as "
+        "those of a fit on the other 2 of 3 folds" in " ".join(card.split())  # the card's lines wrap anywhere
     )
 
     # The saved branch is the fit of the papers it trained on (the training split, or every paper after the
     # final fit, which learns to correct it the same way), untouched by the epochs that followed.
     tokenizer, model = load_trained(output_dir)
     splits = load_papers(DataArguments(train_file=str(papers_csv), label_column="categories"), seed=0, multi_label=True)
-    papers = concatenate_datasets(list(splits.values())) if final_fit else splits["train"]
-    if final_fit:
+    papers = concatenate_datasets([splits[name] for name in ("train", "validation", "test")])
+    papers = papers if final_fit == "all" else splits["train"]
+    if final_fit == "all":
         assert results["final_fit"]["train_papers"] == len(papers) == 160
     refitted = HybridCNNLSTMForSequenceClassification(model.config)
     refitted.wide.idf.copy_(model.wide.idf)
-    fit_wide_branch(refitted, tokenizer, papers)
+    fit_wide_branch(refitted, tokenizer, papers, inverse_regularization=chosen)
     torch.testing.assert_close(model.wide.weight, refitted.wide.weight)
     torch.testing.assert_close(model.wide.bias, refitted.wide.bias)
 
@@ -259,7 +289,7 @@ def test_with_held_out_wide_logits_the_deep_part_learns_on_the_loss_of_their_sum
     papers = papers.cast_column("labels", Sequence(ClassLabel(names=LABELS)))  # as `load_papers` leaves them
     model, tokenizer = wide_model(papers, multi_label=True)
     args = HybridTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, dataloader_pin_memory=False)
-    _, held_out = prepare_wide_branch(model, tokenizer, papers, args, new=True)
+    _, held_out = prepare_wide_branch(model, tokenizer, papers, args, fresh_head=True)
     tokenized = tokenize_papers(DatasetDict(train=papers, validation=papers), tokenizer)
     tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out)
     trainer = build_trainer(model.train(), tokenizer, tokenized, args, tmp_path / "staging")
@@ -291,3 +321,31 @@ def test_with_held_out_wide_logits_the_deep_part_learns_on_the_loss_of_their_sum
     )
     assert not own.corrects_wide_branch
     torch.testing.assert_close(own.compute_loss(model, plain), model(**plain).loss)
+
+
+def test_the_branchs_features_are_scikit_learns_sublinear_tfidf_of_the_same_words_and_pairs():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    papers = papers_table(multi_label=False)
+    model, tokenizer = wide_model(papers, multi_label=False)  # 128 pair buckets: collisions, so compare ids
+    assert model.config.wide_sublinear_tf
+    rows = to_scipy(tfidf_rows(model.wide, tokenizer, papers)).toarray()
+
+    def features(title, abstract):
+        encoded = tokenizer([title], [abstract])
+        ids = []
+        for field in ("title", "abstract"):
+            words = torch.tensor([encoded[f"{field}_input_ids"][0]])
+            ids += model.wide.features(words, torch.ones_like(words, dtype=torch.bool))[0][0].tolist()
+        return [str(i) for i in ids]
+
+    vectorizer = TfidfVectorizer(analyzer=lambda paper: features(*paper), sublinear_tf=True)
+    expected = vectorizer.fit_transform(list(zip(papers["title"], papers["abstract"]))).toarray()
+    columns = [int(name) for name in vectorizer.get_feature_names_out()]
+    np.testing.assert_allclose(rows[:, columns], expected, atol=1e-6)
+    # Nothing else: a feature the papers never had weighs nothing, and so does <UNK> in an unseen paper.
+    assert not np.delete(rows, columns, axis=1).any()
+    unseen = Dataset.from_dict({"title": ["zzz qqq"], "abstract": [papers["abstract"][0]], "labels": [0]})
+    row = to_scipy(tfidf_rows(model.wide, tokenizer, unseen)).toarray()[0]
+    assert model.wide.idf[tokenizer.unk_token_id] == 0 and row[tokenizer.unk_token_id] == 0
+    np.testing.assert_allclose(np.linalg.norm(row), 1.0, atol=1e-6)

@@ -56,13 +56,18 @@ class HybridCNNLSTMConfig(PretrainedConfig):
         calibration_temperature: the model's raw scores are divided by it before they are returned as `logits`, so
             that their softmax gives calibrated probabilities; training fits it on the validation split (temperature
             scaling). 1.0: no calibration. Dividing by one positive number never changes the predicted label.
+        deep_weight: with `wide_branch`, the weight of the deep part's scores in their sum with the wide branch's,
+            from 0 to 1; training lowers it from 1.0 where the validation split says the deep part's correction
+            helps less than it claims (0: the wide branch alone).
         label_thresholds: multi-label classification only: each label's decision threshold on its probability,
             in label-id order, which training tunes on the validation split (None: 0.5 for every label).
 
     `vocab_size` counts every word id, `<PAD>` and `<UNK>` included. `wide_branch` adds a "wide" linear classifier
     over the paper's words and hashed word pairs (`wide_bigram_buckets` buckets), weighted by their inverse
-    document frequency in the training split; the model predicts with the product of both branches'
-    probabilities. A config.json without `wide_branch` is of a model that has no wide branch.
+    document frequency in the training split and, with `wide_sublinear_tf`, by `1 + ln(count)` of their count in
+    the paper (else by the count); the model predicts with the product of both branches' probabilities. A
+    config.json without `wide_branch` is of a model that has no wide branch, one without `wide_sublinear_tf` of a
+    model whose branch weighs each occurrence alike.
 
     `problem_type` (`PretrainedConfig`'s own field) is `"single_label_classification"` (the default: one label per
     paper, softmax probabilities) or `"multi_label_classification"`: every label a paper is listed in, one sigmoid
@@ -101,7 +106,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     label_smoothing: float = 0.0
     wide_branch: bool = True
     wide_bigram_buckets: int = 1_048_576
+    wide_sublinear_tf: bool = True
     calibration_temperature: float = 1.0
+    deep_weight: float = 1.0
     label_thresholds: list[float] | None = None
 
     def __post_init__(self, **kwargs):
@@ -135,6 +142,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             raise OSError(f"{pretrained_model_name_or_path} has no config.json: re-download or re-save the model")
         # Saved configs write every field: a config.json without `wide_branch` is of a model without the branch.
         config_dict.setdefault("wide_branch", False)
+        config_dict.setdefault("wide_sublinear_tf", False)
         return config_dict, kwargs
 
     def _check_values(self):
@@ -172,6 +180,10 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                 f"{MAX_TEMPERATURE:g} (1.0: uncalibrated), got {temperature!r}"
             )
         self.calibration_temperature = float(temperature)
+        weight = self.deep_weight
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not 0 <= weight <= 1:
+            raise ValueError(f"`deep_weight` must be a number from 0 to 1, got {weight!r}")
+        self.deep_weight = float(weight)
         if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
             raise ValueError(f"`problem_type` must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
         if self.label_thresholds is not None:
@@ -190,8 +202,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                     f"got {thresholds!r}"
                 )
             self.label_thresholds = [float(t) for t in thresholds]
-        if not isinstance(self.wide_branch, bool):
-            raise ValueError(f"`wide_branch` must be true or false, got {self.wide_branch!r}")
+        for name in ("wide_branch", "wide_sublinear_tf"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(f"`pad_token_id` must be a word id below vocab_size, got {self.pad_token_id}")
         if self.class_weights is not None:

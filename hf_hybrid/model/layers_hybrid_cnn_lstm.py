@@ -107,8 +107,10 @@ class GatedFusion(nn.Module):
 
 class BagOfNgrams(nn.Module):
     """The optional "wide" branch: a linear classifier over a paper's words and hashed word pairs (title and
-    abstract together), each occurrence weighted by the feature's inverse document frequency in the training
-    split (`idf`, set by `count_document_frequencies`), the weights of a paper L2-normalised, as TF-IDF does.
+    abstract together), each feature weighted by its inverse document frequency in the training split (`idf`, set
+    by `count_document_frequencies`) times `1 + ln(count)` of its count in the paper (`sublinear_tf`, as
+    scikit-learn's `TfidfVectorizer(sublinear_tf=True)`; else each occurrence counts alike), the weights of a paper
+    L2-normalised, as TF-IDF does.
 
     Feature ids: a word's id, or `vocab_size` plus the hash bucket of a pair of neighbouring words. `bias` (one
     per label) stays at zero unless the branch is fitted alone (training's `--wide_fit lbfgs`).
@@ -121,6 +123,7 @@ class BagOfNgrams(nn.Module):
         super().__init__()
         self.vocab_size = config.vocab_size
         self.buckets = config.wide_bigram_buckets
+        self.sublinear_tf = config.wide_sublinear_tf
         self.weight = nn.Parameter(torch.zeros(config.vocab_size + config.wide_bigram_buckets, config.num_labels))
         self.bias = nn.Parameter(torch.zeros(config.num_labels))
         self.register_buffer("idf", torch.ones(config.vocab_size + config.wide_bigram_buckets))
@@ -134,7 +137,9 @@ class BagOfNgrams(nn.Module):
     @torch.no_grad()
     def count_document_frequencies(self, tokenizer, papers, batch_size: int = 1000) -> None:
         """Sets `idf` from the training papers (rows with a title and an abstract, e.g. a `datasets.Dataset`): each
-        feature's smoothed inverse document frequency, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1."""
+        feature's smoothed inverse document frequency, as scikit-learn's TF-IDF: ln((1 + n) / (1 + df)) + 1. A
+        feature no training paper has (a word pair never seen) and `<UNK>` get 0: as TF-IDF leaves out what is not
+        in its vocabulary, they weigh nothing, in the paper's norm neither."""
         frequency = torch.zeros_like(self.idf, dtype=torch.long)
         for start in range(0, len(papers), batch_size):
             rows = papers[start : start + batch_size]
@@ -149,7 +154,10 @@ class BagOfNgrams(nn.Module):
             first = torch.ones_like(real)
             first[:, 1:] = ids[:, 1:] != ids[:, :-1]
             frequency += torch.bincount(ids[first & (ids >= 0)], minlength=len(frequency))
-        self.idf.copy_(torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0)
+        idf = torch.log((1.0 + len(papers)) / (1.0 + frequency.to(self.idf))) + 1.0
+        idf[frequency == 0] = 0.0
+        idf[tokenizer.unk_token_id] = 0.0
+        self.idf.copy_(idf)
 
     def weighted_features(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         """Each position's feature id and its weight (0 for padding): a paper's logits are the weighted sum of
@@ -157,8 +165,16 @@ class BagOfNgrams(nn.Module):
         title_ids, title_real = self.features(title_input_ids, title_mask)
         abstract_ids, abstract_real = self.features(abstract_input_ids, abstract_mask)
         ids, real = torch.cat([title_ids, abstract_ids], dim=1), torch.cat([title_real, abstract_real], dim=1)
-        weights = self.idf[ids] * real
-        return ids, weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if not self.sublinear_tf:
+            weights = self.idf[ids] * real
+            return ids, weights / weights.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        # Each occurrence of a feature seen `count` times in the paper carries 1/count of the feature's weight
+        # idf * (1 + ln count); the paper's norm is that of its features' weights.
+        same = (ids.unsqueeze(2) == ids.unsqueeze(1)) & real.unsqueeze(1) & real.unsqueeze(2)
+        count = same.sum(dim=2).clamp_min(1).to(self.idf.dtype)
+        weights = self.idf[ids] * (1 + count.log()) / count * real
+        norm = (weights.square() * count).sum(dim=1, keepdim=True).sqrt()
+        return ids, weights / norm.clamp_min(1e-12)
 
     def forward(self, title_input_ids, title_mask, abstract_input_ids, abstract_mask):
         ids, weights = self.weighted_features(title_input_ids, title_mask, abstract_input_ids, abstract_mask)

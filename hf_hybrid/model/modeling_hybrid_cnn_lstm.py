@@ -60,8 +60,9 @@ class HybridCNNLSTMSequenceClassifierOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
             scores whose softmax (sigmoid, in multi-label classification) gives the model's calibrated
             probabilities: the raw scores divided by `config.calibration_temperature`. Without `config.wide_branch`
-            the raw scores are the head's output; with it, the head's log-probabilities plus the wide branch's
-            (in multi-label classification, the head's log-odds plus the wide branch's).
+            the raw scores are the head's output; with it, the head's log-probabilities times `config.deep_weight`
+            plus the wide branch's (in multi-label classification, the head's log-odds times it plus the wide
+            branch's).
         title_attention (`torch.FloatTensor` of shape `(batch_size, title_length)`, *optional*):
             attention over title words, zero on padding (with `output_attentions=True`).
         abstract_attention (`torch.FloatTensor` of shape `(batch_size, abstract_length)`, *optional*):
@@ -274,9 +275,10 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     (one 0/1 per label) and `loss` is each label's binary cross-entropy, its positives weighted by
     `config.class_weights`. With `output_attentions=True`, the output also holds the encoder's
     `title_attention`, `abstract_attention` and `fusion_weights`. With `config.wide_branch`, the model is two
-    classifiers that predict together: `logits` is the head's log-probabilities plus those of the bag of words
-    and word pairs (`wide_logits`), i.e. the product of their probabilities, and `loss` is the sum of their two
-    losses. `loss` is computed on the raw scores; `logits` are then divided by `config.calibration_temperature`.
+    classifiers that predict together: `logits` is the head's log-probabilities (times `config.deep_weight`) plus
+    those of the bag of words and word pairs (`wide_logits`), i.e. the product of their probabilities, and `loss` is
+    the sum of their two losses. `loss` is computed on the raw scores; `logits` are then divided by
+    `config.calibration_temperature`.
 
     Example:
 
@@ -356,8 +358,9 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
                 loss = loss + self.label_loss(wide_logits, labels)
         if wide_logits is not None:
             # The two classifiers predict together: the product of their probabilities, which for one label's
-            # yes/no (multi-label) is the sum of their log-odds.
-            logits = logits + wide_logits if self.config.is_multi_label else logits.log_softmax(dim=-1) + wide_logits
+            # yes/no (multi-label) is the sum of their log-odds; the deep part's share weighs `deep_weight`.
+            deep = logits if self.config.is_multi_label else logits.log_softmax(dim=-1)
+            logits = self.config.deep_weight * deep + wide_logits
         logits = logits / self.config.calibration_temperature
 
         if output_attentions is None:
