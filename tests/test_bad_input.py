@@ -935,7 +935,8 @@ def test_a_diverged_run_is_refused_before_calibration(capsys, papers_csv, tmp_pa
 
     def diverged(self, *args, **kwargs):
         result = real_predict(self, *args, **kwargs)
-        result.predictions[:] = float("nan")
+        for scores in result.predictions if isinstance(result.predictions, tuple) else [result.predictions]:
+            scores[:] = float("nan")
         return result
 
     monkeypatch.setattr(trainer_module.HybridTrainer, "predict", diverged)

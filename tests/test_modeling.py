@@ -1,5 +1,6 @@
 """HybridCNNLSTMModel / HybridCNNLSTMForSequenceClassification with tiny configs."""
 
+import collections
 import math
 
 import pytest
@@ -414,16 +415,22 @@ def test_the_notebooks_model_has_no_wide_branch(tiny_model):
     assert tiny_model.wide is None and not any(name.startswith("wide.") for name in tiny_model.state_dict())
 
 
-def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weights(make_tiny_config):
-    model = wide_model(make_tiny_config)
-    title, abstract = [5, 6, 5], [7, 8]
+@pytest.mark.parametrize("sublinear_tf", [True, False])
+def test_wide_logits_are_the_idf_weighted_normalised_sum_of_word_and_pair_weights(make_tiny_config, sublinear_tf):
+    model = wide_model(make_tiny_config, wide_sublinear_tf=sublinear_tf)
+    title, abstract = [5, 6, 5], [7, 8, 5]
     output = model(title_input_ids=torch.tensor([title]), abstract_input_ids=torch.tensor([abstract]))
     vocab_size, buckets = model.config.vocab_size, 64
     first, second = model.wide.PAIR_HASH
     features = title + abstract
     for words in (title, abstract):  # pairs never cross from the title into the abstract
         features += [vocab_size + (a * first + b * second) % buckets for a, b in zip(words, words[1:])]
-    weights = torch.stack([model.wide.idf[f] for f in features])
+    if sublinear_tf:  # each feature once, weighted by idf * (1 + ln count): word 5 is there 3 times
+        counts = collections.Counter(features)
+        features = list(counts)
+        weights = torch.stack([model.wide.idf[f] * (1 + math.log(counts[f])) for f in features])
+    else:  # the weighting of models saved before: each occurrence alike, normalised over the occurrences
+        weights = torch.stack([model.wide.idf[f] for f in features])
     weights = weights / weights.norm()
     expected = sum(w * model.wide.weight[f] for w, f in zip(weights, features))
     torch.testing.assert_close(output.wide_logits[0], expected.log_softmax(-1))
@@ -482,7 +489,8 @@ def test_document_frequencies_give_scikit_learns_smoothed_idf(make_tiny_config, 
     reference = TfidfVectorizer(analyzer=lambda words: words, smooth_idf=True).fit(documents)
     for word, column in reference.vocabulary_.items():
         assert model.wide.idf[vocab[word]].item() == pytest.approx(reference.idf_[column], rel=1e-6), word
-    assert model.wide.idf[vocab["<UNK>"]].item() == pytest.approx(math.log(7 / 1) + 1)  # seen in no paper
+    # <UNK> and the features no paper has weigh nothing, as TF-IDF leaves out what is not in its vocabulary.
+    assert model.wide.idf[vocab["<UNK>"]].item() == model.wide.idf[vocab["<PAD>"]].item() == 0.0
     # "neural networks" is in the title and the abstract of one paper (and nowhere else): it counts once.
     first, second = model.wide.PAIR_HASH
     bucket = model.config.vocab_size + (vocab["neural"] * first + vocab["networks"] * second) % (1 << 20)
