@@ -3,11 +3,13 @@
 Words are nearly what the research notebook called words: accents stripped, lower-cased, every character outside
 ``[a-z0-9]`` and whitespace replaced by a space, then split on whitespace (the notebook also kept ``-``, so ``error-
 correction`` was one word; a tokenizer saved that way keeps its rule). Title and abstract are encoded separately,
-each with its own maximum length, into exactly the tensors the model's ``forward`` takes.
+each with its own maximum length, into exactly the tensors the model's ``forward`` takes; a text given alone is read
+whole, its first sentence as the title and all of it as the abstract. The tokenizer takes the arguments of the
+standard tokenizer call, each with a meaning for two fields, and refuses, with the reason, those it cannot honour.
 
 This file is shipped with every saved model and runs under ``trust_remote_code``: it imports only ``transformers``
-(and the ``tokenizers`` library that ``transformers`` itself depends on) and its sibling configuration file, whose
-defaults it shares.
+(and the ``tokenizers`` library that ``transformers`` itself depends on), the standard library's ``re`` and its
+sibling configuration file, whose defaults it shares.
 """
 
 import re
@@ -181,9 +183,9 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
     def split_text(self, text: str) -> tuple[str, str]:
         """The (title, abstract) that the model reads for `text` given alone: its first sentence (up to the first
         line break, or the first `.`, `?` or `!` followed by a space), of which the title keeps `max_title_length`
-        words, and the whole text as the abstract, which keeps `max_abstract_length`. (Measured in
-        docs/works_with.md: a title and abstract joined into one text are classified as well this way as given
-        apart, and a title or an abstract alone better than as that one field.)"""
+        words, and the whole text as the abstract, which keeps `max_abstract_length`. Read so, a title and abstract
+        joined into one text are classified as well as given apart, and a title or an abstract alone better than as
+        that one field (hf-hybrid's docs/works_with.md has the figures)."""
         text = text.strip()
         end = SENTENCE_END.search(text)
         return (text[: end.start()] if end else text), text
