@@ -237,8 +237,8 @@ class BulkClassifier:
             return []
         title_ids, title_lengths = self.encode(titles, "title")
         abstract_ids, abstract_lengths = self.encode(abstracts, "abstract")
-        alone = np.flatnonzero((title_lengths == 0) != (abstract_lengths == 0)).tolist()
-        if alone:  # a paper with words in one field only is read whole, as the tokenizer reads it
+        alone = np.flatnonzero((title_lengths > 0) & (abstract_lengths == 0)).tolist()
+        if alone:  # a title without an abstract is read whole, as the tokenizer reads it
             titles, abstracts = list(titles), list(abstracts)
             for i in alone:
                 titles[i], abstracts[i] = self.tokenizer.read_fields(titles[i], abstracts[i])

@@ -148,8 +148,8 @@ def explain_paper(classify, title: str | None, abstract: str | None, threshold: 
     read = tokenizer.read_fields(title, abstract)
     if read != (title, abstract):
         notes.append(
-            f"Only the {'title' if tokenizer.split_words(title) else 'abstract'} has words, so the text is read whole: "
-            "its first sentence as the title and all of it as the abstract."
+            "With no abstract, the title is read as a text given alone: its first sentence as the title and all of "
+            "it as the abstract."
         )
     for field, text in zip(("title", "abstract"), read):
         limit = getattr(tokenizer, f"max_{field}_length")

@@ -107,14 +107,17 @@ def test_bad_input_is_refused_with_a_message(classify, title, abstract, message)
         explain_paper(classify, title, abstract)
 
 
-def test_a_title_or_an_abstract_alone_is_read_whole_as_the_pipelines_read_it(classify):
-    note = "has words, so the text is read whole: its first sentence as the title and all of it as the abstract."
-    for title, abstract in (("Deep networks. Attention models", ""), ("", "Deep networks. Attention models")):
-        shown = explain_paper(classify, title, abstract)
-        assert [word for word, _ in shown["title_words"]] == ["deep", "networks"]
-        assert [word for word, _ in shown["abstract_words"]] == ["deep", "networks", "attention", "models"]
-        assert shown["scores"] == classify("Deep networks. Attention models")["scores"]
-        assert shown["notes"] == [f"Only the {'title' if title else 'abstract'} {note}"]
+def test_a_title_alone_is_read_whole_as_the_pipelines_read_it_an_abstract_alone_as_given(classify):
+    shown = explain_paper(classify, "Deep networks. Attention models", "")
+    assert [word for word, _ in shown["title_words"]] == ["deep", "networks"]
+    assert [word for word, _ in shown["abstract_words"]] == ["deep", "networks", "attention", "models"]
+    assert shown["scores"] == classify("Deep networks. Attention models")["scores"]
+    assert shown["notes"] == [
+        "With no abstract, the title is read as a text given alone: its first sentence as the title and all of it "
+        "as the abstract."
+    ]
+    abstract_only = explain_paper(classify, "", "Deep networks. Attention models")
+    assert abstract_only["title_words"] == [] and abstract_only["notes"] == []
 
 
 # --- the command ---

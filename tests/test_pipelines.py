@@ -174,7 +174,7 @@ def test_a_paper_with_a_title_only_is_read_whole(arxiv_classifier):
 def test_a_text_alone_is_read_whole_the_same_in_both_pipelines(arxiv_classifier, text_classifier):
     text = "Attention is all you need. We propose a new network architecture based solely on attention"
     expected = arxiv_classifier({"title": "Attention is all you need.", "abstract": text}, top_words=100)
-    for paper in (text, {"text": text}, {"abstract": text}):
+    for paper in (text, {"text": text}, {"title": text}, {"title": text, "abstract": ""}):
         assert arxiv_classifier(paper, top_words=100) == expected
     stock = text_classifier(text, top_k=None)
     assert {item["label"]: item["score"] for item in stock} == pytest.approx(expected["scores"], rel=1e-5)

@@ -186,9 +186,12 @@ def test_a_text_alone_is_read_whole_its_first_sentence_as_the_title(tiny_tokeniz
     assert tiny_tokenizer.split_text(text) == ("Deep networks for image classes.", text)
     words = tiny_tokenizer.convert_ids_to_tokens(alone["abstract_input_ids"])
     assert words == tiny_tokenizer.split_words(text)  # every word, up to the abstract's 16
-    # A text given as the abstract alone is read the same way; a paper with both fields is read as given.
-    assert tiny_tokenizer(text_pair=text) == alone
+    # So is a title with an empty abstract; an abstract without a title, and a paper of both, are read as given.
     assert tiny_tokenizer(["deep networks", "attention"], ["", "  "]) == tiny_tokenizer(["deep networks", "attention"])
+    abstract_alone = tiny_tokenizer(text_pair=text)
+    assert (
+        abstract_alone["title_input_ids"] == [] and abstract_alone["abstract_input_ids"] == alone["abstract_input_ids"]
+    )
     assert tiny_tokenizer("deep", "networks")["abstract_input_ids"] == tiny_tokenizer.convert_tokens_to_ids(
         ["networks"]
     )
@@ -210,7 +213,8 @@ def test_every_word_of_a_text_alone_is_read_up_to_the_abstracts_length(tiny_toke
 
 def test_read_fields_gives_what_the_model_reads_of_a_paper(tiny_tokenizer):
     assert tiny_tokenizer.read_fields("Deep networks. More", None) == ("Deep networks.", "Deep networks. More")
-    assert tiny_tokenizer.read_fields("", "Deep networks. More") == ("Deep networks.", "Deep networks. More")
+    assert tiny_tokenizer.read_fields("Deep networks. More", " ") == ("Deep networks.", "Deep networks. More")
+    assert tiny_tokenizer.read_fields("", "Deep networks. More") == ("", "Deep networks. More")
     assert tiny_tokenizer.read_fields("Deep networks", "for images") == ("Deep networks", "for images")
     assert tiny_tokenizer.read_fields("", "") == ("", "")
 

@@ -27,8 +27,8 @@ CUSTOM_PIPELINE = {
 class ArxivClassificationPipeline(Pipeline):
     r"""Classifies papers given as `{"title": ..., "abstract": ...}`, as a text alone (a string, or `{"text": ...}`,
     with `"text_pair"` for the abstract, as the `text-classification` pipeline takes them), or a list of these. A text
-    alone, like a paper with words in only one of its fields, is read whole: its first sentence as the title and all
-    of it as the abstract (the tokenizer's `split_text`), in both pipelines alike.
+    alone, like a title without an abstract, is read whole: its first sentence as the title and all of it as the
+    abstract (the tokenizer's `read_fields`), in both pipelines alike.
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most

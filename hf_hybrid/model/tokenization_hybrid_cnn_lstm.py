@@ -81,7 +81,7 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
     trained with (``max_length`` lowers both). ``padding=True`` pads each field to its longest item in the
     batch, ``padding="max_length"`` to its maximum length. Padding is always on the right. A text given alone,
     ``tok(texts)``, is read whole: its first sentence as the title and all of it as the abstract (`split_text`);
-    so is a paper with words in only one of its fields. `model_max_length` is the longer field's maximum length.
+    so is a title whose abstract has no words. `model_max_length` is the longer field's maximum length.
 
     Example:
 
@@ -191,11 +191,12 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
         return (text[: end.start()] if end else text), text
 
     def read_fields(self, title: str | None, abstract: str | None) -> tuple[str, str]:
-        """The (title, abstract) that the model reads for a paper: as given, unless only one of them has words;
-        such a paper is one text, read whole (`split_text`)."""
+        """The (title, abstract) that the model reads for a paper: as given, unless the title has words and the
+        abstract none: such a title is a text given alone, read whole (`split_text`). (An abstract without a title
+        is read as given.)"""
         title, abstract = title or "", abstract or ""
-        if bool(self.split_words(title)) != bool(self.split_words(abstract)):
-            return self.split_text(title if self.split_words(title) else abstract)
+        if self.split_words(title) and not self.split_words(abstract):
+            return self.split_text(title)
         return title, abstract
 
     def __call__(self, text: str | list[str] | None = None, text_pair: str | list[str] | None = None, **options):
@@ -220,8 +221,8 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
     ) -> BatchEncoding:
         """Encodes titles (`text`) and abstracts (`text_pair`); either may be left out.
 
-        A paper with words in only one of its fields (a text given alone, as pipelines and fine-tuning scripts give
-        one) is read whole: its first sentence as the title, all of it as the abstract (`split_text`).
+        A title whose abstract has no words (a text given alone, as pipelines and fine-tuning scripts give one) is
+        read whole: its first sentence as the title, all of it as the abstract (`split_text`).
 
         `truncation` (on unless False or `"do_not_truncate"`) cuts each field to its maximum length; `max_length`
         lowers both: a field keeps at most `min(max_length, max_title_length)` or `min(max_length,
@@ -251,13 +252,10 @@ class HybridCNNLSTMTokenizer(TokenizersBackend):
             raise ValueError(f"Got {len(titles)} titles but {len(abstracts)} abstracts")
 
         ids = {"title": self._encode(titles), "abstract": self._encode(abstracts)}
-        alone = [i for i in range(len(titles)) if bool(ids["title"][i]) != bool(ids["abstract"][i])]
-        if alone:
-            texts = [titles[i] if ids["title"][i] else abstracts[i] for i in alone]
-            first_sentences = self._encode([self.split_text(text)[0] for text in texts])
-            for i, first_sentence in zip(alone, first_sentences):
-                ids["abstract"][i] = ids["title"][i] or ids["abstract"][i]
-                ids["title"][i] = first_sentence
+        alone = [i for i in range(len(titles)) if ids["title"][i] and not ids["abstract"][i]]
+        first_sentences = self._encode([self.split_text(titles[i])[0] for i in alone])
+        for i, first_sentence in zip(alone, first_sentences):
+            ids["title"][i], ids["abstract"][i] = first_sentence, ids["title"][i]
         lengths = self._field_lengths(max_length, verbose)
         features = {}
         for field in FIELDS:
