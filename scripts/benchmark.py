@@ -10,10 +10,9 @@
 `speed` times training steps and inference against the research notebook's pipeline, `onnx` compares ONNX
 Runtime with PyTorch, `accuracy` compares hf-hybrid with TF-IDF + LinearSVC, `small-data` draws a learning curve
 against TF-IDF + logistic regression on a few papers per category, `serve` loads `hf-hybrid serve` with concurrent
-clients beside the bulk path, `stock-tools` reads a text given alone several ways and runs a stock
-`Trainer` at learning rate 0. `python scripts/benchmark.py QUESTION --help` lists a subcommand's flags. Every run
-prints the CPU's flags, read at run time, above its
-figures, and `--output_json` keeps them with the figures.
+clients beside the bulk path, `stock-tools` reads a text given alone several ways and runs a stock `Trainer` at
+learning rate 0. `python scripts/benchmark.py QUESTION --help` lists a subcommand's flags. Every run prints the
+CPU's flags, read at run time, above its figures, and `--output_json` keeps them with the figures.
 """
 
 import argparse
