@@ -237,6 +237,13 @@ class BulkClassifier:
             return []
         title_ids, title_lengths = self.encode(titles, "title")
         abstract_ids, abstract_lengths = self.encode(abstracts, "abstract")
+        alone = np.flatnonzero((title_lengths > 0) & (abstract_lengths == 0)).tolist()
+        if alone:  # a title without an abstract is read whole, as the tokenizer reads it
+            titles, abstracts = list(titles), list(abstracts)
+            for i in alone:
+                titles[i], abstracts[i] = self.tokenizer.read_fields(titles[i], abstracts[i])
+            title_ids, title_lengths = self.encode(titles, "title")
+            abstract_ids, abstract_lengths = self.encode(abstracts, "abstract")
         # Papers of similar abstract length together: less padding for the convolutions.
         order = np.argsort(abstract_lengths, kind="stable")
         records: list[dict | None] = [None] * len(titles)

@@ -41,6 +41,14 @@ THRESHOLD_GRID = tuple(round(0.05 + 0.01 * step, 2) for step in range(91))
 DEEP_WEIGHT_GRID = tuple(step / 10 for step in range(11))
 
 
+def clear_calibration(config) -> None:
+    """Leaves `config` uncalibrated (temperature 1.0, no thresholds, no digest of calibrated weights): what a model
+    about to be trained further holds until its calibration is fitted again (saving then records its weights)."""
+    config.calibration_temperature = 1.0
+    config.label_thresholds = None
+    config.calibrated_weights_sha256 = None
+
+
 def fit_temperature(logits, labels, max_iterations: int = 200) -> float:
     """The temperature `T` > 0 that minimises the negative log-likelihood of `softmax(logits / T)` on `labels`
     (class ids), or, given multi-hot `labels` (one 0/1 row per paper), of every label's `sigmoid(logits / T)`.

@@ -145,10 +145,15 @@ def explain_paper(classify, title: str | None, abstract: str | None, threshold: 
             f"Below the threshold: the top probability, {result['score']:.2f}, is under {threshold:.2f}, "
             "so no label is given; this paper needs a person's review."
         )
-    for field, text in (("title", title), ("abstract", abstract)):
+    read = tokenizer.read_fields(title, abstract)
+    if read != (title, abstract):
+        notes.append(
+            "With no abstract, the title is read as a text given alone: its first sentence as the title and all of "
+            "it as the abstract."
+        )
+    for field, text in zip(("title", "abstract"), read):
         limit = getattr(tokenizer, f"max_{field}_length")
-        encoded = tokenizer(**{"text" if field == "title" else "text_pair": text}, truncation=False)
-        total = len(encoded[f"{field}_input_ids"])
+        total = len(tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids)
         if total > limit:
             notes.append(f"The {field} has {total} words; the model reads the first {limit}, as it was trained to.")
     return {

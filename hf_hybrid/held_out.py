@@ -12,6 +12,7 @@ from .calibration import (
     TEMPERATURE,
     UNTUNED,
     choose_deep_weight,
+    clear_calibration,
     fit_temperature,
     probabilities,
     tune_thresholds,
@@ -34,7 +35,7 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
     thresholds tuned on the calibrated probabilities (`threshold_tuning`, stored in the config), and the result also
     holds the thresholds each way of tuning gives (`thresholds`) with their validation scores."""
     config = trainer.model.config
-    config.calibration_temperature = 1.0
+    clear_calibration(config)
     config.deep_weight = 1.0
     # The wide branch's logits are kept apart (they are ignored at inference otherwise) to weigh the deep part.
     shown = [key for key in config.keys_to_ignore_at_inference if key != "wide_logits"]

@@ -14,7 +14,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .evaluation import metrics_table
 from .model import HybridCNNLSTMConfig
 from .plot_files import PLOT_FILES
-from .training_args import MODEL_HYPERPARAMETERS
+from .training_args import MODEL_HYPERPARAMETERS, NOT_FLAGS
 
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 CARD_FILE = "README.md"
@@ -22,12 +22,8 @@ EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_ARGS_FILE = "training_args.json"
 # The repo id in the usage examples of a card written before the model has one.
 CARD_PLACEHOLDER = "path/to/this/folder"
-# The model's hyperparameters in the card's table: all of the config's but those the card shows otherwise.
-CARD_HYPERPARAMETERS = tuple(
-    name
-    for name in MODEL_HYPERPARAMETERS
-    if name not in ("pad_token_id", "class_weights", "calibration_temperature", "deep_weight", "label_thresholds")
-)
+# The model's hyperparameters in the card's table: those of the flags (the card shows the others otherwise).
+CARD_HYPERPARAMETERS = tuple(name for name in MODEL_HYPERPARAMETERS if name not in NOT_FLAGS)
 TRAINING_HYPERPARAMETERS = (
     "recipe",
     "num_train_epochs",

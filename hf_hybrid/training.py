@@ -16,7 +16,7 @@ import torch
 from datasets import DatasetDict, concatenate_datasets
 from transformers import DataCollatorWithPadding, set_seed
 
-from .calibration import GLOBAL
+from .calibration import GLOBAL, clear_calibration
 from .class_weights import default_rule, resolve_class_weights
 from .data import label_names_of, load_papers, papers_digest, tokenize_papers, training_texts
 from .distributed import share_from_main_process
@@ -229,6 +229,7 @@ def finetune_model(
     set_seed(training_args.seed)
     tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+    clear_calibration(config)  # fitted again on the new validation split, for the fine-tuned weights
     check_threshold_tuning(config.is_multi_label, training_args, f"{finetune_args.model} is a single-label model")
     if config.is_multi_label:
         training_args.use_multi_label_values()
@@ -249,7 +250,6 @@ def finetune_model(
         )
         config.id2label = dict(enumerate(label_names))
         config.label2id = {name: i for i, name in enumerate(label_names)}
-        config.label_thresholds = None
     rule = finetune_args.class_weights
     rule = default_rule(config.is_multi_label) if rule is None else rule
     config.class_weights = resolve_class_weights(rule, label_names, splits["train"]["labels"])

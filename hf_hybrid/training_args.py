@@ -41,9 +41,16 @@ from .wide_fit import WIDE_FITS
 MODEL_HYPERPARAMETERS = tuple(HybridCNNLSTMConfig.__annotations__)
 # Hyperparameters of the config that are not flags: the tokenizer's padding id, the class weights, which
 # `--class_weights` gives by label name, and the calibration temperature, the deep part's weight and the
-# multi-label thresholds, which training fits (`--calibration`, `--threshold_tuning`). Every other one is a field of
-# `ModelArguments`.
-NOT_FLAGS = ("pad_token_id", "class_weights", "calibration_temperature", "deep_weight", "label_thresholds")
+# multi-label thresholds, which training fits (`--calibration`, `--threshold_tuning`), with the digest of the weights
+# the calibration was fitted for. Every other one is a field of `ModelArguments`.
+NOT_FLAGS = (
+    "pad_token_id",
+    "class_weights",
+    "calibration_temperature",
+    "deep_weight",
+    "label_thresholds",
+    "calibrated_weights_sha256",
+)
 
 # What `--final_fit` trains the saved model on, after the held-out run: nothing more, every labelled paper, or the
 # training and validation papers (the test split stays out, so the final model can be measured).

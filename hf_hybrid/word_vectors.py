@@ -62,8 +62,8 @@ class WordVectors:
 
 def training_word_ids(tokenizer, texts: Iterable[str]) -> list[list[int]]:
     """Each text's word ids, untruncated, split exactly as the model's tokenizer splits them."""
-    # Encoded as titles: the field only decides where truncation would cut, and it is off.
-    return tokenizer(list(texts), truncation=False, return_attention_mask=False)["title_input_ids"]
+    encodings = tokenizer.backend_tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+    return [encoding.ids for encoding in encodings]
 
 
 def token_counts(word_ids: list[list[int]], vocab_size: int) -> np.ndarray:

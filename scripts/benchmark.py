@@ -5,13 +5,14 @@
     python scripts/benchmark.py accuracy [--train_flags "--num_train_epochs 2"] [--output_json accuracy.json]
     python scripts/benchmark.py small-data --data arxiv_multilabel.csv --base_data arxiv_cs.csv --base_model DIR
     python scripts/benchmark.py serve [--model DIR] [--clients 1,8,64] [--output_json serve.json]
+    python scripts/benchmark.py stock-tools --model DIR --train_file TRAIN --validation_file VALIDATION
 
 `speed` times training steps and inference against the research notebook's pipeline, `onnx` compares ONNX
 Runtime with PyTorch, `accuracy` compares hf-hybrid with TF-IDF + LinearSVC, `small-data` draws a learning curve
 against TF-IDF + logistic regression on a few papers per category, `serve` loads `hf-hybrid serve` with concurrent
-clients beside the bulk path. `python scripts/benchmark.py QUESTION --help` lists a subcommand's flags. Every run
-prints the CPU's flags, read at run time, above its
-figures, and `--output_json` keeps them with the figures.
+clients beside the bulk path, `stock-tools` reads a text given alone several ways and runs a stock `Trainer` at
+learning rate 0. `python scripts/benchmark.py QUESTION --help` lists a subcommand's flags. Every run prints the
+CPU's flags, read at run time, above its figures, and `--output_json` keeps them with the figures.
 """
 
 import argparse
@@ -20,10 +21,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import accuracy, onnx, serve, small_data, speed
+from benchmarks import accuracy, onnx, serve, small_data, speed, stock_tools
 from benchmarks.common import common_arguments, cpu_description
 
-QUESTIONS = {"speed": speed, "onnx": onnx, "accuracy": accuracy, "small-data": small_data, "serve": serve}
+QUESTIONS = {
+    "speed": speed,
+    "onnx": onnx,
+    "accuracy": accuracy,
+    "small-data": small_data,
+    "serve": serve,
+    "stock-tools": stock_tools,
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

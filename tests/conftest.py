@@ -119,6 +119,7 @@ def with_trained_batch_norms(model):
                 module.running_var.uniform_(0.5, 2.0)
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0.0, 0.1)
+                module.num_batches_tracked.fill_(100)
     return model
 
 

@@ -1,5 +1,5 @@
-"""Smoke tests of `scripts/benchmark.py`'s subcommands (speed, onnx, accuracy) on tiny data and tiny models, and
-unit tests of what they compute. Figures are not checked: only that each is measured and reported."""
+"""Smoke tests of `scripts/benchmark.py`'s subcommands (speed, onnx, accuracy, stock_tools) on tiny data and tiny
+models, and unit tests of what they compute. Figures are not checked: only that each is measured and reported."""
 
 import json
 import subprocess
@@ -308,3 +308,20 @@ def test_serve_loads_the_server_with_clients_beside_the_bulk_path(tmp_path, pape
     out = capsys.readouterr().out
     assert f"CPU flags: {' '.join(cpu_flags())}" in out and "| server, 4 client(s) |" in out
     assert "Server RSS after 1,000 requests" in out
+
+
+def test_stock_tools_reads_a_text_alone_every_way_and_runs_a_stock_trainer_at_learning_rate_0(
+    tmp_path, saved_model_dir, papers_csv, capsys
+):
+    output = tmp_path / "stock_tools.json"
+    argv = ["stock-tools", "--model", str(saved_model_dir), "--train_file", str(papers_csv)]
+    argv += ["--validation_file", str(papers_csv), "--threads", "1", "--workdir", str(tmp_path), "--output_json"]
+    assert benchmark.main([*argv, str(output)]) == 0
+    report = json.loads(output.read_text())
+    readings = {(row["given_as"], row["read_as"]) for row in report["text_alone"]}
+    assert ("title and abstract", "the pair") in readings and len(readings) == 11
+    assert all(0 <= row["accuracy"] <= 1 for row in report["text_alone"])
+    kept = [row for row in report["trainer"] if row["batch_norm"] == "kept"]
+    assert [row["padding"] for row in kept] == ["max_length", "longest"]
+    assert all(row["after"] == row["before"] for row in kept)  # learning rate 0 changes nothing
+    assert "| the title alone | read whole |" in capsys.readouterr().out

@@ -86,7 +86,7 @@ def test_a_truncated_abstract_or_title_is_noted(classify):
     ]
 
     title_limit = classify.tokenizer.max_title_length
-    shown = explain_paper(classify, " ".join(["deep"] * (title_limit + 1)), "")
+    shown = explain_paper(classify, " ".join(["deep"] * (title_limit + 1)), "attention")
     assert shown["notes"] == [
         f"The title has {title_limit + 1} words; the model reads the first {title_limit}, as it was trained to."
     ]
@@ -107,9 +107,17 @@ def test_bad_input_is_refused_with_a_message(classify, title, abstract, message)
         explain_paper(classify, title, abstract)
 
 
-def test_only_a_title_or_only_an_abstract_is_classified(classify):
-    assert explain_paper(classify, "deep networks", "")["abstract_words"] == []
-    assert explain_paper(classify, "", "attention models")["title_words"] == []
+def test_a_title_alone_is_read_whole_as_the_pipelines_read_it_an_abstract_alone_as_given(classify):
+    shown = explain_paper(classify, "Deep networks. Attention models", "")
+    assert [word for word, _ in shown["title_words"]] == ["deep", "networks"]
+    assert [word for word, _ in shown["abstract_words"]] == ["deep", "networks", "attention", "models"]
+    assert shown["scores"] == classify("Deep networks. Attention models")["scores"]
+    assert shown["notes"] == [
+        "With no abstract, the title is read as a text given alone: its first sentence as the title and all of it "
+        "as the abstract."
+    ]
+    abstract_only = explain_paper(classify, "", "Deep networks. Attention models")
+    assert abstract_only["title_words"] == [] and abstract_only["notes"] == []
 
 
 # --- the command ---

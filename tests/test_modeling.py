@@ -1,18 +1,23 @@
 """HybridCNNLSTMModel / HybridCNNLSTMForSequenceClassification with tiny configs."""
 
 import collections
+import json
 import math
+import shutil
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.utils import logging
 
 from hf_hybrid import (
     HybridCNNLSTMConfig,
     HybridCNNLSTMForSequenceClassification,
     HybridCNNLSTMModel,
 )
+from hf_hybrid.model.modeling_hybrid_cnn_lstm import weights_sha256
+from hf_hybrid.model.pipeline_arxiv_classification import CUSTOM_PIPELINE
 
 FIRST_WORD_ID = 2  # 0 is <PAD>, 1 is <UNK>
 
@@ -275,9 +280,10 @@ def test_empty_field_gives_finite_logits(tiny_model, empty):
     assert torch.isfinite(out.fusion_weights).all()
 
 
-def test_title_only_batch_from_the_tokenizer_gives_finite_logits(tiny_model, tiny_tokenizer):
+def test_a_batch_without_abstracts_gives_finite_logits(tiny_model, tiny_tokenizer):
     inputs = tiny_tokenizer(["deep networks", "attention is all you need"], padding=True, return_tensors="pt")
-    assert inputs["abstract_input_ids"].shape == (2, 0)
+    for key in ("abstract_input_ids", "abstract_attention_mask"):  # no abstract position at all
+        inputs[key] = inputs[key][:, :0]
     with torch.no_grad():
         logits = tiny_model(**inputs).logits
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
@@ -333,6 +339,87 @@ def test_save_and_reload_gives_identical_logits_from_safetensors_only(saved_mode
     inputs = dict(title_input_ids=word_ids(3, 5), abstract_input_ids=word_ids(3, 11, seed=1))
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**inputs).logits, saved_model(**inputs).logits, atol=1e-6, rtol=1e-6)
+
+
+# --- trained further: BatchNorm statistics, calibration, the pipeline a saved folder declares ---
+
+
+def batch_norm_statistics(model) -> list[torch.Tensor]:
+    return [
+        tensor.clone()
+        for module in model.modules()
+        if isinstance(module, nn.BatchNorm1d)
+        for tensor in (module.running_mean, module.running_var)
+    ]
+
+
+def forward_in_training_mode(model):
+    model.train()
+    model(title_input_ids=word_ids(4, 5), abstract_input_ids=word_ids(4, 11, seed=1))
+
+
+def test_a_loaded_model_keeps_its_trained_batch_norm_statistics_when_trained_further(saved_model_dir):
+    model = HybridCNNLSTMForSequenceClassification.from_pretrained(saved_model_dir)
+    assert model.keep_batch_norm_statistics
+    before = batch_norm_statistics(model)
+    forward_in_training_mode(model)
+    assert all(torch.equal(a, b) for a, b in zip(batch_norm_statistics(model), before))
+    assert model.training and model.classifier[1].training  # dropout is on, as in any training
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.BatchNorm1d))
+    model.keep_batch_norm_statistics = False
+    forward_in_training_mode(model)
+    assert not torch.equal(batch_norm_statistics(model)[0], before[0])
+
+
+def test_a_new_model_and_one_saved_untrained_estimate_their_batch_norm_statistics(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)  # its statistics were never estimated
+    for model in (tiny_model, HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path)):
+        assert not model.keep_batch_norm_statistics
+        before = batch_norm_statistics(model)
+        forward_in_training_mode(model)
+        assert not torch.equal(batch_norm_statistics(model)[0], before[0])
+
+
+def test_saving_the_calibrated_weights_keeps_the_calibration(saved_model, tmp_path):
+    saved_model.save_pretrained(tmp_path)
+    reloaded = HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path)
+    assert reloaded.config.calibration_temperature == saved_model.config.calibration_temperature != 1.0
+    assert reloaded.config.calibrated_weights_sha256 == weights_sha256(reloaded) == weights_sha256(saved_model)
+    reloaded.save_pretrained(tmp_path / "again")
+    again = HybridCNNLSTMConfig.from_pretrained(tmp_path / "again")
+    assert again.calibration_temperature == saved_model.config.calibration_temperature
+
+
+def test_saving_changed_weights_resets_the_calibration_with_a_warning(saved_model_dir, tmp_path, caplog):
+    model = HybridCNNLSTMForSequenceClassification.from_pretrained(saved_model_dir)
+    with torch.no_grad():
+        model.classifier[-1].bias.add_(0.1)  # as any optimizer step does
+    logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            model.save_pretrained(tmp_path)
+    finally:
+        logging.disable_propagation()
+    assert any("the weights changed after the calibration" in record.message for record in caplog.records)
+    saved = HybridCNNLSTMConfig.from_pretrained(tmp_path)
+    assert (saved.calibration_temperature, saved.label_thresholds, saved.calibrated_weights_sha256) == (1.0, None, None)
+    assert model.config.calibration_temperature == 1.0  # the model in memory no longer claims it either
+
+
+def test_a_calibrated_folder_saved_without_a_digest_is_taken_as_calibrated_for_its_weights(saved_model_dir, tmp_path):
+    shutil.copytree(saved_model_dir, tmp_path, dirs_exist_ok=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["calibrated_weights_sha256"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = HybridCNNLSTMForSequenceClassification.from_pretrained(tmp_path)
+    assert model.config.calibrated_weights_sha256 == weights_sha256(model)
+
+
+def test_any_saved_model_declares_and_ships_the_arxiv_classification_pipeline(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)  # the model alone, as a Trainer saves it
+    declared = json.loads((tmp_path / "config.json").read_text())["custom_pipelines"]
+    assert declared == {"arxiv-classification": CUSTOM_PIPELINE}
+    assert (tmp_path / "pipeline_arxiv_classification.py").is_file()
 
 
 # --- the notebook's function ---

@@ -159,15 +159,39 @@ def test_batched_pipeline_gives_the_unbatched_results(arxiv_classifier):
             assert sorted(w["word"] for w in result[field]) == sorted(w["word"] for w in alone[field])
 
 
-def test_title_only_paper_is_classified(arxiv_classifier):
+def test_a_paper_with_a_title_only_is_read_whole(arxiv_classifier):
     result = arxiv_classifier({"title": "Attention is all you need"})
-    assert result["abstract_words"] == []
+    assert [w["word"] for w in sorted(result["abstract_words"], key=lambda w: w["position"])] == [
+        "attention",
+        "is",
+        "all",
+        "you",
+        "need",
+    ]
     assert sum(result["scores"].values()) == pytest.approx(1.0)
 
 
-def test_plain_string_is_rejected(arxiv_classifier):
-    with pytest.raises(ValueError, match="title"):
-        arxiv_classifier("Attention is all you need")
+def test_a_text_alone_is_read_whole_the_same_in_both_pipelines(arxiv_classifier, text_classifier):
+    text = "Attention is all you need. We propose a new network architecture based solely on attention"
+    expected = arxiv_classifier({"title": "Attention is all you need.", "abstract": text}, top_words=100)
+    for paper in (text, {"text": text}, {"title": text}, {"title": text, "abstract": ""}):
+        assert arxiv_classifier(paper, top_words=100) == expected
+    stock = text_classifier(text, top_k=None)
+    assert {item["label"]: item["score"] for item in stock} == pytest.approx(expected["scores"], rel=1e-5)
+    paired = arxiv_classifier({"text": "Attention is all you need", "text_pair": text})
+    assert paired == arxiv_classifier({"title": "Attention is all you need", "abstract": text})
+
+
+def test_words_after_the_titles_length_change_the_scores_of_a_text_alone(arxiv_classifier):
+    words = "attention is all you need for language translation".split()  # the title keeps 8 words
+    short = arxiv_classifier(" ".join(words))
+    longer = arxiv_classifier(" ".join(words + ["we", "train", "deep", "convolutional", "networks", "on", "image"]))
+    assert longer["scores"] != pytest.approx(short["scores"], abs=1e-6)
+
+
+def test_anything_but_a_paper_is_rejected(arxiv_classifier):
+    with pytest.raises(ValueError, match="text_pair"):
+        arxiv_classifier({"summary": "Attention is all you need"})
 
 
 def test_in_a_process_with_hf_hybrid_the_packages_pipeline_runs_without_remote_code(saved_model_dir, arxiv_classifier):

@@ -39,7 +39,7 @@ SHIPPED_FILES = {
 }
 # `tokenizers` and `safetensors` are dependencies of `transformers`, so wherever it is installed, they are.
 SHIPPED_PACKAGES = {"torch", "transformers", "tokenizers", "safetensors"}
-ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "os", "pathlib", "re", "__future__"}
+ALLOWED_IMPORTS = {"dataclasses", "collections.abc", "hashlib", "os", "pathlib", "re", "__future__"}
 
 TITLES = ["Attention is all you need", "Solving the Schrödinger equation with zebra networks", ""]
 ABSTRACTS = [

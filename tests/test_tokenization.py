@@ -179,13 +179,142 @@ def test_single_pair_encodes_like_a_batch_of_one(tiny_tokenizer):
     assert as_tensors["title_input_ids"].tolist() == batch["title_input_ids"]
 
 
-def test_title_only_gives_an_empty_abstract(tiny_tokenizer):
-    encoded = tiny_tokenizer(["deep networks", "attention"], padding=True, return_tensors="pt")
-    assert encoded["title_input_ids"].shape == (2, 2)
-    assert encoded["abstract_input_ids"].shape == (2, 0)
-    assert encoded["abstract_attention_mask"].shape == (2, 0)
-    abstract_only = tiny_tokenizer(text_pair="deep networks")
-    assert abstract_only["title_input_ids"] == [] and len(abstract_only["abstract_input_ids"]) == 2
+def test_a_text_alone_is_read_whole_its_first_sentence_as_the_title(tiny_tokenizer):
+    text = "Deep networks for image classes. We train deep convolutional networks on image classes"
+    alone = tiny_tokenizer(text)
+    assert alone == tiny_tokenizer("Deep networks for image classes.", text)
+    assert tiny_tokenizer.split_text(text) == ("Deep networks for image classes.", text)
+    words = tiny_tokenizer.convert_ids_to_tokens(alone["abstract_input_ids"])
+    assert words == tiny_tokenizer.split_words(text)  # every word, up to the abstract's 16
+    # So is a title with an empty abstract; an abstract without a title, and a paper of both, are read as given.
+    assert tiny_tokenizer(["deep networks", "attention"], ["", "  "]) == tiny_tokenizer(["deep networks", "attention"])
+    abstract_alone = tiny_tokenizer(text_pair=text)
+    assert (
+        abstract_alone["title_input_ids"] == [] and abstract_alone["abstract_input_ids"] == alone["abstract_input_ids"]
+    )
+    assert tiny_tokenizer("deep", "networks")["abstract_input_ids"] == tiny_tokenizer.convert_tokens_to_ids(
+        ["networks"]
+    )
+
+
+def test_the_first_sentence_ends_at_a_line_break_or_an_end_mark_and_a_space(tiny_tokenizer):
+    assert tiny_tokenizer.split_text("Attention is all you need\nWe propose a model.")[0] == "Attention is all you need"
+    assert tiny_tokenizer.split_text("  Is attention all? Yes. We propose")[0] == "Is attention all?"
+    assert tiny_tokenizer.split_text("3.5 billion parameters. Then")[0] == "3.5 billion parameters."
+    assert tiny_tokenizer.split_text("no end mark at all") == ("no end mark at all", "no end mark at all")
+
+
+def test_every_word_of_a_text_alone_is_read_up_to_the_abstracts_length(tiny_tokenizer):
+    text = " ".join(["deep"] * 10 + ["language"] * 10)  # one "sentence" longer than the title's 8 words
+    encoded = tiny_tokenizer(text)
+    assert tiny_tokenizer.convert_ids_to_tokens(encoded["title_input_ids"]) == ["deep"] * 8
+    assert tiny_tokenizer.convert_ids_to_tokens(encoded["abstract_input_ids"]) == ["deep"] * 10 + ["language"] * 6
+
+
+def test_read_fields_gives_what_the_model_reads_of_a_paper(tiny_tokenizer):
+    assert tiny_tokenizer.read_fields("Deep networks. More", None) == ("Deep networks.", "Deep networks. More")
+    assert tiny_tokenizer.read_fields("Deep networks. More", " ") == ("Deep networks.", "Deep networks. More")
+    assert tiny_tokenizer.read_fields("", "Deep networks. More") == ("", "Deep networks. More")
+    assert tiny_tokenizer.read_fields("Deep networks", "for images") == ("Deep networks", "for images")
+    assert tiny_tokenizer.read_fields("", "") == ("", "")
+
+
+# --- the arguments of the standard tokenizer call ---
+
+
+def test_max_length_caps_each_field_below_its_own_length(tiny_tokenizer):
+    long_text = " ".join(["deep"] * 40)
+    capped = tiny_tokenizer([long_text], [long_text], truncation=True, max_length=12)
+    assert len(capped["title_input_ids"][0]) == 8 and len(capped["abstract_input_ids"][0]) == 12
+    assert tiny_tokenizer([long_text], [long_text], max_length=512) == tiny_tokenizer([long_text], [long_text])
+    padded = tiny_tokenizer(["deep"], ["language"], padding="max_length", max_length=12, truncation=True)
+    assert len(padded["title_input_ids"][0]) == 8 and len(padded["abstract_input_ids"][0]) == 12
+    assert padded["abstract_attention_mask"][0] == [1] + [0] * 11
+
+
+def test_model_max_length_is_the_longer_fields_length(tiny_tokenizer, tmp_path):
+    assert tiny_tokenizer.model_max_length == 16
+    tiny_tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path).model_max_length == 16
+
+
+def test_a_max_length_below_the_trained_lengths_is_warned_about_once(tiny_tokenizer, caplog):
+    from transformers.utils import logging
+
+    logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            tiny_tokenizer("deep", "language", truncation=True, max_length=5)
+            tiny_tokenizer("deep", "language", truncation=True, max_length=5)
+    finally:
+        logging.disable_propagation()
+    warnings = [r.message for r in caplog.records if "max_length=5" in r.message]
+    assert warnings == [
+        "max_length=5 cuts titles to 5 and abstracts to 5 words; the model was trained on up to 8 and 16 "
+        "(a larger max_length reads them all)"
+    ]
+
+
+def test_standard_arguments_that_ask_for_nothing_more_are_taken(tiny_tokenizer):
+    plain = tiny_tokenizer(["deep networks"], ["language"], padding=True, return_tensors="pt")
+    standard = tiny_tokenizer(
+        ["deep networks"],
+        ["language"],
+        padding="longest",
+        truncation="longest_first",
+        return_tensors="pt",
+        add_special_tokens=True,
+        return_token_type_ids=False,
+        return_overflowing_tokens=False,
+        return_special_tokens_mask=False,
+        return_offsets_mapping=False,
+        return_length=False,
+        stride=0,
+        padding_side="right",
+        verbose=False,
+        tokenizer_kwargs={"pad_to_multiple_of": None},
+    )
+    assert standard.keys() == plain.keys()
+    for key in plain:
+        assert torch.equal(standard[key], plain[key])
+    assert tiny_tokenizer("deep", tokenizer_kwargs={"truncation": False}) == tiny_tokenizer("deep", truncation=False)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "reason"),
+    [
+        ("return_token_type_ids", True, "no token type ids"),
+        ("return_overflowing_tokens", True, "not split into windows"),
+        ("stride", 4, "not split into windows"),
+        ("return_offsets_mapping", True, "normalised"),
+        ("return_special_tokens_mask", True, "no special tokens"),
+        ("return_length", True, "attention mask"),
+        ("is_split_into_words", True, "give the texts"),
+        ("padding_side", "left", "padding is on the right"),
+        ("text_target", "deep", "no text targets"),
+    ],
+)
+def test_what_a_two_field_word_model_cannot_honour_is_refused_with_the_reason(tiny_tokenizer, argument, value, reason):
+    with pytest.raises(ValueError, match=f"cannot take {argument}={value!r}: .*{reason}"):
+        tiny_tokenizer("deep", "networks", **{argument: value})
+
+
+def test_unknown_arguments_and_meaningless_combinations_are_refused(tiny_tokenizer):
+    with pytest.raises(TypeError, match="unexpected argument 'max_title'"):
+        tiny_tokenizer("deep", max_title=4)
+    with pytest.raises(ValueError, match="only_first"):
+        tiny_tokenizer("deep", "networks", truncation="only_first")
+    with pytest.raises(ValueError, match="pass truncation=True, or drop max_length"):
+        tiny_tokenizer("deep", "networks", truncation=False, max_length=4)
+    with pytest.raises(ValueError, match="positive number of words"):
+        tiny_tokenizer("deep", "networks", max_length=0)
+
+
+def test_pad_to_max_length_never_cuts(tiny_tokenizer):
+    features = [tiny_tokenizer("deep networks attention", "language", truncation=False)]
+    batch = tiny_tokenizer.pad(features, padding="max_length", max_length=2)
+    assert batch["title_input_ids"][0] == tiny_tokenizer.convert_tokens_to_ids(["deep", "networks", "attention"])
+    assert len(batch["abstract_input_ids"][0]) == 2
 
 
 # --- errors ---
@@ -196,13 +325,6 @@ def test_mismatched_numbers_of_titles_and_abstracts_raise(tiny_tokenizer):
         tiny_tokenizer(["deep"], ["networks", "attention"])
 
 
-def test_max_length_argument_is_rejected_with_a_pointer_to_the_field_lengths(tiny_tokenizer):
-    with pytest.raises(TypeError, match="max_title_length"):
-        tiny_tokenizer("deep", "networks", max_length=4)
-    with pytest.raises(ValueError, match="max_title_length"):
-        tiny_tokenizer.pad([tiny_tokenizer("deep", "networks")], max_length=4)
-
-
 @pytest.mark.parametrize("bad", [3, ["deep", 3], None])
 def test_non_string_input_raises(tiny_tokenizer, bad):
     with pytest.raises((TypeError, ValueError)):
@@ -210,6 +332,8 @@ def test_non_string_input_raises(tiny_tokenizer, bad):
 
 
 def test_left_padding_is_refused(tiny_tokenizer, monkeypatch):
+    with pytest.raises(ValueError, match="right"):
+        tiny_tokenizer.pad([tiny_tokenizer("deep", "networks")], padding_side="left")
     monkeypatch.setattr(tiny_tokenizer, "padding_side", "left")
     with pytest.raises(ValueError, match="right"):
         tiny_tokenizer.pad([tiny_tokenizer("deep", "networks")])

@@ -176,7 +176,14 @@ def test_model_card_has_model_index_metrics(trained):
     for name in CARD_HYPERPARAMETERS:
         row = f"| {name} | {config[name]} |".replace("[", "").replace("]", "")
         assert row in card.replace("[", "").replace("]", "")
-    not_in_table = {"pad_token_id", "class_weights", "calibration_temperature", "deep_weight", "label_thresholds"}
+    not_in_table = {
+        "pad_token_id",
+        "class_weights",
+        "calibration_temperature",
+        "deep_weight",
+        "label_thresholds",
+        "calibrated_weights_sha256",
+    }
     assert set(CARD_HYPERPARAMETERS) == set(MODEL_HYPERPARAMETERS) - not_in_table
 
 

@@ -24,10 +24,9 @@ from .modeling_hybrid_cnn_lstm import (
     HybridCNNLSTMPreTrainedModel,
     HybridCNNLSTMSequenceClassifierOutput,
 )
-from .pipeline_arxiv_classification import ArxivClassificationPipeline
+from .pipeline_arxiv_classification import PIPELINE_TASK, ArxivClassificationPipeline
 from .tokenization_hybrid_cnn_lstm import HybridCNNLSTMTokenizer
 
-PIPELINE_TASK = "arxiv-classification"
 # The Inference Endpoints handler, which the pipeline's `save_pretrained` writes itself: nothing imports it.
 HANDLER_FILE = "handler.py"
 # The code a saved model ships: `save_pretrained` copies these from the registered classes' modules and their

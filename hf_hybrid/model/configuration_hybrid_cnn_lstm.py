@@ -61,6 +61,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
             helps less than it claims (0: the wide branch alone).
         label_thresholds: multi-label classification only: each label's decision threshold on its probability,
             in label-id order, which training tunes on the validation split (None: 0.5 for every label).
+        calibrated_weights_sha256: the SHA-256 of the weights that `calibration_temperature` and `label_thresholds`
+            were fitted for (`weights_sha256`): a model saved with other weights (fine-tuned by any trainer) has
+            both reset, with a warning, as they no longer hold.
 
     `vocab_size` counts every word id, `<PAD>` and `<UNK>` included. `wide_branch` adds a "wide" linear classifier
     over the paper's words and hashed word pairs (`wide_bigram_buckets` buckets), weighted by their inverse
@@ -110,6 +113,7 @@ class HybridCNNLSTMConfig(PretrainedConfig):
     calibration_temperature: float = 1.0
     deep_weight: float = 1.0
     label_thresholds: list[float] | None = None
+    calibrated_weights_sha256: str | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -202,6 +206,9 @@ class HybridCNNLSTMConfig(PretrainedConfig):
                     f"got {thresholds!r}"
                 )
             self.label_thresholds = [float(t) for t in thresholds]
+        digest = self.calibrated_weights_sha256
+        if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+            raise ValueError(f"`calibrated_weights_sha256` must be a SHA-256 hex digest or null, got {digest!r}")
         for name in ("wide_branch", "wide_sublinear_tf"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be true or false, got {getattr(self, name)!r}")

@@ -6,7 +6,8 @@ model folder, builds `EndpointHandler(model_dir)` once, and calls it with each r
 and its Ray Serve deployment answer the same requests with the same results.
 
 `inputs` is one paper or a list of them; a paper is `{"title": ..., "abstract": ...}` (either may be left out), or one
-text whose first line is the title and the rest the abstract. `parameters` are the `arxiv-classification`
+text, read whole as the pipelines read a text given alone (its first sentence, up to the first line break or end
+mark, as the title, and all of it as the abstract). `parameters` are the `arxiv-classification`
 pipeline's: `top_k`, `threshold`, `top_words` and, for a multi-label model, `allow_empty`. One paper gives one result
 (the pipeline's dict), a list gives a list.
 
@@ -94,9 +95,8 @@ def read_request(data) -> tuple[list[dict], bool, dict]:
 
 
 def _paper(item, where: str) -> dict:
-    if isinstance(item, str):
-        title, _, abstract = item.partition("\n")
-        return {"title": title, "abstract": abstract}
+    if isinstance(item, str):  # a text given alone: the title's place, which the tokenizer reads whole
+        return {"title": item, "abstract": ""}
     if not isinstance(item, dict):
         raise ValueError(f"{where} must be a paper ({{'title', 'abstract'}} or a text), not {_kind(item)}")
     unknown = sorted(set(item) - set(PAPER_FIELDS))

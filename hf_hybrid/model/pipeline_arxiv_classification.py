@@ -15,9 +15,20 @@ from transformers import Pipeline
 
 from .configuration_hybrid_cnn_lstm import python_number
 
+PIPELINE_TASK = "arxiv-classification"
+# What a saved config.json declares, so that `pipeline(model=folder, trust_remote_code=True)` finds this file.
+CUSTOM_PIPELINE = {
+    "impl": "pipeline_arxiv_classification.ArxivClassificationPipeline",
+    "pt": ["AutoModelForSequenceClassification"],
+    "type": "text",
+}
+
 
 class ArxivClassificationPipeline(Pipeline):
-    r"""Classifies papers given as `{"title": ..., "abstract": ...}` (one dict or a list of them).
+    r"""Classifies papers given as `{"title": ..., "abstract": ...}`, as a text alone (a string, or `{"text": ...}`,
+    with `"text_pair"` for the abstract, as the `text-classification` pipeline takes them), or a list of these. A text
+    alone, like a title without an abstract, is read whole: its first sentence as the title and all of it as the
+    abstract (the tokenizer's `read_fields`), in both pipelines alike.
 
     Each result holds `label`, `score`, `scores` (every label's probability), `fusion_weights`
     (`{"title": w, "abstract": 1 - w}`), and `title_words` / `abstract_words`: the `top_words` most
@@ -85,9 +96,7 @@ class ArxivClassificationPipeline(Pipeline):
         return {}, {}, postprocess
 
     def preprocess(self, paper):
-        if not isinstance(paper, dict) or not ({"title", "abstract"} & paper.keys()):
-            raise ValueError('Give each paper as a dict: {"title": ..., "abstract": ...}')
-        title, abstract = paper.get("title") or "", paper.get("abstract") or ""
+        title, abstract = self.tokenizer.read_fields(*_title_and_abstract(paper))
         inputs = self.tokenizer(title, abstract, return_tensors="pt")
         inputs["title_words"] = self.tokenizer.split_words(title, "title")
         inputs["abstract_words"] = self.tokenizer.split_words(abstract, "abstract")
@@ -167,6 +176,18 @@ def decide_labels(probabilities, thresholds, allow_empty: bool = False) -> torch
         none = ~decided.any(dim=1)
         decided[none, probabilities[none].argmax(dim=1)] = True
     return decided
+
+
+def _title_and_abstract(paper) -> tuple[str, str]:
+    if isinstance(paper, str):
+        return paper, ""
+    if isinstance(paper, dict) and {"title", "abstract"} & paper.keys():
+        return paper.get("title") or "", paper.get("abstract") or ""
+    if isinstance(paper, dict) and "text" in paper:
+        return paper["text"] or "", paper.get("text_pair") or ""
+    raise ValueError(
+        'Give each paper as a dict, {"title": ..., "abstract": ...} or {"text": ..., "text_pair": ...}, or as a text'
+    )
 
 
 def _is_count(value) -> bool:
