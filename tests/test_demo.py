@@ -342,5 +342,8 @@ def test_a_space_for_a_missing_repo_fails_in_one_line(hub_server, hub_home, tmp_
         client_env(hub_server, hub_home()),
     )
     assert result.returncode == 1
-    assert result.error_lines()[0].startswith("hf-hybrid demo: error: cannot find test-user/no-such-model on the Hub")
+    assert result.error_lines()[0] == (
+        f"hf-hybrid demo: error: no model repo test-user/no-such-model on the Hub at {hub_server.url} "
+        "(a private one needs `hf auth login` or HF_TOKEN)"
+    )
     assert not (tmp_path / "space").exists()
