@@ -218,7 +218,11 @@ def demo_url(hub_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+        # CI installs it (.ci/run) and sets REQUIRE_CHROMIUM, so that a missing browser fails there.
+        missing = f"the browser tests drive Debian's chromium, and {CHROMIUM} is missing: apt-get install chromium"
+        if os.environ.get("REQUIRE_CHROMIUM"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
