@@ -78,6 +78,7 @@ FRESH_PROCESS = without_hf_hybrid(
 SESSION = textwrap.dedent(
     """
     import contextlib, io, json, logging, sys, time
+    import hf_hybrid.training  # what `train` imports when it runs, here first: the timings are the commands' own work
     from hf_hybrid.cli import main
     from hf_hybrid.hub import HubError, check_hub_access
 
