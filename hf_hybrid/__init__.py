@@ -1,7 +1,9 @@
 """hf-hybrid: a hybrid CNN-LSTM classifier of scientific papers (title + abstract) for the Hugging Face ecosystem.
 
-The model, its tokenizer and its pipeline are imported with the package; what the `hf-hybrid` commands run is
-imported when first used (training imports the `Trainer`, export ONNX):
+Every public name is imported on first use, so `import hf_hybrid` (and `hf-hybrid --help`) loads neither torch
+nor transformers; the first model name used imports the model package, which registers the classes with the Auto
+factories and the `arxiv-classification` pipeline task (`import hf_hybrid.model` does it explicitly). What the
+`hf-hybrid` commands run:
 
 - train: `train_model(ModelArguments(...), DataArguments(...), HybridTrainingArguments(...))`;
 - finetune: `finetune_model(FinetuneArguments(...), DataArguments(...), HybridTrainingArguments(...))`;
@@ -12,22 +14,19 @@ imported when first used (training imports the `Trainer`, export ONNX):
 
 import importlib
 
-from .model import (
-    PIPELINE_TASK,
-    ArxivClassificationPipeline,
-    HybridCNNLSTMConfig,
-    HybridCNNLSTMForSequenceClassification,
-    HybridCNNLSTMModel,
-    HybridCNNLSTMModelOutput,
-    HybridCNNLSTMPreTrainedModel,
-    HybridCNNLSTMSequenceClassifierOutput,
-    HybridCNNLSTMTokenizer,
-)
-
 __version__ = "0.1.0"
 
-# Public names of the modules imported on first use: name -> module.
+# Public names: name -> the module that defines it, imported when the name is first used.
 LAZY_EXPORTS = {
+    "PIPELINE_TASK": "model",
+    "ArxivClassificationPipeline": "model",
+    "HybridCNNLSTMConfig": "model",
+    "HybridCNNLSTMForSequenceClassification": "model",
+    "HybridCNNLSTMModel": "model",
+    "HybridCNNLSTMModelOutput": "model",
+    "HybridCNNLSTMPreTrainedModel": "model",
+    "HybridCNNLSTMSequenceClassifierOutput": "model",
+    "HybridCNNLSTMTokenizer": "model",
     "train_model": "training",
     "finetune_model": "training",
     "ModelArguments": "training_args",
@@ -40,21 +39,14 @@ LAZY_EXPORTS = {
     "export_onnx": "export",
 }
 
-__all__ = [
-    "PIPELINE_TASK",
-    "ArxivClassificationPipeline",
-    "HybridCNNLSTMConfig",
-    "HybridCNNLSTMForSequenceClassification",
-    "HybridCNNLSTMModel",
-    "HybridCNNLSTMModelOutput",
-    "HybridCNNLSTMPreTrainedModel",
-    "HybridCNNLSTMSequenceClassifierOutput",
-    "HybridCNNLSTMTokenizer",
-    *LAZY_EXPORTS,
-]
+__all__ = list(LAZY_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in LAZY_EXPORTS:
         return getattr(importlib.import_module(f".{LAZY_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY_EXPORTS})

@@ -3,45 +3,24 @@
 `hf-hybrid train` and `scripts/train.py` share one `HfArgumentParser` over `ModelArguments`,
 `DataArguments` and `TrainingArguments`, so every `TrainingArguments` flag works. Errors are one
 readable line on stderr and a non-zero exit status, not a traceback (a bug in hf-hybrid keeps its traceback).
+This module imports only the standard library: each command imports what it uses when it runs, so that
+`hf-hybrid --help` starts at once and one paper's `predict` loads no training code.
 """
 
 import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from transformers.utils import logging as transformers_logging
+from .errors import HubError, UserError
 
-from . import bulk
-from .data import LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
-from .errors import UserError
-from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, summary_metrics
-from .export import export_onnx
-from .hub import HubError, pinned_commit, push_model_folder, repo_files
-from .model import (
-    CODE_FILES,
-    HANDLER_FILE,
-    ArxivClassificationPipeline,
-    HybridCNNLSTMConfig,
-    HybridCNNLSTMForSequenceClassification,
-    HybridCNNLSTMTokenizer,
-)
-from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
-from .model.handler import select_device
-from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
-from .training import finetune_model, train_model
-from .training_args import (
-    DataArguments,
-    FinetuneArguments,
-    HybridTrainingArguments,
-    ModelArguments,
-    parse_training_arguments,
-)
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +44,9 @@ def description(name: str) -> str:
 
 @command("train", "train a new model on a table of papers (all TrainingArguments flags work)")
 def run_train(argv: list[str]) -> None:
+    from .training import train_model
+    from .training_args import DataArguments, HybridTrainingArguments, ModelArguments, parse_training_arguments
+
     model_args, data_args, training_args = parse_training_arguments(
         (ModelArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid train"
     )
@@ -73,6 +55,9 @@ def run_train(argv: list[str]) -> None:
 
 @command("finetune", "continue training a saved model (folder or Hub repo) on new papers")
 def run_finetune(argv: list[str]) -> None:
+    from .training import finetune_model
+    from .training_args import DataArguments, FinetuneArguments, HybridTrainingArguments, parse_training_arguments
+
     finetune_args, data_args, training_args = parse_training_arguments(
         (FinetuneArguments, DataArguments, HybridTrainingArguments), argv, prog="hf-hybrid finetune"
     )
@@ -101,9 +86,11 @@ def _model_source_parser(prog: str, description: str) -> argparse.ArgumentParser
     return parser
 
 
-def chosen_device(args) -> torch.device:
+def chosen_device(args) -> "torch.device":
     """The device `--device` names, refused in one line (before the model loads) when this machine has none such, or
     when it is a GPU and the folded CPU path is asked for too."""
+    from .model.handler import select_device
+
     try:
         device = select_device(args.device)
     except ValueError as error:
@@ -123,22 +110,30 @@ def fold_if_asked(model, args):
 
 
 def load_trained(model: str, revision: str | None = None):
-    """This package's tokenizer and classifier from a folder or Hub repo: no remote code runs."""
-    model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
-    if model_type != MODEL_TYPE:
-        raise UserError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
-    verbosity = transformers_logging.get_verbosity()
-    # A sound classifier folder loads without a load report; a refused one's error line says what the report
-    # would, which calls the misfit weights re-initialised, as if the load went on.
-    transformers_logging.set_verbosity_error()
-    try:
-        tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
-        classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
-        tokenizer.check_fits(classifier.config)
-    except ValueError as error:  # the shipped files' own checks of the folder (they know no hf_hybrid error)
-        raise UserError(str(error)) from error
-    finally:
-        transformers_logging.set_verbosity(verbosity)
+    """This package's tokenizer and classifier from a folder or Hub repo: no remote code runs. A folder that is not
+    there is refused before anything asks the Hub, and a failed Hub load says why (offline, no such repo, ...)."""
+    from transformers.utils import logging as transformers_logging
+
+    from .hub import model_loading
+    from .model import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
+    from .model.configuration_hybrid_cnn_lstm import MODEL_TYPE
+
+    with model_loading(model, revision):
+        model_type = HybridCNNLSTMConfig.get_config_dict(model, revision=revision)[0].get("model_type")
+        if model_type != MODEL_TYPE:
+            raise UserError(f"{model} is a {model_type!r} model, not an hf-hybrid ({MODEL_TYPE}) one")
+        verbosity = transformers_logging.get_verbosity()
+        # A sound classifier folder loads without a load report; a refused one's error line says what the report
+        # would, which calls the misfit weights re-initialised, as if the load went on.
+        transformers_logging.set_verbosity_error()
+        try:
+            tokenizer = HybridCNNLSTMTokenizer.from_pretrained(model, revision=revision)
+            classifier = HybridCNNLSTMForSequenceClassification.from_pretrained(model, revision=revision).eval()
+            tokenizer.check_fits(classifier.config)
+        except ValueError as error:  # the shipped files' own checks of the folder (they know no hf_hybrid error)
+            raise UserError(str(error)) from error
+        finally:
+            transformers_logging.set_verbosity(verbosity)
     return tokenizer, classifier
 
 
@@ -151,6 +146,12 @@ def run_evaluate(argv: list[str]) -> None:
     parser.add_argument("--label_column", default="category")
     parser.add_argument("--output_file", help="also write the full report (per class, confusion matrix) here")
     args = parser.parse_args(argv)
+    import numpy as np
+
+    from .data import LABEL_COLUMN, encode_labels, prepare_table, read_table, tokenize_papers
+    from .evaluation import CALIBRATION_METRICS, evaluation_report, predict_logits, summary_metrics
+    from .ranges import AT_LEAST_ONE, check_ranges
+
     check_ranges(args, {"batch_size": AT_LEAST_ONE})
     device = chosen_device(args)
     tokenizer, model = load_trained(args.model, args.revision)
@@ -184,6 +185,11 @@ def run_evaluate(argv: list[str]) -> None:
 
 @command("predict", "classify one paper (--title/--abstract) or a file of them (--input_file)")
 def run_predict(argv: list[str]) -> None:
+    import torch
+
+    from . import bulk  # its flags' choices; it imports torch and the pipeline, which one paper needs too
+    from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, PROBABILITY_OR_ONE, check_ranges
+
     parser = _model_source_parser("hf-hybrid predict", description("predict"))
     parser.add_argument("--title", help="one paper's title")
     parser.add_argument("--abstract", help="one paper's abstract")
@@ -281,6 +287,8 @@ def run_predict(argv: list[str]) -> None:
     if args.allow_empty and not model.config.is_multi_label:
         raise UserError("--allow_empty is for multi-label models: a single-label model abstains with --threshold")
     if args.input_file is None:
+        from .model import ArxivClassificationPipeline
+
         fold_if_asked(model, args)
         classify = ArxivClassificationPipeline(model=model, tokenizer=tokenizer, device=device)
         decisions = {name: getattr(args, name) for name in ("top_k", "threshold") if getattr(args, name) is not None}
@@ -377,6 +385,9 @@ def check_ray_run(args) -> None:
 
 @command("merge-predictions", "merge the outputs of predict --num_shards into the output of one run")
 def run_merge_predictions(argv: list[str]) -> None:
+    from . import bulk
+    from .ranges import AT_LEAST_ONE, check_ranges
+
     parser = argparse.ArgumentParser(prog="hf-hybrid merge-predictions", description=description("merge-predictions"))
     parser.add_argument("shards", nargs="+", help="the shards' --output_file (in any order)")
     parser.add_argument("--output_file", required=True, help="the merged JSON Lines file (Parquet: folder)")
@@ -396,6 +407,8 @@ def run_push(argv: list[str]) -> None:
     parser.add_argument("--commit_message")
     parser.add_argument("--token", help="default: the logged-in token or HF_TOKEN")
     args = parser.parse_args(argv)
+    from .hub import push_model_folder
+
     url = push_model_folder(args.model, args.repo_id, args.private, args.revision, args.commit_message, args.token)
     print(url)
 
@@ -429,6 +442,8 @@ def run_serve(argv: list[str]) -> None:
     parser.add_argument("--ray_replicas", type=int, default=1, help="with --ray_address: replicas (a model each)")
     parser.add_argument("--ray_cpus_per_replica", type=float, default=1, help="with --ray_address: CPUs of each")
     args = parser.parse_args(argv)
+    from .ranges import AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, check_ranges
+
     check_ranges(
         args,
         {
@@ -489,6 +504,8 @@ def run_export(argv: list[str]) -> None:
     parser.add_argument("--quantize", choices=["int8"], help="also write a dynamically int8-quantized model")
     parser.add_argument("--output_dir", help="default: <model folder or repo name>-onnx")
     args = parser.parse_args(argv)
+    from .export import export_onnx
+
     tokenizer, model = load_trained(args.model, args.revision)
     output_dir = args.output_dir or f"{args.model.rstrip('/').split('/')[-1]}-onnx"
     print(export_onnx(model, tokenizer, output_dir, quantize=args.quantize))
@@ -509,6 +526,8 @@ def run_demo(argv: list[str]) -> None:
     )
     args = parser.parse_args(argv)
     from . import demo  # Gradio is an optional extra: only this command needs it
+    from .hub import pinned_commit
+    from .model import ArxivClassificationPipeline
 
     demo.require_gradio()
     if args.write_space:
@@ -528,14 +547,16 @@ def run_demo(argv: list[str]) -> None:
     page.launch(server_name=args.host, server_port=args.port)
 
 
-# What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
-SPACE_NEEDS = ["config.json", "tokenizer.json", "tokenizer_config.json", *(f for f in CODE_FILES if f != HANDLER_FILE)]
-
-
 def check_space_can_load(repo_id: str, commit: str) -> None:
     """Refuses a repo that lacks a file the Space needs to load the model, naming the missing files."""
+    from .hub import repo_files
+    from .model import CODE_FILES, HANDLER_FILE
+
+    # What the Space's `pipeline(..., trust_remote_code=True)` reads from the model repo (weights: one file or shards).
+    code = [name for name in CODE_FILES if name != HANDLER_FILE]
+    space_needs = ["config.json", "tokenizer.json", "tokenizer_config.json", *code]
     files = set(repo_files(repo_id, commit))
-    missing = [name for name in SPACE_NEEDS if name not in files]
+    missing = [name for name in space_needs if name not in files]
     if not {"model.safetensors", "model.safetensors.index.json"} & files:
         missing.append("model.safetensors")
     if missing:
@@ -546,6 +567,8 @@ def check_space_can_load(repo_id: str, commit: str) -> None:
 
 
 def space_labels(repo_id: str, commit: str) -> list[str]:
+    from .model import HybridCNNLSTMConfig
+
     return list(HybridCNNLSTMConfig.from_pretrained(repo_id, revision=commit).id2label.values())
 
 
@@ -567,7 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("hf_hybrid").setLevel(logging.INFO)
-    transformers_logging.set_verbosity_warning()
+    # transformers at its warning level, for the commands that import it (set now, if it is imported already).
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.set_verbosity_warning()
+    else:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "warning"
     try:
         COMMANDS[command][0](rest)
     # A user's mistake, a file or model that cannot be read, the Hub, a missing optional extra: one line. Anything

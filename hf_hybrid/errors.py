@@ -1,6 +1,5 @@
-"""The error of a user's mistake: a flag, a file, the data or a model folder that cannot be used as given.
-
-The `hf-hybrid` command prints these as one line and exits with status 1; any other exception is a bug in
+"""The errors the `hf-hybrid` command prints as one line (exit status 1): a user's mistake (a flag, a file, the data or
+a model folder that cannot be used as given) and a refusal or failure of the Hub. Any other exception is a bug in
 hf-hybrid (or in a library under it) and keeps its traceback.
 """
 
@@ -11,3 +10,7 @@ class UserError(ValueError):
 
 class DataError(UserError):
     """The papers cannot be used as given; the message says why in one line."""
+
+
+class HubError(RuntimeError):
+    """The Hub refused or could not be reached; the message says what to do in one line."""

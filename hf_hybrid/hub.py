@@ -1,20 +1,34 @@
-"""Everything that talks to the Hugging Face Hub: checking the login, pushing a model folder.
+"""Everything that talks to the Hugging Face Hub: checking the login, pushing a model folder, and telling why a
+model could not be loaded from it.
 
-Loading from the Hub needs nothing here: `from_pretrained(repo_id, trust_remote_code=True)` does it.
-Every failure becomes a `HubError` whose message fits on one line and says what to do.
+Loading itself is `from_pretrained(repo_id, trust_remote_code=True)`; `model_loading` around it refuses a folder
+that is not there before the Hub is asked, and names the cause of a failed download (offline, no connection, no
+such repo, revision or file). Every failure becomes a `HubError` whose message fits on one line and says what to do.
 """
 
 import fnmatch
 import logging
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, HfApi
-from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalTokenNotFoundError
+from huggingface_hub import CommitOperationAdd, HfApi, constants, is_offline_mode
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    LocalTokenNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from huggingface_hub.utils import validate_repo_id
 
+from .errors import HubError, UserError
 from .model import CODE_FILES
-from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
 from .plot_files import PLOT_FILES
 
 logger = logging.getLogger(__name__)
@@ -41,10 +55,6 @@ PUSHED_FILES = [
     "model.onnx",
     "model_int8.onnx",
 ]
-
-
-class HubError(RuntimeError):
-    """The Hub refused or could not be reached; the message says what to do in one line."""
 
 
 def check_hub_access(repo_id: str | None, token: str | None = None, endpoint: str | None = None) -> str:
@@ -133,7 +143,93 @@ def pinned_commit(repo_id: str, revision: str | None = None, token: str | None =
         return HfApi(token=token).model_info(repo_id, revision=revision).sha
     except Exception as error:  # not found, refused or unreachable: the message says which
         at = f" at {revision}" if revision else ""
-        raise HubError(f"cannot find {repo_id}{at} on the Hub: {_first_line(error)}") from error
+        failure = hub_failure(repo_id, revision, error)
+        raise failure or HubError(f"cannot find {repo_id}{at} on the Hub: {_first_line(error)}") from error
+
+
+def is_local_model(model: str) -> bool:
+    """Whether `model` is a local folder (False: a Hub repo id); refuses a model that can only name a folder when
+    there is none, before anything asks the Hub.
+
+    A model on the Hub is named `owner/name`, so a bare name or a path (`./x`, `/x`, `~/x`, `a/b/c`) that is not a
+    folder here is a typo or a folder somewhere else: the error says where it looked.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return True
+    if path.exists():
+        raise UserError(f"{model} is a file, not a model folder or a Hub repo id")
+    if "/" not in model or not _is_repo_id(model):
+        raise UserError(f"no model folder {model}: {path.resolve()} does not exist (a Hub model is named owner/name)")
+    return False
+
+
+@contextmanager
+def model_loading(model: str, revision: str | None = None) -> Iterator[None]:
+    """Around loading `model` (a folder or a Hub repo id): refuses a folder that is not there before the Hub is
+    asked (`is_local_model`), and turns a failed download into a `HubError` that names its cause."""
+    if is_local_model(model):
+        yield  # a folder's own errors (a missing or damaged file) already name it
+        return
+    try:
+        yield
+    except Exception as error:
+        failure = hub_failure(model, revision, error, cached=True)
+        if failure is None:
+            raise
+        raise failure from error
+
+
+def hub_failure(repo_id: str, revision: str | None, error: BaseException, cached: bool = False) -> HubError | None:
+    """The cause of a failed request for `repo_id` as one line: offline mode, no connection, a Hub that is down or
+    refuses, no such repo, revision or file; None if `error` did not come from the Hub. `cached`: the request was a
+    download, which the local cache could have answered."""
+    causes = _causes(error)
+
+    def cause(kind):
+        return next((item for item in causes if isinstance(item, kind)), None)
+
+    at = f" at revision {revision!r}" if revision else ""
+    endpoint = constants.ENDPOINT
+    no_folder = f"; there is no folder {Path(repo_id).resolve()} here either" if cached else ""
+    if cause(OfflineModeIsEnabled) or (is_offline_mode() and cause(LocalEntryNotFoundError)):
+        if cached:
+            return HubError(
+                f"offline (HF_HUB_OFFLINE is set) and {repo_id}{at} is not in the local Hub cache{no_folder}"
+            )
+        return HubError(f"offline (HF_HUB_OFFLINE is set): the Hub cannot be asked about {repo_id}{at}; unset it")
+    if cause(GatedRepoError):
+        return HubError(f"{repo_id} is a gated repo: ask for access on its Hub page, then log in (`hf auth login`)")
+    if cause(RepositoryNotFoundError):
+        return HubError(
+            f"no model repo {repo_id} on the Hub at {endpoint} (a private one needs `hf auth login` or HF_TOKEN)"
+            f"{no_folder}"
+        )
+    if cause(RevisionNotFoundError):
+        return HubError(f"the Hub repo {repo_id} has no revision {revision!r}")
+    response = getattr(cause(HfHubHTTPError), "response", None)
+    if response is not None and response.status_code >= 500:
+        status = response.status_code
+        return HubError(f"the Hub at {endpoint} is unavailable right now (HTTP {status}): try again later")
+    missing_file = cause(EntryNotFoundError)
+    if missing_file is not None and not isinstance(missing_file, LocalEntryNotFoundError):
+        return HubError(f"the Hub repo {repo_id}{at} is not a saved model: {_first_line(missing_file)}")
+    if cause(LocalEntryNotFoundError) or cause(ConnectionError) or _is_transport_error(causes[-1]):
+        return HubError(f"cannot reach the Hub at {endpoint} for {repo_id} ({_first_line(causes[-1])}){no_folder}")
+    return None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and the exceptions it was raised from, outermost first."""
+    chain = [error]
+    while (error := error.__cause__ or error.__context__) is not None and error not in chain:
+        chain.append(error)
+    return chain
+
+
+def _is_transport_error(error: BaseException) -> bool:
+    """An error of the HTTP client under `huggingface_hub` (refused, timed out, DNS, TLS), whatever its version."""
+    return type(error).__module__.split(".")[0].rstrip("0123456789") in ("httpx", "httpcore", "requests", "urllib3")
 
 
 def repo_files(repo_id: str, revision: str, token: str | None = None) -> list[str]:
@@ -165,6 +261,8 @@ def unpushed_entries(folder: str | Path) -> list[str]:
 
 
 def _operations(folder: Path, repo_id: str) -> list[CommitOperationAdd]:
+    from .model_card import CARD_FILE, EVAL_RESULTS_FILE, TRAINING_ARGS_FILE, ModelCardFacts, build_model_card
+
     left_out = unpushed_entries(folder)
     if left_out:
         logger.info("not pushed (not written by hf-hybrid, or a link out of the folder): %s", ", ".join(left_out))
@@ -178,6 +276,14 @@ def _operations(folder: Path, repo_id: str) -> list[CommitOperationAdd]:
                 content = str(build_model_card(facts, repo_id)).encode("utf-8")
         operations.append(CommitOperationAdd(path_in_repo=path, path_or_fileobj=content))
     return operations
+
+
+def _is_repo_id(name: str) -> bool:
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _validate(repo_id: str) -> None:

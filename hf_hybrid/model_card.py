@@ -20,8 +20,6 @@ TEMPLATE = Path(__file__).with_name("model_card_template.md")
 CARD_FILE = "README.md"
 EVAL_RESULTS_FILE = "eval_results.json"
 TRAINING_ARGS_FILE = "training_args.json"
-# The repo id in the usage examples of a card written before the model has one.
-CARD_PLACEHOLDER = "path/to/this/folder"
 # The model's hyperparameters in the card's table: those of the flags (the card shows the others otherwise).
 CARD_HYPERPARAMETERS = tuple(name for name in MODEL_HYPERPARAMETERS if name not in NOT_FLAGS)
 TRAINING_HYPERPARAMETERS = (
@@ -252,12 +250,13 @@ def describe_final_fit(final_fit: dict | None, base_model: str | None = None) ->
 
 def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> ModelCard:
     """The whole card, rendered from `facts` and the template, with `repo_id` (default: the repo the model was
-    trained for) in its usage examples."""
+    trained for) in its title and usage examples; without one, the output folder the model was trained into."""
     config, results, settings = facts.config, facts.eval_results, facts.training_settings
     repo_id = repo_id or facts.repo_id
     report, base_model = results["test"], results.get("base_model")
     dataset_name, dataset_type = results["dataset_name"], results["dataset_type"]
-    model_name = repo_id.split("/")[-1] if repo_id else "hybrid-cnn-lstm"
+    folder = settings["output_dir"]
+    model_name = repo_id.split("/")[-1] if repo_id else Path(folder).name
     labels = [config.id2label[i] for i in range(config.num_labels)]
     card_data = ModelCardData(
         language="en",
@@ -297,7 +296,8 @@ def build_model_card(facts: ModelCardFacts, repo_id: str | None = None) -> Model
         card_data,
         template_path=str(TEMPLATE),
         model_name=model_name,
-        repo_id=repo_id or CARD_PLACEHOLDER,
+        repo_id=repo_id,
+        folder=folder,
         origin=origin,
         lstm_layers=config.lstm_layers,
         kernel_sizes=", ".join(map(str, config.kernel_sizes)),

@@ -23,7 +23,7 @@ from .distributed import share_from_main_process
 from .errors import UserError
 from .evaluation import evaluation_report, metrics_table
 from .held_out import calibrate, test_and_report
-from .hub import push_model_folder
+from .hub import model_loading, push_model_folder
 from .model import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, MULTI_LABEL, SINGLE_LABEL
 from .output_folder import check_output_and_hub, last_complete_checkpoint, save_model_folder, staging_dir
@@ -227,8 +227,9 @@ def finetune_model(
     """
     check_output_and_hub(training_args)
     set_seed(training_args.seed)
-    tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
-    config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+    with model_loading(finetune_args.model, finetune_args.revision):
+        tokenizer = HybridCNNLSTMTokenizer.from_pretrained(finetune_args.model, revision=finetune_args.revision)
+        config = HybridCNNLSTMConfig.from_pretrained(finetune_args.model, revision=finetune_args.revision)
     clear_calibration(config)  # fitted again on the new validation split, for the fine-tuned weights
     check_threshold_tuning(config.is_multi_label, training_args, f"{finetune_args.model} is a single-label model")
     if config.is_multi_label:

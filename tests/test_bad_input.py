@@ -820,6 +820,7 @@ def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path
 
 def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli
+    import hf_hybrid.hub
 
     space = tmp_path / "my-space"
     space.mkdir()
@@ -834,8 +835,8 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
     assert folder_bytes(space) == before
 
     # With --overwrite the Space is written (the Hub answered here by stand-ins).
-    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
-    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: REPO_FILES)
+    monkeypatch.setattr(hf_hybrid.hub, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.hub, "repo_files", lambda repo, revision: REPO_FILES)
     monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
     assert main(["demo", "--model", "someone/model", "--write_space", str(space), "--overwrite"]) == 0
     assert 'MODEL_ID = "someone/model"' in (space / "app.py").read_text()
@@ -868,9 +869,10 @@ REPO_FILES = [
 )
 def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
     import hf_hybrid.cli
+    import hf_hybrid.hub
 
-    monkeypatch.setattr(hf_hybrid.cli, "pinned_commit", lambda repo, revision=None: "0" * 40)
-    monkeypatch.setattr(hf_hybrid.cli, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
+    monkeypatch.setattr(hf_hybrid.hub, "pinned_commit", lambda repo, revision=None: "0" * 40)
+    monkeypatch.setattr(hf_hybrid.hub, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
     monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
     line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", tmp_path / "space"])
     assert line == (

@@ -133,8 +133,12 @@ def test_speed_times_training_and_every_inference_engine_with_parity(tmp_path, p
     for entry in engines.values():
         assert entry["batch_papers_per_s"] > 0 and entry["text_batch_papers_per_s"] > 0 and entry["load_s"] > 0
         assert 0 < entry["latency_p50_ms"] <= entry["latency_p95_ms"] and entry["peak_rss_mib"] > 0
+    single = report["single_paper"]
+    assert single["engine"] == "folded_fp32" and single["p50_ms"] == fp32["latency_p50_ms"]
+    assert single["met"] == (single["p50_ms"] <= single["target_p50_ms"] == 3.5)
     out = capsys.readouterr().out
     assert f"CPU flags: {' '.join(cpu_flags())}" in out and "| folded_fp32 |" in out and "| hf_hybrid |" in out
+    assert f"One paper through the pipeline (folded_fp32): p50 {single['p50_ms']:.2f} ms, target <= 3.5 ms" in out
 
 
 @pytest.mark.timeout(600)

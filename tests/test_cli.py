@@ -195,6 +195,63 @@ def test_errors_are_one_line_and_exit_non_zero(arguments, message, files, traine
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
+HEAVY = ("torch", "transformers", "numpy", "datasets", "evaluate", "sklearn", "huggingface_hub", "matplotlib")
+# What only training, evaluation and the plots use: one paper's `predict` has no need of them.
+TRAINING_ONLY = ("datasets", "evaluate", "sklearn", "matplotlib", "gensim", "hf_hybrid.training", "hf_hybrid.trainer")
+
+
+def imported_by(argv: list[str]) -> set[str]:
+    """The top-level packages and hf_hybrid modules that `hf-hybrid ARGV` imports, run in a new Python process."""
+    script = f"""
+import json, sys
+from hf_hybrid.cli import main
+try:
+    main({argv!r})
+except SystemExit:  # a command's own --help exits
+    pass
+packages = {{name.split(".")[0] for name in sys.modules}}
+print(json.dumps(sorted(packages | {{name for name in sys.modules if name.startswith("hf_hybrid.")}})))
+"""
+    result = run([sys.executable, "-c", script], cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], [], ["evaluate", "--help"], ["push", "--help"], ["export", "--help"], ["demo", "--help"]],
+    ids=["--help", "no command", "evaluate --help", "push --help", "export --help", "demo --help"],
+)
+def test_help_imports_neither_torch_nor_transformers(argv):
+    """`hf-hybrid --help` and the --help of commands whose flags need no library start without the ML stack."""
+    assert imported_by(argv) & set(HEAVY) == set()
+
+
+def test_import_hf_hybrid_is_light_and_its_names_load_on_first_use():
+    script = f"""
+import json, sys
+import hf_hybrid
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+config = hf_hybrid.HybridCNNLSTMConfig()
+from transformers import AutoConfig
+registered = type(AutoConfig.for_model(config.model_type)) is hf_hybrid.HybridCNNLSTMConfig
+unresolved = [name for name in hf_hybrid.__all__ if getattr(hf_hybrid, name, None) is None]
+print(json.dumps([heavy, registered, unresolved, sorted(set(hf_hybrid.__all__) - set(dir(hf_hybrid)))]))
+"""
+    result = run([sys.executable, "-c", script], cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    heavy, registered, unresolved, undiscoverable = json.loads(result.stdout.strip().splitlines()[-1])
+    assert heavy == []  # nothing of the ML stack until a name is used
+    assert registered  # the first model name used registers the Auto classes
+    assert unresolved == [] and undiscoverable == []
+
+
+def test_one_paper_predict_imports_no_training_code(trained_dir):
+    imported = imported_by(["predict", "--model", str(trained_dir), "--title", "Deep networks", "--abstract", "x"])
+    assert {"torch", "transformers", "hf_hybrid.model"} <= imported
+    assert imported & set(TRAINING_ONLY) == set()
+
+
 def test_unknown_command_and_usage(capsys):
     assert main(["fly"]) == 2
     assert "unknown command 'fly'" in capsys.readouterr().err

@@ -89,6 +89,19 @@ def test_folded_title_lstms_give_the_unfolded_states_for_titles_of_every_length(
     assert not (states * ~read).any()
 
 
+@pytest.mark.parametrize("title_lengths", [[1], [6], [8], [4, 4]])
+def test_a_paper_alone_and_titles_of_one_length_give_the_unfolded_outputs(make_tiny_config, title_lengths):
+    """Titles without padding (one paper alone, the pipeline's case) go through the folded title LSTMs too."""
+    config = make_tiny_config(lstm_hidden=12)
+    model = trained_like(config, seed=3)
+    with torch.no_grad():
+        for parameter in model.hybrid.title_encoder.lstm.parameters():
+            parameter.mul_(4)  # saturating gates, where a wrong gate order or a missed step would show
+    title = padded_batch(title_lengths, config.vocab_size, seed=30)
+    abstract = padded_batch([5] * len(title_lengths), config.vocab_size, seed=31)
+    assert_same_outputs(model, title, abstract)
+
+
 def test_folded_model_gives_each_paper_the_same_logits_alone_and_in_a_batch(make_tiny_config):
     config = make_tiny_config(kernel_sizes=[2, 3, 5])
     model = trained_like(config).fold_for_inference()

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ pytest.register_assert_rewrite("hub_fixtures")  # before its import below, so th
 from hf_hybrid import ArxivClassificationPipeline, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 
 from fresh_process import without_hf_hybrid
-from hub_fixtures import CLI, CODE_FILES, client_env, folder_hashes, run, run_side_by_side
+from hub_fixtures import CLI, CODE_FILES, ROOT, client_env, folder_hashes, run, run_side_by_side
 from hub_server import HubServer
 
 pytest_plugins = ["hub_fixtures"]
@@ -77,6 +78,7 @@ FRESH_PROCESS = without_hf_hybrid(
 SESSION = textwrap.dedent(
     """
     import contextlib, io, json, logging, sys, time
+    import hf_hybrid.training  # what `train` imports when it runs, here first: the timings are the commands' own work
     from hf_hybrid.cli import main
     from hf_hybrid.hub import HubError, check_hub_access
 
@@ -506,3 +508,87 @@ def test_only_safe_files_are_pushed_and_the_card_gets_the_repo_id(hub_model, tmp
     # The card of the folder is the one its facts give: nothing in it was patched in afterwards.
     assert str(build_model_card(ModelCardFacts.from_folder(tmp_path))) == card
     assert (tmp_path / "README.md").read_text() == card  # the folder itself is left as it was
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Loading: a missing folder is named before the Hub is asked; a failed download says why
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_a_failed_load_names_its_cause_and_a_missing_folder_asks_no_hub(hub_server, hub_model, hub_home, tmp_path):
+    env = client_env(hub_server, hub_home())
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    predict = [*CLI, "predict", "--title", "Planning agents", "--model"]
+    jobs = {
+        "bare name": ([*predict, "nosuchdir"], env),
+        "path": ([*predict, tmp_path / "runs" / "model"], env),
+        "no such repo": ([*predict, "runs/typo"], env),
+        "no such revision": ([*predict, hub_model.repo_id, "--revision", "no-such-branch"], env),
+        "offline": ([*predict, "test-user/not-cached"], offline),
+        "space offline": (
+            [*CLI, "demo", "--model", "test-user/some-model", "--write_space", tmp_path / "space"],
+            offline,
+        ),
+    }
+    before = len(hub_server.requests)
+    runs = run_side_by_side(jobs)
+    lines = {}
+    for name, result in runs.items():
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (name, result.stderr[-3000:])
+        [lines[name]] = [line for line in result.error_lines() if line.startswith("hf-hybrid ")]
+    here = ROOT  # where the CLI ran
+    assert lines["bare name"] == (
+        f"hf-hybrid predict: error: no model folder nosuchdir: {here / 'nosuchdir'} does not exist "
+        "(a Hub model is named owner/name)"
+    )
+    path = tmp_path / "runs" / "model"
+    assert lines["path"] == (
+        f"hf-hybrid predict: error: no model folder {path}: {path} does not exist (a Hub model is named owner/name)"
+    )
+    assert lines["no such repo"] == (
+        f"hf-hybrid predict: error: no model repo runs/typo on the Hub at {hub_server.url} (a private one needs "
+        f"`hf auth login` or HF_TOKEN); there is no folder {here / 'runs' / 'typo'} here either"
+    )
+    assert lines["no such revision"] == (
+        f"hf-hybrid predict: error: the Hub repo {hub_model.repo_id} has no revision 'no-such-branch'"
+    )
+    assert lines["offline"] == (
+        "hf-hybrid predict: error: offline (HF_HUB_OFFLINE is set) and test-user/not-cached is not in the local Hub "
+        f"cache; there is no folder {here / 'test-user' / 'not-cached'} here either"
+    )
+    assert lines["space offline"] == (
+        "hf-hybrid demo: error: offline (HF_HUB_OFFLINE is set): the Hub cannot be asked about test-user/some-model; "
+        "unset it"
+    )
+    # The folders and everything offline were refused without a request; the repo ids were asked for.
+    asked = [path for _, path in hub_server.requests[before:]]
+    assert not [path for path in asked if any(name in path for name in ("nosuchdir", "not-cached", "some-model"))]
+    assert any("runs/typo" in path for path in asked) and not any("runs/model" in path for path in asked)
+    assert not (tmp_path / "space").exists()
+
+
+def test_a_connection_failure_is_told_apart_from_an_error_that_is_not_the_hubs():
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from hf_hybrid.hub import hub_failure
+
+    def failed_download():
+        try:
+            try:
+                raise ConnectionRefusedError(111, "Connection refused")
+            except ConnectionRefusedError as refused:
+                raise LocalEntryNotFoundError(
+                    "An error happened while trying to locate the file on the Hub"
+                ) from refused
+        except LocalEntryNotFoundError as missing:
+            raise OSError("We couldn't connect to the Hub to load the files") from missing
+
+    with pytest.raises(OSError) as download:
+        failed_download()
+    failure = hub_failure("you/model", None, download.value, cached=True)
+    assert str(failure) == (
+        f"cannot reach the Hub at {constants.ENDPOINT} for you/model ([Errno 111] Connection refused); "
+        f"there is no folder {Path('you/model').resolve()} here either"
+    )
+    assert hub_failure("you/model", None, PermissionError(13, "Permission denied")) is None

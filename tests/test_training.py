@@ -168,7 +168,13 @@ def test_model_card_has_model_index_metrics(trained):
     card = (trained[0] / "README.md").read_text()
     front_matter = card.split("---")[1]
     assert "model-index" in front_matter and "type: accuracy" in front_matter and "config: macro" in front_matter
-    assert "trust_remote_code=True" in card and "revision" in card
+    assert "trust_remote_code=True" in card
+    # A folder not trained for a Hub repo: the card is titled with the folder's name, its examples load the folder
+    # (no revision: a folder has none), and its link to the speeds points at the benchmarks page.
+    assert card.split("---\n", 2)[2].lstrip().startswith(f"# {trained[0].name}\n")
+    assert f'folder = "{trained[0]}"  # this folder' in card and "model=folder" in card and "revision" not in card
+    assert "https://github.com/hf-hybrid/hf-hybrid/blob/main/docs/benchmarks.md#speed" in card
+    assert "path/to/this/folder" not in card and "# hybrid-cnn-lstm" not in card and "README gives" not in card
     assert "cs.AI 1.64" in card  # the class weights, by label
     # The card's facts are the model's own: its config (a 1-layer LSTM here) and no speed it did not measure.
     assert "a 1-layer bidirectional LSTM" in card and " ms " not in card

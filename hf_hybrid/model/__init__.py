@@ -1,9 +1,9 @@
 """The files of this folder are what every saved model ships for `trust_remote_code`.
 
 They import only `torch`, `transformers`, its dependencies `tokenizers` and `safetensors`, a few standard
-library modules and each other. Importing this package also registers the
-classes with the Auto* factories and the `arxiv-classification` pipeline task: in a process that
-imports `hf_hybrid`, saved models and tokenizers load with the Auto classes without remote code, and
+library modules and each other. Importing this package also registers the classes with the Auto* factories and
+the `arxiv-classification` pipeline task: in a process that imports `hf_hybrid.model` (as the first use of any
+model name of `hf_hybrid` does), saved models and tokenizers load with the Auto classes without remote code, and
 every save records the code to ship. (A saved folder's `arxiv-classification` pipeline still needs
 `trust_remote_code=True`, or `pipeline_class=ArxivClassificationPipeline`.)
 """

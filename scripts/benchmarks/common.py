@@ -152,7 +152,7 @@ def pytorch_engine(setup: dict) -> Engine:
     import torch
     from transformers import pipeline
 
-    import hf_hybrid  # noqa: F401  registers the task; the model code run is the folder's
+    import hf_hybrid.model  # noqa: F401  registers the task; the model code run is the folder's
 
     fold = {"fold_for_inference": setup["fold"]} if setup.get("fold") else {}
     classify = pipeline("arxiv-classification", model=setup["model_dir"], trust_remote_code=True, **fold)
