@@ -42,9 +42,11 @@ DEEP_WEIGHT_GRID = tuple(step / 10 for step in range(11))
 
 
 def clear_calibration(config) -> None:
-    """Leaves `config` uncalibrated (temperature 1.0, no thresholds, no digest of calibrated weights): what a model
-    about to be trained further holds until its calibration is fitted again (saving then records its weights)."""
+    """Leaves `config` uncalibrated (temperature and deep part's weight 1.0, no thresholds, no digest of calibrated
+    weights): what a model about to be trained further holds until its calibration is fitted again (saving then
+    records its weights)."""
     config.calibration_temperature = 1.0
+    config.deep_weight = 1.0
     config.label_thresholds = None
     config.calibrated_weights_sha256 = None
 

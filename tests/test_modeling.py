@@ -392,6 +392,7 @@ def test_saving_the_calibrated_weights_keeps_the_calibration(saved_model, tmp_pa
 
 def test_saving_changed_weights_resets_the_calibration_with_a_warning(saved_model_dir, tmp_path, caplog):
     model = HybridCNNLSTMForSequenceClassification.from_pretrained(saved_model_dir)
+    model.config.deep_weight = 0.5  # chosen on validation, like the temperature: it holds for these weights only
     with torch.no_grad():
         model.classifier[-1].bias.add_(0.1)  # as any optimizer step does
     logging.enable_propagation()
@@ -403,6 +404,7 @@ def test_saving_changed_weights_resets_the_calibration_with_a_warning(saved_mode
     assert any("the weights changed after the calibration" in record.message for record in caplog.records)
     saved = HybridCNNLSTMConfig.from_pretrained(tmp_path)
     assert (saved.calibration_temperature, saved.label_thresholds, saved.calibrated_weights_sha256) == (1.0, None, None)
+    assert saved.deep_weight == 1.0
     assert model.config.calibration_temperature == 1.0  # the model in memory no longer claims it either
 
 

@@ -216,7 +216,7 @@ def weights_sha256(model) -> str:
 
 
 def _is_calibrated(config) -> bool:
-    return config.calibration_temperature != 1.0 or config.label_thresholds is not None
+    return config.calibration_temperature != 1.0 or config.label_thresholds is not None or config.deep_weight != 1.0
 
 
 def _mask_or_default(input_ids, attention_mask, pad_token_id):
@@ -354,7 +354,8 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, which also declares the `arxiv-classification` pipeline in config.json
         and writes its file (whoever saves the model: a Trainer's folder loads in both pipelines), and which resets
-        the calibration (`calibration_temperature` to 1.0, `label_thresholds` to None) with a warning when the
+        the calibration (`calibration_temperature` and `deep_weight` to 1.0, `label_thresholds` to None) with a
+        warning when the
         weights are no longer those it was fitted for: a calibration holds only for the weights it was fitted on.
         """
         self.config.custom_pipelines = {
@@ -373,6 +374,7 @@ class HybridCNNLSTMForSequenceClassification(HybridCNNLSTMPreTrainedModel):
                     ", label thresholds" if self.config.label_thresholds is not None else "",
                 )
                 self.config.calibration_temperature = 1.0
+                self.config.deep_weight = 1.0
                 self.config.label_thresholds = None
                 self.config.calibrated_weights_sha256 = None
         return super().save_pretrained(save_directory, *args, **kwargs)
