@@ -221,12 +221,16 @@ def test_accuracy_compares_hf_hybrid_with_tfidf_on_one_split(tmp_path):
     assert training_args["num_train_epochs"] == 2 and results["hf_hybrid"]["epochs_trained"] == 2
     assert json.loads((model_dir / "config.json").read_text())["embed_dim"] == 16
     assert results["test_papers"] == 14  # 15% of each class of 30, rounded by the stratified split
-    for side in ("hf_hybrid", "tfidf_linear_svm"):
+    for side in ("hf_hybrid", "tfidf_linear_svm", "tfidf_logistic_regression"):
         scores = results[side]
         assert 0 <= scores["accuracy"] <= 1 and 0 <= scores["cs_ai_recall"] <= 1 and scores["wall_time_s"] >= 0
         assert sum(map(sum, scores["confusion_matrix"])) == 14 and len(scores["most_confused_pair"]["pair"]) == 2
+    # Calibration error is that of probabilities: the model's and logistic regression's, not LinearSVC's margins.
+    assert results["tfidf_linear_svm"]["ece"] is None
+    assert 0 <= results["hf_hybrid"]["ece"] <= 1 and 0 <= results["tfidf_logistic_regression"]["ece"] <= 1
     assert results["tfidf_linear_svm"]["accuracy"] > 0.8  # the made-up topics are easy for TF-IDF
     assert f"| hf-hybrid ({flags}) |" in result.stdout and "| TF-IDF 1-2 grams + LinearSVC |" in result.stdout
+    assert "| TF-IDF 1-2 grams + logistic regression |" in result.stdout and "| no probabilities |" in result.stdout
     assert f"CPU flags: {' '.join(cpu_flags())}" in result.stdout and results["cpu"]["flags"] == cpu_flags()
 
 
@@ -250,6 +254,25 @@ def test_tfidf_scores_come_from_the_library_report():
     scores = tfidf_linear_svm(splits)  # two classes: LinearSVC's one signed distance per paper
     assert scores["accuracy"] == 1.0 and scores["cs_ai_recall"] == 1.0
     assert scores["confusion_matrix"] == [[2, 0], [0, 2]]
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from benchmarks.accuracy import tfidf_logistic_regression
+
+    scores = tfidf_logistic_regression(splits)
+    assert scores["accuracy"] == 1.0 and scores["confusion_matrix"] == [[2, 0], [0, 2]]
+    # Every answer right: the calibration error is how far the mean confidence falls short of 1.
+    texts = [f"{title} . {abstract}" for title, abstract in zip(rows["title"], rows["abstract"])]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, strip_accents="unicode")
+    confidence = (
+        LogisticRegression(C=10.0, max_iter=1000)
+        .fit(vectorizer.fit_transform(texts), rows["labels"])
+        .predict_proba(vectorizer.transform(texts[:4]))
+        .max(axis=1)
+    )
+    assert 0.5 < confidence.mean() < 1.0
+    assert scores["ece"] == pytest.approx(1.0 - confidence.mean(), abs=1e-6)
 
 
 def test_most_confused_pair_counts_both_directions():
