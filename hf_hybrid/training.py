@@ -407,19 +407,30 @@ def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool
     if training_args.process_index == 0:
         candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
         iterations, quiet = training_args.wide_fit_iterations, training_args.disable_tqdm
-        out_of_fold = None
+
+        def fit(regularization):
+            if resuming:
+                return {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
+            return fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
+
+        # With C given, the branch is fitted first and the folds start from it (fewer iterations, same optimum);
+        # with C to choose, the folds choose it first.
+        summary = fit(candidates[0]) if len(candidates) == 1 else None
         if folds:
+            start = (model.wide.weight.detach(), model.wide.bias.detach()) if summary else None
             logits, out_of_fold = out_of_fold_logits(
-                model, tokenizer, train, folds, training_args.seed, candidates, iterations, disable_progress_bar=quiet
+                model,
+                tokenizer,
+                train,
+                folds,
+                training_args.seed,
+                candidates,
+                iterations,
+                disable_progress_bar=quiet,
+                start=start,
             )
-            regularization = out_of_fold.pop("inverse_regularization")
-        else:
-            (regularization,) = candidates
-        if resuming:
-            summary = {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
-        else:
-            summary = fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
-        if out_of_fold:
+            chosen = out_of_fold.pop("inverse_regularization")
+            summary = summary or fit(chosen)
             summary["out_of_fold"] = out_of_fold
     elif folds:
         logits = torch.zeros(len(train), model.config.num_labels)

@@ -159,8 +159,11 @@ def test_a_fresh_head_gets_its_wide_branch_fitted_by_lbfgs_with_c_by_cross_valid
     assert "out_of_fold" not in summary and held_out is None
     # A given C is used as it is.
     given = HybridTrainingArguments(output_dir=str(tmp_path), wide_regularization=3.0)
-    summary, _ = prepare_wide_branch(model, tokenizer, papers, given, fresh_head=True)
+    summary, held_out = prepare_wide_branch(model, tokenizer, papers, given, fresh_head=True)
     assert summary["inverse_regularization"] == 3.0 and "cross_validation" not in summary["out_of_fold"]
+    # ... the branch fitted first, its folds started from it: the logits of folds started from zero.
+    cold, _ = out_of_fold_logits(model, tokenizer, papers, 3, args.seed, 3.0, disable_progress_bar=True)
+    torch.testing.assert_close(held_out, cold, atol=2e-3, rtol=1e-3)
     # Fine-tuning that keeps its head trains the branch beside the rest, unless asked.
     model, tokenizer = wide_model(papers, multi_label)
     assert prepare_wide_branch(model, tokenizer, papers, args, fresh_head=False) == (None, None)
@@ -212,6 +215,20 @@ def test_each_papers_out_of_fold_logits_come_from_a_fit_on_the_other_folds(multi
     assert loss(logits, targets) > loss(seen, targets)
     with pytest.raises(ValueError, match="at least 2 folds"):
         out_of_fold_logits(model, tokenizer, papers, folds=1, seed=7)
+
+
+@pytest.mark.parametrize("multi_label", [True, False])
+def test_folds_started_from_the_fit_of_every_paper_reach_the_same_logits_in_fewer_iterations(multi_label):
+    papers = papers_table(multi_label)
+    model, tokenizer = wide_model(papers, multi_label)
+    fit_wide_branch(model, tokenizer, papers, disable_progress_bar=True)
+    cold, cold_summary = out_of_fold_logits(model, tokenizer, papers, folds=3, seed=7, disable_progress_bar=True)
+    fitted = (model.wide.weight.detach(), model.wide.bias.detach())
+    warm, warm_summary = out_of_fold_logits(
+        model, tokenizer, papers, folds=3, seed=7, disable_progress_bar=True, start=fitted
+    )
+    torch.testing.assert_close(warm, cold, atol=2e-3, rtol=1e-3)
+    assert sum(warm_summary["iterations"]) < sum(cold_summary["iterations"])
 
 
 @pytest.mark.parametrize("final_fit", ["none", "all"])

@@ -83,7 +83,10 @@ def run(args) -> dict:
     baselines = (
         {"tfidf_one_vs_rest": tfidf_one_vs_rest(splits)}
         if multi_label
-        else {"tfidf_linear_svm": tfidf_linear_svm(splits), "tfidf_logistic_regression": tfidf_logistic_regression(splits)}
+        else {
+            "tfidf_linear_svm": tfidf_linear_svm(splits),
+            "tfidf_logistic_regression": tfidf_logistic_regression(splits),
+        }
     )
     return {
         "question": "accuracy",
