@@ -93,18 +93,38 @@ def negative_log_likelihood(logits, labels) -> float:
 
 def choose_deep_weight(deep, wide, labels, fit_temperatures: bool = True) -> tuple[float, dict]:
     """The weight of the deep part's scores `deep` in their sum with the wide branch's `wide` (both raw, on held-out
-    papers with `labels`) that gives the lowest negative log-likelihood, each weight of `DEEP_WEIGHT_GRID` at its own
-    fitted temperature (`fit_temperatures`) or at none; of weights that score alike, the largest is kept. Returns
-    the weight and each weight's likelihood."""
+    papers with `labels`) that the held-out papers score best, of `DEEP_WEIGHT_GRID`; of weights that score alike,
+    the largest is kept. Returns the weight and each weight's score.
+
+    With class ids, the score is the negative log-likelihood (lowest wins), each weight at its own fitted temperature
+    (`fit_temperatures`) or at none. With multi-hot labels it is what the model's decisions are judged by: the mean
+    of micro- and macro-F1 at one threshold tuned for each weight (highest wins). A log-likelihood there weighs the
+    many easy negatives and trades away the rare labels the deep part finds.
+    """
     deep, wide = np.asarray(deep, dtype=np.float64), np.asarray(wide, dtype=np.float64)
-    scores = {}
-    for weight in DEEP_WEIGHT_GRID:
-        combined = weight * deep + wide
-        temperature = fit_temperature(combined, labels) if fit_temperatures else 1.0
-        scores[weight] = negative_log_likelihood(combined / temperature, labels)
-    best = min(scores.values())
-    chosen = max(weight for weight, score in scores.items() if score <= best + 1e-9)
+    if np.asarray(labels).ndim == 2:
+        scores = {weight: decision_f1(weight * deep + wide, labels) for weight in DEEP_WEIGHT_GRID}
+        best = max(scores.values())
+        chosen = max(weight for weight, score in scores.items() if score >= best - 1e-9)
+    else:
+        scores = {}
+        for weight in DEEP_WEIGHT_GRID:
+            combined = weight * deep + wide
+            temperature = fit_temperature(combined, labels) if fit_temperatures else 1.0
+            scores[weight] = negative_log_likelihood(combined / temperature, labels)
+        best = min(scores.values())
+        chosen = max(weight for weight, score in scores.items() if score <= best + 1e-9)
     return chosen, {f"{weight:g}": round(score, 6) for weight, score in scores.items()}
+
+
+def decision_f1(logits, labels) -> float:
+    """The mean of micro- and macro-F1 of a multi-label model's decisions on held-out papers, at the one threshold
+    that `tune_thresholds` gives for them."""
+    labels = np.asarray(labels).astype(bool)
+    scores = probabilities(logits, multi_label=True)
+    decided = decide_labels(scores, tune_thresholds(scores, labels, per_label=False)).numpy()
+    macro = np.mean([_f1(decided[:, j], labels[:, j]) for j in range(labels.shape[1])])
+    return (_f1(decided, labels) + float(macro)) / 2
 
 
 def probabilities(logits, multi_label: bool = False) -> np.ndarray:

@@ -29,8 +29,9 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
     split's calibration scores before and after.
 
     With a wide branch, the deep part's weight in the sum of the two (`deep_weight`) is chosen first: the one of
-    least validation log-loss (each at its own temperature), so the deep part's correction is kept only as far as
-    the validation papers say it helps. The temperature is kept only where it does not make the validation split's
+    least validation log-loss (each at its own temperature), or of a multi-label model the one whose decisions
+    score the best validation F1 (`choose_deep_weight`), so the deep part's correction is kept only as far as the
+    validation papers say it helps. The temperature is kept only where it does not make the validation split's
     expected calibration error worse (else 1.0, and the result says so). A multi-label model then has its decision
     thresholds tuned on the calibrated probabilities (`threshold_tuning`, stored in the config), and the result also
     holds the thresholds each way of tuning gives (`thresholds`) with their validation scores."""
@@ -48,7 +49,8 @@ def calibrate(trainer, validation, method: str, threshold_tuning: str = UNTUNED)
         )
     result = {"method": method, "validation_papers": len(raw.label_ids)}
     if wide is not None:
-        config.deep_weight, result["deep_weight_log_loss"] = choose_deep_weight(
+        criterion = "deep_weight_f1" if config.is_multi_label else "deep_weight_log_loss"
+        config.deep_weight, result[criterion] = choose_deep_weight(
             logits - wide, wide, raw.label_ids, fit_temperatures=method == TEMPERATURE
         )
         logits = config.deep_weight * (logits - wide) + wide

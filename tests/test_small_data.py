@@ -176,6 +176,32 @@ def test_the_deep_parts_weight_is_the_one_validation_supports():
     assert weight == 1.0
 
 
+def test_a_multi_label_models_deep_weight_is_chosen_by_the_f1_of_its_decisions():
+    from sklearn.metrics import f1_score
+
+    from hf_hybrid.calibration import decision_f1, tune_thresholds
+    from hf_hybrid.model.pipeline_arxiv_classification import decide_labels
+
+    rng = np.random.default_rng(0)
+    labels = np.stack([rng.random(400) < 0.5, rng.random(400) < 0.5, rng.random(400) < 0.06], axis=1).astype(int)
+    # The wide branch knows the two common labels and only the rare one's base rate; the deep part knows the rare one.
+    wide = np.where(labels == 1, 2.0, -2.0) + rng.normal(0, 1, size=labels.shape)
+    wide[:, 2] = -2.8
+    deep = np.zeros(labels.shape)
+    deep[:, 2] = np.where(labels[:, 2] == 1, 6.0, -1.0) + rng.normal(0, 1, size=400)
+    weight, scores = choose_deep_weight(deep, wide, labels)
+    assert set(scores) == {f"{w:g}" for w in DEEP_WEIGHT_GRID} and weight == 1.0
+    assert scores["1"] == max(scores.values()) > scores["0"]
+    # A deep part of noise only costs the decisions: it counts nothing.
+    weight, scores = choose_deep_weight(rng.normal(0, 4, size=labels.shape), wide + deep, labels)
+    assert weight == 0.0 and scores["0"] == max(scores.values())
+    # The score is scikit-learn's micro- and macro-F1, averaged, of the decisions at the tuned threshold.
+    probabilities = 1 / (1 + np.exp(-(wide + deep)))
+    decided = decide_labels(probabilities, tune_thresholds(probabilities, labels, per_label=False)).numpy()
+    expected = (f1_score(labels, decided, average="micro") + f1_score(labels, decided, average="macro")) / 2
+    assert decision_f1(wide + deep, labels) == pytest.approx(expected, abs=1e-9)
+
+
 def test_the_model_weighs_its_deep_part_by_deep_weight(make_tiny_config, tiny_tokenizer):
     config = make_tiny_config(wide_branch=True, wide_bigram_buckets=64)
     torch.manual_seed(0)
