@@ -14,11 +14,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .evaluation import BEST_MULTI_LABEL_METRIC, compute_metrics
 from .recipes import NOTEBOOK_RECIPE
+from .wide_fit import HELD_OUT_WIDE_LOGITS
 
 # Written into every checkpoint: the digest of the papers its run learns from and is measured on (`papers_digest`).
 PAPERS_RECORD = "papers_sha256.txt"
-# A training column: each paper's wide logits from a fit that did not see it (`wide_fit.out_of_fold_logits`).
-HELD_OUT_WIDE_LOGITS = "held_out_wide_logits"
 
 
 class HybridTrainer(Trainer):

@@ -6,38 +6,34 @@ weights, tokenizer, code, metrics, report, plots and model card.
 """
 
 import copy
-import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import torch
-from datasets import DatasetDict, concatenate_datasets
-from transformers import DataCollatorWithPadding, set_seed
+from transformers import set_seed
 
 from .calibration import GLOBAL, clear_calibration
 from .class_weights import default_rule, resolve_class_weights
-from .data import label_names_of, load_papers, papers_digest, tokenize_papers, training_texts
+from .data import load_papers, papers_digest, tokenize_papers, training_texts
 from .distributed import share_from_main_process
 from .errors import UserError
-from .evaluation import evaluation_report, metrics_table
+from .final_fit import fit_final_model
 from .held_out import calibrate, test_and_report
 from .hub import model_loading, push_model_folder
 from .model import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
 from .model.configuration_hybrid_cnn_lstm import MIN_VOCAB_SIZE, MULTI_LABEL, SINGLE_LABEL
 from .output_folder import check_output_and_hub, last_complete_checkpoint, save_model_folder, staging_dir
-from .trainer import HELD_OUT_WIDE_LOGITS, PAPERS_RECORD, FreezeEmbeddingCallback, HybridTrainer, build_trainer
+from .tables import label_names_of
+from .trainer import PAPERS_RECORD, build_trainer
 from .training_args import (
-    FINAL_FIT_ALL,
-    FINAL_FIT_TRAIN_VALIDATION,
     NO_FINAL_FIT,
     DataArguments,
     FinetuneArguments,
     HybridTrainingArguments,
     ModelArguments,
 )
-from .wide_fit import JOINT, LBFGS, fit_wide_branch, out_of_fold_logits, regularization_candidates
+from .wide_fit import prepare_wide_branch, with_held_out_wide_logits
 from .word_vectors import (
     RANDOM,
     WORD2VEC,
@@ -386,65 +382,6 @@ def fit_and_report(
     return report
 
 
-def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool, resuming: bool = False):
-    """With `--wide_fit lbfgs` (the default for a model whose head starts fresh: a new model, or fine-tuning to new
-    labels), fits the wide branch on the `train` papers (unless `resuming`: the checkpoint holds the fitted weights)
-    and keeps it fixed while the rest of the model trains, and with `--wide_folds` computes the branch's out-of-fold
-    logits of those papers, for the rest to learn to correct (choosing C on them, unless `--wide_regularization` is
-    given); with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the out-of-fold logits),
-    each None where there is none. On several processes the main one fits, and gives the others the branch's
-    weights and the logits (the summary: None there)."""
-    if model.wide is None:
-        return None, None
-    method = training_args.wide_fit or (LBFGS if fresh_head else JOINT)
-    if method == JOINT:
-        # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
-        model.wide.bias.requires_grad_(False)
-        return None, None
-    model.wide.requires_grad_(False)
-    folds = training_args.wide_folds
-    summary, logits = None, None
-    if training_args.process_index == 0:
-        candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
-        iterations, quiet = training_args.wide_fit_iterations, training_args.disable_tqdm
-
-        def fit(regularization):
-            if resuming:
-                return {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
-            return fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
-
-        # With C given, the branch is fitted first and the folds start from it (fewer iterations, same optimum);
-        # with C to choose, the folds choose it first.
-        summary = fit(candidates[0]) if len(candidates) == 1 else None
-        if folds:
-            start = (model.wide.weight.detach(), model.wide.bias.detach()) if summary else None
-            logits, out_of_fold = out_of_fold_logits(
-                model,
-                tokenizer,
-                train,
-                folds,
-                training_args.seed,
-                candidates,
-                iterations,
-                disable_progress_bar=quiet,
-                start=start,
-            )
-            chosen = out_of_fold.pop("inverse_regularization")
-            summary = summary or fit(chosen)
-            summary["out_of_fold"] = out_of_fold
-    elif folds:
-        logits = torch.zeros(len(train), model.config.num_labels)
-    share_from_main_process(training_args, [model.wide.weight, model.wide.bias, *([] if logits is None else [logits])])
-    return summary, logits
-
-
-def with_held_out_wide_logits(tokenized_train, logits):
-    """The tokenized training papers with their out-of-fold wide logits as a column (unchanged without them)."""
-    if logits is None:
-        return tokenized_train
-    return tokenized_train.add_column(HELD_OUT_WIDE_LOGITS, logits.tolist())
-
-
 def dataset_description(data_args) -> tuple[str, str]:
     """(name, type) of the training data, for the model card's `model-index`: a Hub dataset's id is both; a file
     is named by its stem and has the type of its format (`csv`, `json`, `parquet`), which the Hub reads as no
@@ -453,105 +390,6 @@ def dataset_description(data_args) -> tuple[str, str]:
         return data_args.dataset_name, data_args.dataset_name
     path = Path(data_args.train_file)
     return path.stem, path.suffix.lstrip(".").lower() or "file"
-
-
-def best_epoch(log_history: list[dict], best_metric: float | None, metric: str = "accuracy") -> float | None:
-    """The epoch of the evaluation that scored the best validation `metric` (the one restored at the end)."""
-    return next((entry["epoch"] for entry in log_history if entry.get(f"eval_{metric}") == best_metric), None)
-
-
-def fit_final_model(
-    new_model,
-    splits,
-    held_out_trainer,
-    training_args,
-    mode: str,
-    staging: Path,
-    fresh_head: bool = True,
-    wide_fit: dict | None = None,
-) -> dict:
-    """Trains a fresh model (`new_model(papers)`: a new vocabulary, word vectors and weights, or the base model
-    again) on every labelled paper (`mode` `all`), or on the training and validation papers (`train_validation`,
-    then measured on the test split), for the held-out run's best epoch count, with the wide branch's C it chose and
-    its calibration; returns the model, its tokenizer and embedding start, and what it was trained on (with its
-    test report when the test split stayed out)."""
-    parts = ["train", "validation"] + (["test"] if mode == FINAL_FIT_ALL else [])
-    papers = concatenate_datasets([splits[name] for name in parts])
-    epochs = best_epoch(
-        held_out_trainer.state.log_history,
-        held_out_trainer.state.best_metric,
-        held_out_trainer.args.metric_for_best_model,
-    )
-    epochs = round(epochs or held_out_trainer.state.epoch)
-    logger.info("final fit: a new model on the %d papers of %s, for %d epochs", len(papers), " + ".join(parts), epochs)
-    set_seed(training_args.seed)
-    model, tokenizer, embedding_start = new_model(papers)
-    # The held-out run's choice of C (`wide_fit`, its summary) holds for the final fit too; where validation gave
-    # the deep part no weight, only the wide branch is fitted again (the deep part would count for nothing).
-    regularization = (wide_fit or {}).get("inverse_regularization", training_args.wide_regularization)
-    deep_counts = model.wide is None or held_out_trainer.model.config.deep_weight > 0
-    arguments = dataclasses.replace(
-        training_args,
-        wide_regularization=regularization,
-        wide_folds=training_args.wide_folds if deep_counts else 0,
-    )
-    _, held_out_wide_logits = prepare_wide_branch(model, tokenizer, papers, arguments, fresh_head=fresh_head)
-    with training_args.main_process_first(desc="tokenizing"):
-        tokenized = tokenize_papers(DatasetDict(train=papers, test=splits["test"]), tokenizer)
-    tokenized["train"] = with_held_out_wide_logits(tokenized["train"], held_out_wide_logits)
-    # No evaluation, no checkpoints: there is no held-out split left to pick an epoch with, nor to halve a plateau
-    # scheduler's learning rate on (the notebook recipe's keeps its rate).
-    plateau = training_args.lr_scheduler_type == "reduce_lr_on_plateau"
-    arguments = dataclasses.replace(
-        training_args,
-        push_to_hub=False,
-        output_dir=str(staging / "final-fit"),
-        num_train_epochs=epochs,
-        max_steps=-1,
-        lr_scheduler_type="constant" if plateau else training_args.lr_scheduler_type,
-        lr_scheduler_kwargs={} if plateau else training_args.lr_scheduler_kwargs,
-        eval_strategy="no",
-        save_strategy="no",
-        load_best_model_at_end=False,
-        resume_from_checkpoint=None,
-    )
-    trainer = HybridTrainer(
-        model=model,
-        args=arguments,
-        train_dataset=tokenized["train"],
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        callbacks=[FreezeEmbeddingCallback(training_args.freeze_embedding_epochs)],
-    )
-    if deep_counts:
-        trainer.train()
-    else:
-        logger.info("final fit: the deep part has no weight (deep_weight 0): it is not trained again")
-    held_out_config = held_out_trainer.model.config
-    for name in ("calibration_temperature", "deep_weight", "label_thresholds"):
-        setattr(model.config, name, getattr(held_out_config, name))
-    if trainer.is_world_process_zero():
-        shutil.rmtree(staging / "final-fit", ignore_errors=True)
-    final = {
-        "mode": mode,
-        "splits": parts,
-        "train_papers": len(papers),
-        "epochs": epochs if deep_counts else 0,
-        "model": model,
-        "tokenizer": tokenizer,
-        "embedding_start": embedding_start,
-    }
-    if mode == FINAL_FIT_TRAIN_VALIDATION:
-        prediction = trainer.predict(tokenized["test"], metric_key_prefix="final_test")
-        label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        final["test"] = evaluation_report(
-            prediction.label_ids, prediction.predictions, label_names, model.config.label_thresholds
-        )
-        if trainer.is_world_process_zero():
-            print(
-                f"\nThe final model on the test split ({len(splits['test'])} papers):\n{metrics_table(final['test'])}\n"
-            )
-    return final
 
 
 def _shared_tokenizer(train, model_args, training_args) -> HybridCNNLSTMTokenizer:

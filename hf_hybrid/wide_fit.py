@@ -2,7 +2,7 @@
 regression over the training papers' TF-IDF rows, a convex problem that full-batch L-BFGS solves far closer
 to its optimum than two epochs of mini-batch AdamW do (most of its million features are rare). The fitted
 weights are then frozen while the rest of the model trains, learning to correct the branch's logits as they are
-on papers it was not fitted on (`out_of_fold_logits`).
+on papers it was not fitted on (`out_of_fold_logits`). `prepare_wide_branch` is that step of a training run.
 
 Example:
 
@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import share_from_main_process
+
 logger = logging.getLogger(__name__)
 
 LBFGS = "lbfgs"
@@ -31,6 +33,8 @@ WIDE_FITS = (LBFGS, JOINT)
 REGULARIZATION_CANDIDATES = (1.0, 10.0, 100.0)
 DEFAULT_REGULARIZATION = 10.0
 CROSS_VALIDATION_MAX_PAPERS = 10_000
+# A training column: each paper's wide logits from a fit that did not see it (`out_of_fold_logits`).
+HELD_OUT_WIDE_LOGITS = "held_out_wide_logits"
 
 
 def regularization_candidates(given: float | None, papers: int, folds: int) -> tuple[float, ...]:
@@ -280,3 +284,62 @@ def _solve(
         "objective": round(float(final), 6),
     }
     return full, bias.detach(), summary
+
+
+def prepare_wide_branch(model, tokenizer, train, training_args, fresh_head: bool, resuming: bool = False):
+    """With `--wide_fit lbfgs` (the default for a model whose head starts fresh: a new model, or fine-tuning to new
+    labels), fits the wide branch on the `train` papers (unless `resuming`: the checkpoint holds the fitted weights)
+    and keeps it fixed while the rest of the model trains, and with `--wide_folds` computes the branch's out-of-fold
+    logits of those papers, for the rest to learn to correct (choosing C on them, unless `--wide_regularization` is
+    given); with `joint`, only the branch's bias stays fixed. Returns (what the fit did, the out-of-fold logits),
+    each None where there is none. On several processes the main one fits, and gives the others the branch's
+    weights and the logits (the summary: None there)."""
+    if model.wide is None:
+        return None, None
+    method = training_args.wide_fit or (LBFGS if fresh_head else JOINT)
+    if method == JOINT:
+        # Trained beside the deep head, the branch keeps no bias of its own: the head's carries the base rates.
+        model.wide.bias.requires_grad_(False)
+        return None, None
+    model.wide.requires_grad_(False)
+    folds = training_args.wide_folds
+    summary, logits = None, None
+    if training_args.process_index == 0:
+        candidates = regularization_candidates(training_args.wide_regularization, len(train), folds)
+        iterations, quiet = training_args.wide_fit_iterations, training_args.disable_tqdm
+
+        def fit(regularization):
+            if resuming:
+                return {"method": LBFGS, "inverse_regularization": regularization, "resumed": True}
+            return fit_wide_branch(model, tokenizer, train, regularization, iterations, disable_progress_bar=quiet)
+
+        # With C given, the branch is fitted first and the folds start from it (fewer iterations, same optimum);
+        # with C to choose, the folds choose it first.
+        summary = fit(candidates[0]) if len(candidates) == 1 else None
+        if folds:
+            start = (model.wide.weight.detach(), model.wide.bias.detach()) if summary else None
+            logits, out_of_fold = out_of_fold_logits(
+                model,
+                tokenizer,
+                train,
+                folds,
+                training_args.seed,
+                candidates,
+                iterations,
+                disable_progress_bar=quiet,
+                start=start,
+            )
+            chosen = out_of_fold.pop("inverse_regularization")
+            summary = summary or fit(chosen)
+            summary["out_of_fold"] = out_of_fold
+    elif folds:
+        logits = torch.zeros(len(train), model.config.num_labels)
+    share_from_main_process(training_args, [model.wide.weight, model.wide.bias, *([] if logits is None else [logits])])
+    return summary, logits
+
+
+def with_held_out_wide_logits(tokenized_train, logits):
+    """The tokenized training papers with their out-of-fold wide logits as a column (unchanged without them)."""
+    if logits is None:
+        return tokenized_train
+    return tokenized_train.add_column(HELD_OUT_WIDE_LOGITS, logits.tolist())

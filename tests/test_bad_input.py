@@ -422,7 +422,7 @@ def _write_csv(path: Path, rows: list[dict], encoding: str = "utf-8") -> Path:
 
 
 def test_literal_missing_value_words_stay_text(tmp_path):
-    from hf_hybrid.data import prepare_table, read_table
+    from hf_hybrid.tables import prepare_table, read_table
 
     words = ["NA", "null", "None", "N/A", "nan", "NaN", "#N/A", "NULL"]
     rows = [{"title": word, "abstract": word, "category": "cs.AI"} for word in words]
@@ -537,7 +537,7 @@ def test_files_that_are_not_utf8_text_or_hold_the_wrong_json_types_are_refused(
 
 
 def test_numbers_in_a_text_column_are_read_as_text(tmp_path):
-    from hf_hybrid.data import prepare_table, read_table
+    from hf_hybrid.tables import prepare_table, read_table
 
     path = tmp_path / "mixed.jsonl"
     path.write_text(
@@ -819,7 +819,7 @@ def test_data_that_leaves_one_training_paper_is_refused_before_training(tmp_path
 
 
 def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monkeypatch):
-    import hf_hybrid.cli
+    import hf_hybrid.commands.demo
     import hf_hybrid.hub
 
     space = tmp_path / "my-space"
@@ -837,7 +837,7 @@ def test_a_space_is_not_written_over_the_users_own_files(tmp_path, capsys, monke
     # With --overwrite the Space is written (the Hub answered here by stand-ins).
     monkeypatch.setattr(hf_hybrid.hub, "pinned_commit", lambda repo, revision=None: "0" * 40)
     monkeypatch.setattr(hf_hybrid.hub, "repo_files", lambda repo, revision: REPO_FILES)
-    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    monkeypatch.setattr(hf_hybrid.commands.demo, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
     assert main(["demo", "--model", "someone/model", "--write_space", str(space), "--overwrite"]) == 0
     assert 'MODEL_ID = "someone/model"' in (space / "app.py").read_text()
 
@@ -868,12 +868,12 @@ REPO_FILES = [
     ],
 )
 def test_no_space_is_written_for_a_repo_it_could_not_load(missing, tmp_path, capsys, monkeypatch):
-    import hf_hybrid.cli
+    import hf_hybrid.commands.demo
     import hf_hybrid.hub
 
     monkeypatch.setattr(hf_hybrid.hub, "pinned_commit", lambda repo, revision=None: "0" * 40)
     monkeypatch.setattr(hf_hybrid.hub, "repo_files", lambda repo, revision: [f for f in REPO_FILES if f not in missing])
-    monkeypatch.setattr(hf_hybrid.cli, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
+    monkeypatch.setattr(hf_hybrid.commands.demo, "space_labels", lambda repo, revision: ["cs.AI", "cs.CL"])
     line = refused(capsys, ["demo", "--model", "someone/model", "--write_space", tmp_path / "space"])
     assert line == (
         f"hf-hybrid demo: error: someone/model at commit {'0' * 40} has no {', '.join(missing)}, so a "
@@ -920,7 +920,8 @@ def test_labels_listing_several_labels_are_refused_without_multi_label(listing, 
 def test_a_single_label_written_as_a_list_of_one_is_that_label(tmp_path):
     from papers import make_papers
 
-    from hf_hybrid.data import label_names_of, load_papers
+    from hf_hybrid.data import load_papers
+    from hf_hybrid.tables import label_names_of
     from hf_hybrid.training_args import DataArguments
 
     papers = make_papers(20)
@@ -1330,7 +1331,8 @@ def test_a_workers_error_comes_back_as_its_one_line(tmp_path):
     import queue
     from dataclasses import asdict
 
-    from hf_hybrid.bulk import BulkSettings, _worker
+    from hf_hybrid.bulk import BulkSettings
+    from hf_hybrid.bulk.workers import _worker
 
     settings = BulkSettings(
         input_file=str(_write_jsonl(tmp_path / "papers.jsonl", _bulk_rows())),

@@ -258,7 +258,7 @@ def test_files_as_excel_and_gzip_write_them_give_the_results_of_plain_ones(wide_
 def test_training_and_evaluation_read_the_same_files(tmp_path):
     import gzip
 
-    from hf_hybrid.data import read_table
+    from hf_hybrid.tables import read_table
 
     rows = [{**row, "category": "cs.AI"} for row in paper_rows(2)]
     plain = write_input(tmp_path / "plain.csv", rows)
@@ -280,7 +280,7 @@ def test_training_and_evaluation_read_the_same_files(tmp_path):
 # `CUT` bytes (a line torn by the kill), then the process waits to be killed. The test kills it with SIGKILL.
 STOPPED_RUN = textwrap.dedent("""
     import os, sys, threading
-    from hf_hybrid import bulk
+    from hf_hybrid.bulk.writing import JsonLinesOutput, ParquetOutput, json_lines, part_name
     from hf_hybrid.cli import main
 
     stop_after, cut, marker = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -291,17 +291,17 @@ STOPPED_RUN = textwrap.dedent("""
             calls.append(1)
             if len(calls) <= stop_after:
                 return write(self, records, ids, start)
-            if isinstance(self, bulk.JsonLinesOutput):
-                self.handle.write(bulk._json_lines(records, ids)[:cut])
+            if isinstance(self, JsonLinesOutput):
+                self.handle.write(json_lines(records, ids)[:cut])
                 self.handle.flush()
             else:  # a part file half written under its temporary name
-                (self.path / (bulk._part_name(start) + ".tmp")).write_bytes(b"PAR1 torn")
+                (self.path / (part_name(start) + ".tmp")).write_bytes(b"PAR1 torn")
             open(marker, "w").close()
             threading.Event().wait()
         return stopping
 
-    bulk.JsonLinesOutput.write = stop(bulk.JsonLinesOutput.write)
-    bulk.ParquetOutput.write = stop(bulk.ParquetOutput.write)
+    JsonLinesOutput.write = stop(JsonLinesOutput.write)
+    ParquetOutput.write = stop(ParquetOutput.write)
     main(sys.argv[4:])
 """)
 
@@ -595,7 +595,7 @@ def test_settings_given_as_numpy_scalars_are_kept_as_python_numbers(saved_model_
     import numpy as np
 
     from hf_hybrid.bulk import BulkSettings, classify_file
-    from hf_hybrid.cli import load_trained
+    from hf_hybrid.loading import load_trained
 
     source = write_input(tmp_path / "papers.jsonl", paper_rows(2))
     values = dict(input_file=str(source), model=str(saved_model_dir), revision=None, title_column="title")

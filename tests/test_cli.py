@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from papers import make_papers, write_papers_csv
 
-from hf_hybrid import cli
 from hf_hybrid.cli import main
+from hf_hybrid.commands import push as push_command
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -266,7 +266,7 @@ def test_a_bug_keeps_its_traceback_instead_of_becoming_a_one_line_error(bug, mon
     def broken(argv):
         raise bug
 
-    monkeypatch.setitem(cli.COMMANDS, "push", (broken, cli.description("push")))
+    monkeypatch.setattr(push_command, "run_push", broken)
     with pytest.raises(type(bug)):
         main(["push", "--model", "x", "--repo_id", "y/z"])
 

@@ -16,10 +16,12 @@ from transformers import AutoModelForSequenceClassification, pipeline
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from hf_hybrid.calibration import fit_temperature, tune_thresholds
 from hf_hybrid.class_weights import parse_class_weights, resolve_class_weights
-from hf_hybrid.cli import load_trained, main
-from hf_hybrid.data import DataError, label_names_of, load_papers, tokenize_papers
+from hf_hybrid.cli import main
+from hf_hybrid.data import DataError, load_papers, tokenize_papers
 from hf_hybrid.evaluation import classification_metric, evaluation_report
+from hf_hybrid.loading import load_trained
 from hf_hybrid.model.pipeline_arxiv_classification import decide_labels
+from hf_hybrid.tables import label_names_of
 from hf_hybrid.training_args import DataArguments
 
 MULTI_LABEL = "multi_label_classification"

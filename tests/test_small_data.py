@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 import hf_hybrid.held_out as held_out_module
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification
 from hf_hybrid.calibration import DEEP_WEIGHT_GRID, choose_deep_weight
-from hf_hybrid.cli import load_trained
+from hf_hybrid.loading import load_trained
 from hf_hybrid.training import base_model_loader, train_model
 from hf_hybrid.training_args import (
     SMALL_TABLE_PAPERS,

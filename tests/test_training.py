@@ -19,11 +19,11 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, HfAr
 import hf_hybrid.trainer as trainer_module
 import hf_hybrid.training as training_module
 from hf_hybrid.class_weights import parse_class_weights, resolve_class_weights
-from hf_hybrid.cli import load_trained
 from hf_hybrid.data import load_papers, tokenize_papers
 from hf_hybrid.errors import UserError
 from hf_hybrid.evaluation import predict_logits
 from hf_hybrid.hub import pushed_files
+from hf_hybrid.loading import load_trained
 from hf_hybrid.model import HybridCNNLSTMForSequenceClassification
 from hf_hybrid.model_card import CARD_HYPERPARAMETERS, ModelCardFacts, build_model_card
 from hf_hybrid.recipes import MULTI_LABEL_CHANGES, RECIPES

@@ -13,22 +13,25 @@ from papers import make_multi_label_papers, make_papers, write_multi_label_csv
 from sklearn.linear_model import LogisticRegression
 
 from hf_hybrid import HybridCNNLSTMConfig, HybridCNNLSTMForSequenceClassification, HybridCNNLSTMTokenizer
-from hf_hybrid.cli import load_trained, main
+from hf_hybrid.cli import main
 from hf_hybrid.data import load_papers, tokenize_papers
-from hf_hybrid.trainer import HELD_OUT_WIDE_LOGITS, build_trainer
-from hf_hybrid.training import prepare_wide_branch, with_held_out_wide_logits
+from hf_hybrid.loading import load_trained
+from hf_hybrid.trainer import build_trainer
 from hf_hybrid.training_args import DataArguments, HybridTrainingArguments
 from hf_hybrid.wide_fit import (
     CROSS_VALIDATION_MAX_PAPERS,
     DEFAULT_REGULARIZATION,
+    HELD_OUT_WIDE_LOGITS,
     REGULARIZATION_CANDIDATES,
     branch_loss,
     fit_wide_branch,
     fold_assignment,
     label_targets,
     out_of_fold_logits,
+    prepare_wide_branch,
     regularization_candidates,
     tfidf_rows,
+    with_held_out_wide_logits,
 )
 
 LABELS = ["cs.AI", "cs.CL", "cs.CV", "cs.LG"]

@@ -11,7 +11,7 @@ Needs the `serve` extra (FastAPI, uvicorn, prometheus_client).
 Example:
 
 ```python
->>> from hf_hybrid.cli import load_trained
+>>> from hf_hybrid.loading import load_trained
 >>> from hf_hybrid.serving import ServeSettings, serve
 >>> tokenizer, model = load_trained("arxiv-hybrid")  # doctest: +SKIP
 >>> serve(model.fold_for_inference(), tokenizer, ServeSettings(max_batch_size=32), port=8000)  # doctest: +SKIP

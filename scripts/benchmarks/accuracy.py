@@ -171,8 +171,8 @@ def tfidf_one_vs_rest(splits, threshold: float = 0.3) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
-    from hf_hybrid.data import label_names_of
     from hf_hybrid.evaluation import evaluation_report
+    from hf_hybrid.tables import label_names_of
 
     started = time.perf_counter()
 

@@ -135,7 +135,7 @@ def measure_bulk(model_dir: str, papers: list[dict], threads: int) -> dict:
     import torch
 
     from hf_hybrid.bulk import BulkClassifier
-    from hf_hybrid.cli import load_trained
+    from hf_hybrid.loading import load_trained
 
     torch.set_num_threads(threads)
     tokenizer, model = load_trained(model_dir)
