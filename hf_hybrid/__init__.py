@@ -10,6 +10,9 @@ factories and the `arxiv-classification` pipeline task (`import hf_hybrid.model`
 - evaluate: `predict_logits` then `evaluation_report`;
 - predict: `ArxivClassificationPipeline` (a file of papers: `hf_hybrid.bulk.classify_file`);
 - push: `push_model_folder`; export: `export_onnx`.
+
+Every command that runs a trained model loads it with `hf_hybrid.loading.load_trained`; the commands themselves are
+modules of `hf_hybrid.commands`, which `hf_hybrid.cli` runs.
 """
 
 import importlib
