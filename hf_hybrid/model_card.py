@@ -335,9 +335,14 @@ def describe_calibration_fit(calibration: dict) -> str:
         return ""
     sentences = [f"Calibration was fitted on the {calibration['validation_papers']:,} papers of the validation split."]
     if "deep_weight" in calibration:
+        criterion = (
+            "whose decisions score the best validation F1 (mean of micro and macro)"
+            if "deep_weight_f1" in calibration
+            else "of least validation log-loss"
+        )
         sentences.append(
             f"The deep part's scores count {calibration['deep_weight']:g} times in their sum with the wide branch's "
-            "(`deep_weight` in `config.json`): of 0, 0.1, ..., 1, the weight of least validation log-loss, so the "
+            f"(`deep_weight` in `config.json`): of 0, 0.1, ..., 1, the weight {criterion}, so the "
             "deep part's correction of the wide branch is kept only as far as those papers say it helps."
         )
     if "temperature_declined" in calibration:

@@ -263,3 +263,13 @@ def test_the_notebook_recipe_on_a_small_table_fits_its_final_model_at_a_constant
     )
     final = json.loads((output_dir / "eval_results.json").read_text())["final_fit"]
     assert final["mode"] == "all" and final["train_papers"] == 120 and final["epochs"] >= 1
+
+
+def test_the_card_names_the_criterion_that_chose_the_deep_parts_weight():
+    from hf_hybrid.model_card import describe_calibration_fit
+
+    single = describe_calibration_fit({"validation_papers": 120, "deep_weight": 0.3, "deep_weight_log_loss": {}})
+    multi = describe_calibration_fit({"validation_papers": 120, "deep_weight": 1.0, "deep_weight_f1": {}})
+    assert "count 0.3 times" in single and "the weight of least validation log-loss" in single
+    assert "count 1 times" in multi and "the weight whose decisions score the best validation F1" in multi
+    assert "log-loss" not in multi
